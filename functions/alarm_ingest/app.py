@@ -1,0 +1,44 @@
+"""AlarmIngest: an alarm log from AlarmIngestRule becomes a stored, located, correlated alarm
+pushed to every client bound to the box (first and second alarm)."""
+
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from boxwatch.alarms import ingest_alarm
+from boxwatch.contract import AlarmEvent
+from boxwatch.errors import Rejected
+from boxwatch.models import bind_tables
+from boxwatch.settings import Settings
+
+SETTINGS = Settings.from_env(os.environ)
+bind_tables(SETTINGS)
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+sns = boto3.client("sns")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        result = ingest_alarm(AlarmEvent.parse(event), SETTINGS, sns)
+    except Rejected as exc:
+        # bad input is refused, never retried: a retry cannot make it valid
+        logger.warning(f"alarm rejected: {exc.message}", extra={"error": exc.code, **exc.details})
+        metrics.add_dimension(name="reason", value=exc.code)
+        metrics.add_metric(name="AlarmsRejected", unit=MetricUnit.Count, value=1)
+        return {"status": "rejected", **exc.as_dict()}
+    logger.info("alarm processed", extra={"box": result.box_id, "seq": result.seq, "status": result.status,
+                                          "neighbours": [n.id for n in result.neighbours]})
+    metrics.add_metric(name="AlarmsDuplicate" if result.status == "duplicate" else "AlarmsStored",
+                       unit=MetricUnit.Count, value=1)
+    sent = sum(len(r.sent) for r in result.reports.values())
+    metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=sent)
+    return {"status": result.status, "box": result.box_id, "seq": result.seq, "notified": sent}

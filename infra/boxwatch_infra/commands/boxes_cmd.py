@@ -1,0 +1,107 @@
+"""Operator commands on a deployed stack: boxes import/register, clients bind.
+
+Table names come from the stack's outputs (CloudFormation), so the same commands work on AWS and
+on the local cloud (set AWS_ENDPOINT_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    boxes = sub.add_parser("boxes", help="box registry").add_subparsers(dest="boxes_cmd", required=True)
+    imp = boxes.add_parser("import", help="bulk-load boxes from CSV: id,name,address,lat,lng[,timezone]")
+    imp.add_argument("csv")
+    imp.add_argument("--stack", default="boxwatch")
+    imp.set_defaults(func=import_csv)
+    reg = boxes.add_parser("register", help="register or move one box")
+    for name in ("id", "name", "lat", "lng"):
+        reg.add_argument(f"--{name}", required=True)
+    reg.add_argument("--address", default="")
+    reg.add_argument("--timezone", default="Asia/Shanghai")
+    reg.add_argument("--stack", default="boxwatch")
+    reg.set_defaults(func=register_one)
+
+    clients = sub.add_parser("clients", help="client bindings").add_subparsers(dest="clients_cmd", required=True)
+    b = clients.add_parser("bind", help="bind a client to a box")
+    b.add_argument("client_id")
+    b.add_argument("box_id")
+    b.add_argument("--target", required=True, help="SNS endpoint/topic ARN or +E.164 phone number")
+    b.add_argument("--kind", default="endpoint", choices=["endpoint", "topic", "sms"])
+    b.add_argument("--locale", default="zh-CN", choices=["zh-CN", "en"])
+    b.add_argument("--stack", default="boxwatch")
+    b.set_defaults(func=bind_client)
+
+
+def stack_settings(stack: str) -> Any:
+    """Settings whose table names and parameters are the deployed stack's."""
+    import boto3
+
+    from boxwatch.models import bind_tables
+    from boxwatch.settings import Settings
+
+    desc = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])}
+    values = {
+        "boxes_table": outputs["BoxesTableName"],
+        "bindings_table": outputs["BindingsTableName"],
+        "alarms_table": outputs["AlarmsTableName"],
+    }
+    if "NeighbourRadiusM" in params:
+        values["neighbour_radius_m"] = params["NeighbourRadiusM"]
+    if "OutageRadiusM" in params:
+        values["outage_radius_m"] = params["OutageRadiusM"]
+    settings = Settings.model_validate(values)
+    bind_tables(settings)
+    return settings
+
+
+def import_csv(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from boxwatch.registry import BoxSpec, import_boxes
+
+    settings = stack_settings(args.stack)
+    with open(args.csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    specs, bad = [], 0
+    for line, row in enumerate(rows, start=2):
+        try:
+            specs.append(BoxSpec.model_validate(row))
+        except ValidationError as exc:
+            bad += 1
+            print(f"{args.csv}:{line}: skipped: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}", file=sys.stderr)
+    for _ in tqdm(import_boxes(specs, settings), total=len(specs), unit="box", desc="importing"):
+        pass
+    print(f"imported {len(specs)} boxes, skipped {bad} bad rows", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def register_one(args: argparse.Namespace) -> int:
+    from boxwatch.registry import BoxSpec, register_box
+
+    settings = stack_settings(args.stack)
+    item = register_box(BoxSpec(id=args.id, name=args.name, address=args.address, lat=args.lat, lng=args.lng,
+                                timezone=args.timezone), settings)
+    print(f"{item.box_id}: alarm cell {item.alarm_cell}, area cell {item.area_cell}")
+    return 0
+
+
+def bind_client(args: argparse.Namespace) -> int:
+    from boxwatch.errors import UnknownBox
+    from boxwatch.registry import BindingSpec, bind
+
+    stack_settings(args.stack)
+    try:
+        bind(BindingSpec(client_id=args.client_id, box_id=args.box_id, target=args.target,
+                         target_kind=args.kind, locale=args.locale))
+    except UnknownBox as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,152 @@
+"""The alarm path: store an alarm log once, locate it, find same-cause neighbours, notify.
+
+First alarm: every client bound to the box gets the located alarm.
+Second alarm: if other boxes within `neighbour_radius_m` raised the same cause within
+`neighbour_window_s` before this alarm, the box's clients are told which (one message, all boxes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from boxwatch import geo
+from boxwatch.contract import AlarmEvent
+from boxwatch.errors import Conflict
+from boxwatch.models import AlarmCellEntry, AlarmRecord, BoxItem
+from boxwatch.notify import Notification, SendReport, local_time, send
+from boxwatch.registry import bindings_of_box, get_box
+from boxwatch.settings import Settings
+
+
+@dataclass
+class Neighbour:
+    id: str
+    name: str
+    distance_m: float
+    alarm_time: int
+    seq: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "distance_m": round(self.distance_m, 1),
+                "alarm_time": self.alarm_time, "seq": self.seq}
+
+
+@dataclass
+class IngestResult:
+    status: Literal["stored", "duplicate", "resumed"]
+    box_id: str
+    seq: int
+    neighbours: list[Neighbour] = field(default_factory=list)
+    reports: dict[str, SendReport] = field(default_factory=dict)
+
+
+def _same_content(existing: AlarmRecord, alarm: AlarmEvent) -> bool:
+    return (existing.cause, int(existing.alarm_time), float(existing.value), float(existing.threshold)) == (
+        alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold)
+
+
+def _store(alarm: AlarmEvent, box: BoxItem, settings: Settings) -> AlarmRecord | None:
+    """Write the record and its cell entry atomically; return the existing record on a redelivery."""
+    cell = geo.cell_of(box.lat, box.lng, settings.alarm_res)
+    expires = alarm.alarm_time // 1000 + settings.alarm_retention_days * 86_400
+    record = AlarmRecord(
+        *AlarmRecord.key(box.box_id, alarm.seq),
+        box_id=box.box_id, seq=alarm.seq, cause=alarm.cause.value, alarm_time=alarm.alarm_time,
+        received_at=alarm.received_at, value=alarm.value, threshold=alarm.threshold, unit=alarm.unit,
+        circuit=alarm.circuit, phase=alarm.phase, cell=cell, expires_at=expires,
+    )
+    entry = AlarmCellEntry(
+        *AlarmCellEntry.key(cell, alarm.cause.value, alarm.alarm_time, box.box_id, alarm.seq),
+        box_id=box.box_id, name=box.name, lat=box.lat, lng=box.lng, seq=alarm.seq,
+        alarm_time=alarm.alarm_time,
+        # the cell index only serves the correlation window; keep it a day past that
+        expires_at=alarm.alarm_time // 1000 + settings.neighbour_window_s + 86_400,
+    )
+    try:
+        with TransactWrite(connection=Connection()) as tx:
+            tx.save(record, condition=AlarmRecord.pk.does_not_exist())
+            tx.save(entry)
+    except TransactWriteError as exc:
+        reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
+        if "ConditionalCheckFailed" not in reasons:
+            raise
+        existing = AlarmRecord.get(*AlarmRecord.key(box.box_id, alarm.seq), consistent_read=True)
+        if not _same_content(existing, alarm):
+            raise Conflict("sequence number reused with different content", box=box.box_id, seq=alarm.seq) from None
+        return existing
+    return None
+
+
+def same_cause_neighbours(box: BoxItem, cause: str, alarm_time: int, settings: Settings) -> list[Neighbour]:
+    """Other boxes within the radius with a `cause` alarm in [t - window, t]: one Query per cell."""
+    lo = f"{cause}#{alarm_time - settings.neighbour_window_s * 1000:013d}"
+    hi = f"{cause}#{alarm_time:013d}#\uffff"
+    found: dict[str, Neighbour] = {}
+    for cell in geo.covering_cells(box.lat, box.lng, settings.neighbour_radius_m, settings.alarm_res):
+        for entry in AlarmCellEntry.query(f"CELL#{cell}", AlarmCellEntry.sk.between(lo, hi), consistent_read=True):
+            if entry.box_id == box.box_id:
+                continue
+            d = geo.distance_m((box.lat, box.lng), (entry.lat, entry.lng))
+            if d > settings.neighbour_radius_m:
+                continue
+            seen = found.get(entry.box_id)
+            if seen is None or entry.alarm_time > seen.alarm_time:
+                found[entry.box_id] = Neighbour(entry.box_id, entry.name, d, int(entry.alarm_time), int(entry.seq))
+    return sorted(found.values(), key=lambda n: (n.distance_m, n.id))
+
+
+def alarm_notification(box: BoxItem, alarm: AlarmEvent) -> Notification:
+    return Notification(
+        kind="alarm",
+        box_id=box.box_id,
+        data={"cause": alarm.cause.value, "seq": alarm.seq, "alarm_time": alarm.alarm_time,
+              "value": alarm.value, "threshold": alarm.threshold, "unit": alarm.unit,
+              "name": box.name, "address": box.address, "lat": box.lat, "lng": box.lng, "boxes": []},
+        context={"cause": alarm.cause.value, "value": alarm.value, "threshold": alarm.threshold,
+                 "unit": alarm.unit, "local_time": local_time(alarm.alarm_time, box.timezone),
+                 "box_name": box.name, "address": box.address, "lat": box.lat, "lng": box.lng},
+    )
+
+
+def nearby_notification(box: BoxItem, alarm: AlarmEvent, neighbours: list[Neighbour],
+                        settings: Settings) -> Notification:
+    return Notification(
+        kind="same_cause_nearby",
+        box_id=box.box_id,
+        data={"cause": alarm.cause.value, "seq": alarm.seq, "alarm_time": alarm.alarm_time,
+              "boxes": [n.id for n in neighbours], "neighbours": [n.as_dict() for n in neighbours]},
+        context={"cause": alarm.cause.value, "box_name": box.name, "count": len(neighbours),
+                 "radius_m": settings.neighbour_radius_m, "window_min": settings.neighbour_window_s / 60,
+                 "boxes_named": [{"id": n.id, "name": n.name, "distance_m": n.distance_m} for n in neighbours]},
+    )
+
+
+def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
+    """Store once, notify once. A redelivery of a notified alarm does nothing; one whose first
+    delivery crashed before notifying finishes the notification."""
+    alarm.check_time(settings.alarm_max_age_s, settings.alarm_max_future_s)
+    box = get_box(alarm.thing)
+    existing = _store(alarm, box, settings)
+    if existing is not None and existing.notified_at is not None:
+        return IngestResult("duplicate", box.box_id, alarm.seq)
+
+    neighbours = same_cause_neighbours(box, alarm.cause.value, alarm.alarm_time, settings)
+    bindings = bindings_of_box(box.box_id)
+    result = IngestResult("stored" if existing is None else "resumed", box.box_id, alarm.seq, neighbours)
+    result.reports["alarm"] = send(sns, bindings, alarm_notification(box, alarm))
+    if neighbours:
+        result.reports["same_cause_nearby"] = send(sns, bindings, nearby_notification(box, alarm, neighbours, settings))
+    failed = [f for r in result.reports.values() for f in r.failed]
+    if failed:
+        # leave notified_at unset: the retry resumes (issue 8 makes the per-client sends exactly-once)
+        raise RuntimeError(f"push failed for {len(failed)} client(s): {failed[:5]}")
+    AlarmRecord(*AlarmRecord.key(box.box_id, alarm.seq)).update(
+        actions=[AlarmRecord.notified_at.set(alarm.received_at),
+                 AlarmRecord.neighbours.set([n.as_dict() for n in neighbours])]
+    )
+    return result

@@ -1,0 +1,190 @@
+"""Rendering notifications for phones and publishing them through SNS.
+
+Each notification is one SNS Publish per client with MessageStructure=json: a `default` text, an
+FCM (`GCM`) and an APNS body carrying the same title/body plus the machine-readable `boxwatch`
+data that the app (and replay) reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from botocore.exceptions import ClientError
+
+from boxwatch.models import BindingItem
+
+CAUSE_NAMES = {
+    "en": {
+        "overcurrent": "overcurrent",
+        "overtemp": "cable overtemperature",
+        "residual_current": "residual current (leakage)",
+        "overvoltage": "overvoltage",
+        "undervoltage": "undervoltage",
+        "short_circuit": "short circuit",
+        "arc_fault": "arc fault",
+    },
+    "zh-CN": {
+        "overcurrent": "过流",
+        "overtemp": "线缆温度过高",
+        "residual_current": "剩余电流（漏电）",
+        "overvoltage": "过压",
+        "undervoltage": "欠压",
+        "short_circuit": "短路",
+        "arc_fault": "故障电弧",
+    },
+}
+
+UNIT_NAMES = {"degC": "°C", "A": "A", "mA": "mA", "V": "V", "count": ""}
+
+# (title, body) per kind and locale; placeholders are filled from the notification's context
+TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
+    "alarm": {
+        "en": (
+            "Alarm: {cause_name} at {box_name}",
+            "{cause_name}: {value}{unit} (threshold {threshold}{unit}) at {local_time}. "
+            "{box_name}, {address} ({lat:.5f}, {lng:.5f}).",
+        ),
+        "zh-CN": (
+            "报警：{box_name} {cause_name}",
+            "{cause_name}：测量值 {value}{unit}（阈值 {threshold}{unit}），时间 {local_time}。"
+            "位置：{box_name}，{address}（{lat:.5f}, {lng:.5f}）。",
+        ),
+    },
+    "same_cause_nearby": {
+        "en": (
+            "{count} nearby box(es) also report {cause_name}",
+            "Within {radius_m:.0f} m of {box_name} in the last {window_min:.0f} min: {box_list}.",
+        ),
+        "zh-CN": (
+            "附近 {count} 个配电箱同样报警：{cause_name}",
+            "{box_name} 周边 {radius_m:.0f} 米内、最近 {window_min:.0f} 分钟内：{box_list}。",
+        ),
+    },
+    "offline_after_alarm": {
+        "en": (
+            "{box_name} went offline after its alarm",
+            "{box_name} lost its connection at {local_time}, {minutes_after:.1f} min after its "
+            "{cause_name} alarm (seq {alarm_seq}). It may have burned or tripped: check on site.",
+        ),
+        "zh-CN": (
+            "{box_name} 报警后离线",
+            "{box_name} 于 {local_time} 离线，距{cause_name}报警（序号 {alarm_seq}）{minutes_after:.1f} 分钟，"
+            "可能已烧毁或跳闸，请现场检查。",
+        ),
+    },
+    "neighbour_outage": {
+        "en": (
+            "{count} boxes near {box_name} went offline",
+            "{box_list} lost connection within {span_s:.0f} s of each other near {box_name} "
+            "(fire or area outage?). You may power off {box_name} from the app.",
+        ),
+        "zh-CN": (
+            "{box_name} 附近 {count} 个配电箱离线",
+            "{box_list} 在 {span_s:.0f} 秒内相继离线（可能起火或区域停电）。可在应用中远程断开 {box_name} 的电源。",
+        ),
+    },
+    "power_off_result": {
+        "en": ("Power-off {status}: {box_name}", "Command {command_id} for {box_name}: {status}. {reason}"),
+        "zh-CN": ("远程断电{status_zh}：{box_name}", "{box_name} 的断电指令 {command_id}：{status_zh}。{reason}"),
+    },
+}
+
+STATUS_ZH = {"succeeded": "成功", "failed": "失败", "expired": "已过期", "refused": "被拒绝"}
+
+
+def local_time(epoch_ms: int, tz: str) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What to tell: `data` is the machine-readable part, `context` fills the text templates."""
+
+    kind: str
+    box_id: str
+    data: dict[str, Any]
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def render(self, locale: str) -> tuple[str, str]:
+        lang = locale if locale in ("en", "zh-CN") else "en"
+        ctx = dict(self.context)
+        if "cause" in ctx:
+            ctx.setdefault("cause_name", CAUSE_NAMES[lang].get(ctx["cause"], ctx["cause"]))
+        if "unit" in ctx:
+            ctx["unit"] = UNIT_NAMES.get(ctx["unit"], ctx["unit"] or "")
+        if "status" in ctx:
+            ctx.setdefault("status_zh", STATUS_ZH.get(ctx["status"], ctx["status"]))
+        if isinstance(ctx.get("boxes_named"), list):
+            sep = "、" if lang == "zh-CN" else ", "
+            metres = "米" if lang == "zh-CN" else " m"
+            ctx["box_list"] = sep.join(
+                f"{b['name']} ({b['id']}" + (f", {b['distance_m']:.0f}{metres})" if "distance_m" in b else ")")
+                for b in ctx["boxes_named"]
+            )
+        title, body = TEMPLATES[self.kind][lang]
+        return title.format(**ctx), body.format(**ctx)
+
+    def message(self, locale: str) -> str:
+        """The SNS MessageStructure=json document."""
+        title, body = self.render(locale)
+        data = {"kind": self.kind, "box": self.box_id, **self.data}
+        gcm = {
+            "notification": {"title": title, "body": body},
+            "data": {"kind": self.kind, "boxwatch": json.dumps(data, ensure_ascii=False)},
+            "android": {"priority": "high"},
+        }
+        apns = {"aps": {"alert": {"title": title, "body": body}, "sound": "default"}, "boxwatch": data}
+        return json.dumps(
+            {
+                "default": f"{title}\n{body}",
+                "GCM": json.dumps(gcm, ensure_ascii=False),
+                "APNS": json.dumps(apns, ensure_ascii=False),
+                "APNS_SANDBOX": json.dumps(apns, ensure_ascii=False),
+                "email": f"{title}\n\n{body}\n\n{json.dumps(data, ensure_ascii=False)}",
+            },
+            ensure_ascii=False,
+        )
+
+
+@dataclass
+class SendReport:
+    sent: list[str] = field(default_factory=list)  # client ids
+    disabled: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (client id, error code)
+
+
+def publish(sns: Any, binding: BindingItem, note: Notification) -> None:
+    if binding.target_kind == "sms":
+        title, body = note.render(binding.locale)
+        sns.publish(PhoneNumber=binding.target, Message=f"{title}: {body}"[:1400])
+    else:
+        sns.publish(TargetArn=binding.target, MessageStructure="json", Message=note.message(binding.locale))
+
+
+def send(sns: Any, bindings: list[BindingItem], note: Notification) -> SendReport:
+    """Send one notification to each enabled binding; one client's failure never stops the others.
+
+    A disabled push endpoint (app uninstalled, token expired) is marked on the binding so that we
+    stop trying it; other failures are reported for the caller to retry.
+    """
+    report = SendReport()
+    for binding in bindings:
+        if not binding.enabled:
+            continue
+        try:
+            publish(sns, binding, note)
+            report.sent.append(binding.client_id)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            if code == "EndpointDisabled":
+                binding.update(
+                    actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set("EndpointDisabled")]
+                )
+                report.disabled.append(binding.client_id)
+            else:
+                report.failed.append((binding.client_id, code))
+    return report

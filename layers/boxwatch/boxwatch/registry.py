@@ -1,0 +1,126 @@
+"""Box registry and client bindings: the operator's side of the data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from boxwatch.contract import BOX_ID_PATTERN
+from boxwatch.errors import UnknownBox
+from boxwatch.geo import cell_of
+from boxwatch.models import BindingItem, BoxItem
+from boxwatch.settings import Settings
+
+
+class BoxSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: str = Field(pattern=BOX_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field("", max_length=500)
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class BindingSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    client_id: str = Field(min_length=1, max_length=128)
+    box_id: str = Field(pattern=BOX_ID_PATTERN)
+    target: str = Field(min_length=1, max_length=1024)
+    target_kind: Literal["endpoint", "topic", "sms"] = "endpoint"
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+
+
+def box_item(spec: BoxSpec, settings: Settings) -> BoxItem:
+    return BoxItem(
+        spec.id,
+        name=spec.name,
+        address=spec.address,
+        lat=spec.lat,
+        lng=spec.lng,
+        timezone=spec.timezone,
+        alarm_cell=cell_of(spec.lat, spec.lng, settings.alarm_res),
+        area_cell=cell_of(spec.lat, spec.lng, settings.area_res),
+    )
+
+
+def register_box(spec: BoxSpec, settings: Settings) -> BoxItem:
+    """Create or move a box: its cells follow its coordinates; network status is kept."""
+    item = box_item(spec, settings)
+    try:
+        old = BoxItem.get(spec.id)
+        item.online, item.status_since = old.online, old.status_since
+        item.status_reason, item.presence_version = old.status_reason, old.presence_version
+    except BoxItem.DoesNotExist:
+        pass
+    item.save()
+    return item
+
+
+def import_boxes(specs: Iterable[BoxSpec], settings: Settings) -> Iterator[BoxItem]:
+    """Bulk load (BatchWriteItem, 25 per request; pynamodb resends unprocessed items).
+
+    Yields each box as it is queued so callers can show progress. Status of existing boxes is
+    reset to online: bulk import is for commissioning, `register_box` for moves.
+    """
+    with BoxItem.batch_write() as batch:
+        for spec in specs:
+            item = box_item(spec, settings)
+            batch.save(item)
+            yield item
+
+
+def get_box(box_id: str) -> BoxItem:
+    try:
+        return BoxItem.get(box_id)
+    except BoxItem.DoesNotExist:
+        raise UnknownBox(f"box {box_id!r} is not registered", box=box_id) from None
+
+
+def bind(spec: BindingSpec) -> BindingItem:
+    """Bind a client to a box. The box must exist: we never guess."""
+    get_box(spec.box_id)
+    item = BindingItem(
+        spec.box_id,
+        spec.client_id,
+        target=spec.target,
+        target_kind=spec.target_kind,
+        locale=spec.locale,
+        enabled=True,
+    )
+    item.save()
+    return item
+
+
+def unbind(client_id: str, box_id: str) -> None:
+    BindingItem(box_id, client_id).delete()
+
+
+def bindings_of_box(box_id: str) -> list[BindingItem]:
+    return list(BindingItem.query(box_id))
+
+
+def boxes_of_client(client_id: str) -> list[BindingItem]:
+    return list(BindingItem.by_client.query(client_id))
+
+
+def is_bound(client_id: str, box_id: str) -> bool:
+    try:
+        BindingItem.get(box_id, client_id, attributes_to_get=["box_id"])
+        return True
+    except BindingItem.DoesNotExist:
+        return False

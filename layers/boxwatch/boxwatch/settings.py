@@ -1,0 +1,48 @@
+"""Typed configuration. Handlers build it from their environment (set by template.yaml);
+the domain only ever sees this object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from boxwatch.geo import resolution_for_radius
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    boxes_table: str = "boxwatch-boxes"
+    bindings_table: str = "boxwatch-bindings"
+    alarms_table: str = "boxwatch-alarms"
+    network_table: str = "boxwatch-network"
+    commands_table: str = "boxwatch-commands"
+
+    neighbour_radius_m: float = Field(1000.0, gt=0, le=50_000)
+    neighbour_window_s: int = Field(600, gt=0, le=86_400)
+    alarm_max_age_s: int = Field(7 * 86_400, gt=0)
+    alarm_max_future_s: int = Field(300, ge=0)
+    alarm_retention_days: int = Field(90, gt=0)
+
+    offline_watch_s: int = Field(300, gt=0)
+    outage_radius_m: float = Field(500.0, gt=0, le=50_000)
+    outage_max_gap_s: int = Field(60, gt=0)
+    sweep_interval_s: int = Field(60, gt=0)
+
+    command_expiry_s: int = Field(120, gt=0, le=3600)
+
+    @cached_property
+    def alarm_res(self) -> int:
+        return resolution_for_radius(self.neighbour_radius_m)
+
+    @cached_property
+    def area_res(self) -> int:
+        return resolution_for_radius(self.outage_radius_m)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read UPPER_CASE variables named like the fields (e.g. NEIGHBOUR_RADIUS_M)."""
+        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        return cls.model_validate(values)
