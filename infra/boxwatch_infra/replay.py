@@ -100,6 +100,7 @@ class Replay:
     def setup(self, sb: Sandbox) -> None:
         for _ in import_boxes((BoxSpec.model_validate(raw) for raw in self.scenario.boxes), sb.settings):
             pass
+        sb.create_things([str(raw["id"]) for raw in self.scenario.boxes])  # every box is an IoT thing
         endpoints = sb.create_push_endpoints([c.id for c in self.scenario.clients])
         self.endpoint_client = {arn: cid for cid, arn in endpoints.items()}
         for client in self.scenario.clients:
@@ -141,6 +142,7 @@ class Replay:
             timeline.sort(key=lambda x: (x[0], x[1]))
             for t, kind, item in timeline:
                 self.t = t
+                sb.now_ms = self.now_ms
                 if kind == 0:
                     self._event(item)
                 else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
 from boxwatch_infra.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
 from boxwatch_infra.lambda_runtime import LocalFunction, patched_environ
+from boxwatch_infra.shadow import ShadowUpdate
 from boxwatch_infra.template import Template
 
 FAKE_CREDENTIALS = {
@@ -41,6 +42,8 @@ class AwsCallCounter:
         self.calls: Counter[str] = Counter()
         self.operations: Counter[str] = Counter()
         self.active = False
+        # called around every API call (counted or not): (service, operation, params, call) -> result
+        self.interceptors: list[Callable[[str, str, dict[str, Any], Callable[[], Any]], Any]] = []
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[AwsCallCounter]:
@@ -48,11 +51,17 @@ class AwsCallCounter:
         counter = self
 
         def counted(client: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
+            service = client.meta.service_model.service_name
             if counter.active:
-                service = client.meta.service_model.service_name
                 counter.calls[service] += 1
                 counter.operations[f"{service}.{operation_name}"] += 1
-            return original(client, operation_name, api_params)
+
+            def call() -> Any:
+                return original(client, operation_name, api_params)
+
+            for intercept in counter.interceptors:
+                return intercept(service, operation_name, api_params, call)
+            return call()
 
         BaseClient._make_api_call = counted  # type: ignore[attr-defined]
         try:
@@ -88,6 +97,9 @@ class Sandbox:
         self._stack = contextlib.ExitStack()
         self._functions: dict[str, LocalFunction] = {}
         self.tables: dict[str, str] = {}
+        self.now_ms = 0  # virtual time, set by whoever drives the sandbox (replay)
+        self.pending_mqtt: list[tuple[str, dict[str, Any]]] = []  # what IoT Core would publish next
+        self.mqtt_log: list[tuple[int, str, dict[str, Any]]] = []  # (t ms, topic, payload) cloud -> devices
         self.topics: dict[str, str] = {}
         self.queues: dict[str, str] = {}
 
@@ -99,6 +111,7 @@ class Sandbox:
         self._stack.enter_context(patched_environ(env))
         self._stack.enter_context(mock_aws())
         self._stack.enter_context(self.counter.installed())
+        self.counter.interceptors.append(self._observe_shadow)
         self.tables = self.template.create_tables(self.client("dynamodb"))
         self.topics = self.template.create_topics(self.client("sns"))
         self.queues = self.template.create_queues(self.client("sqs"))
@@ -128,7 +141,54 @@ class Sandbox:
     def invoke(self, name: str, event: Any) -> Any:
         fn = self.function(name)
         with self.counter.counting():
-            return fn.invoke(event)
+            result = fn.invoke(event)
+        self.flush_mqtt()
+        return result
+
+    # ---------------------------------------------------------------- device shadow
+    def create_things(self, names: list[str]) -> None:
+        iot = self.client("iot")
+        for name in names:
+            iot.create_thing(thingName=name)
+
+    def _shadow_doc(self, thing: str, shadow_name: str | None) -> dict[str, Any] | None:
+        from moto.iotdata.models import iotdata_backends
+
+        backend = iotdata_backends[self.template.account_id][self.template.region]
+        shadow = backend.iot_backend.describe_thing(thing).thing_shadows.get(shadow_name)
+        if shadow is None or shadow.deleted:
+            return None
+        doc: dict[str, Any] = shadow.to_dict(include_delta=False)
+        return doc
+
+    def shadow(self, thing: str) -> dict[str, Any] | None:
+        """The classic shadow's state document, as GetThingShadow returns it (without delta)."""
+        return self._shadow_doc(thing, None)
+
+    def _observe_shadow(self, service: str, operation: str, params: dict[str, Any], call: Callable[[], Any]) -> Any:
+        """After each accepted UpdateThingShadow, queue what AWS IoT publishes (delta, documents)."""
+        if service != "iot-data" or operation != "UpdateThingShadow":
+            return call()
+        thing, name = params["thingName"], params.get("shadowName")
+        previous = self._shadow_doc(thing, name)
+        result = call()
+        current = self._shadow_doc(thing, name)
+        if name is None and current is not None:
+            update = ShadowUpdate(thing, previous, current, self.now_ms // 1000)
+            self.pending_mqtt.extend(update.messages())
+        return result
+
+    def device_shadow_update(self, thing: str, payload: dict[str, Any]) -> None:
+        """A box publishing on $aws/things/<thing>/shadow/update (AWS applies it to the shadow)."""
+        self.client("iot-data").update_thing_shadow(thingName=thing, payload=json.dumps(payload).encode())
+        self.flush_mqtt()
+
+    def flush_mqtt(self) -> None:
+        """Deliver what IoT Core published, through the rules, until nothing is left."""
+        while self.pending_mqtt:
+            topic, payload = self.pending_mqtt.pop(0)
+            self.mqtt_log.append((self.now_ms, topic, payload))
+            self.publish_mqtt(topic, payload, client_id="", now_ms=self.now_ms)
 
     def publish_mqtt(self, topic: str, payload: Any, client_id: str, now_ms: int) -> list[Delivery]:
         """What IoT Core does with a message: every matching rule invokes its function."""
