@@ -85,7 +85,9 @@ def test_cli_prints_only_the_report_on_stdout() -> None:
     # When the console command runs the scenario / Then stdout parses as one JSON document
     out = subprocess.run(
         [sys.executable, "-m", "boxwatch_infra.cli", "replay", str(SCENARIO), "--json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     report = json.loads(out.stdout)
     assert {"notifications", "rejected", "aws_calls"} <= set(report)
@@ -96,9 +98,16 @@ def fleet_scenario(n_boxes: int) -> Scenario:
     """Five alarming boxes at fixed places in Beijing, the rest of the fleet on a ~200 m grid around them."""
     alarming = [(39.98, 116.31), (39.981, 116.311), (39.979, 116.312), (39.985, 116.305), (39.975, 116.316)]
     side = math.ceil(math.sqrt(n_boxes))
-    boxes = [{"id": f"AL-{i}", "name": f"alarming {i}", "lat": lat, "lng": lng} for i, (lat, lng) in enumerate(alarming)]
+    boxes = [
+        {"id": f"AL-{i}", "name": f"alarming {i}", "lat": lat, "lng": lng} for i, (lat, lng) in enumerate(alarming)
+    ]
     boxes += [
-        {"id": f"BX-{i:06d}", "name": f"box {i}", "lat": 39.5 + (i // side) * 0.0018, "lng": 116.0 + (i % side) * 0.0023}
+        {
+            "id": f"BX-{i:06d}",
+            "name": f"box {i}",
+            "lat": 39.5 + (i // side) * 0.0018,
+            "lng": 116.0 + (i % side) * 0.0023,
+        }
         for i in range(n_boxes - len(alarming))
     ]
     events = [

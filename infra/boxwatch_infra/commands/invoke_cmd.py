@@ -18,7 +18,9 @@ from boxwatch_infra.template import ROOT
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("invoke", help="invoke a template function's handler with an event file")
     p.add_argument("function", help="logical id (AlarmIngestFunction) or short name (AlarmIngest)")
-    p.add_argument("-e", "--event", required=True, action="append", help="event JSON file (repeat to send several, in order)")
+    p.add_argument(
+        "-e", "--event", required=True, action="append", help="event JSON file (repeat to send several, in order)"
+    )
     p.add_argument("--seed", default=str(ROOT / "events" / "seed.yaml"), help="scenario whose boxes/clients to load")
     p.add_argument("--aws", action="store_true", help="use the AWS the environment points at, not moto")
     p.set_defaults(func=run)
