@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint unit integration e2e demo replay package bench bench-quick clean
+.PHONY: checkov install test lint unit integration e2e demo replay package bench bench-quick clean
 
 install: $(STAMP)
 
@@ -24,8 +24,17 @@ lint: install
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python -m boxwatch_infra.template
 
-test: lint
+test: lint checkov
 	$(BIN)/pytest
+
+# checkov pins an older boto3 than the project: it gets its own venv (~3 s per run)
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q checkov
+
+checkov: $(CHECKOV_VENV)/bin/checkov
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
 unit: install
 	$(BIN)/pytest tests/unit
@@ -39,5 +48,12 @@ e2e: install
 demo: install
 	$(BIN)/boxwatch replay tests/scenarios/alarm_path.yaml --json
 
+# benchmarks (issue 7): bench/results.json, results.md, results.png; prints the table
+bench: install
+	$(BIN)/python -m boxwatch_infra.bench
+
+bench-quick: install
+	$(BIN)/python -m boxwatch_infra.bench --quick --out bench/quick
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .aws-sam build
+	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache .aws-sam build

@@ -11,29 +11,35 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from boxwatch.alarms import ingest_alarm
 from boxwatch.contract import AlarmEvent
+from boxwatch.deadletter import dead_letter
 from boxwatch.errors import Rejected
+from boxwatch.idempotency import alarm_idempotency
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
 
 SETTINGS = Settings.from_env(os.environ)
 bind_tables(SETTINGS)
+IDEMPOTENCY = alarm_idempotency(SETTINGS)
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 sns = boto3.client("sns")
+sqs = boto3.client("sqs")
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    IDEMPOTENCY.register_lambda_context(context)
     try:
-        result = ingest_alarm(AlarmEvent.parse(event), SETTINGS, sns)
+        result = ingest_alarm(AlarmEvent.parse(event), SETTINGS, sns, IDEMPOTENCY)
     except Rejected as exc:
-        # bad input is refused, never retried: a retry cannot make it valid
+        # bad input is refused, never retried (a retry cannot make it valid); dead-lettered for operators
         logger.warning(f"alarm rejected: {exc.message}", extra={"error": exc.code, **exc.details})
         metrics.add_dimension(name="reason", value=exc.code)
         metrics.add_metric(name="AlarmsRejected", unit=MetricUnit.Count, value=1)
+        dead_letter(sqs, SETTINGS.rejected_input_queue, context.function_name, event, exc)
         return {"status": "rejected", **exc.as_dict()}
     logger.info("alarm processed", extra={"box": result.box_id, "seq": result.seq, "status": result.status,
                                           "neighbours": [n.id for n in result.neighbours]})

@@ -145,6 +145,7 @@ class Rule:
     star: bool
     items: list[tuple[str, Expr]]
     where: Callable[[MessageContext], bool] | None
+    error_queue: str | None = None  # logical id of the SQS queue of the rule's ErrorAction
 
     @classmethod
     def parse(cls, name: str, function: str, sql: str) -> Rule:
@@ -203,5 +204,8 @@ def rules_from_template(template: Template) -> list[Rule]:
                 target = fn_ref["Fn::GetAtt"][0] if isinstance(fn_ref, dict) and "Fn::GetAtt" in fn_ref else None
                 if target is None:
                     raise UnsupportedSql(f"rule {logical}: Lambda action must GetAtt a template function")
-                rules.append(Rule.parse(logical, target, str(template.resolve(payload["Sql"]))))
+                rule = Rule.parse(logical, target, str(template.resolve(payload["Sql"])))
+                queue_ref = payload.get("ErrorAction", {}).get("Sqs", {}).get("QueueUrl")
+                rule.error_queue = queue_ref.get("Ref") if isinstance(queue_ref, dict) else None
+                rules.append(rule)
     return rules

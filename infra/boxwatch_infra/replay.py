@@ -79,6 +79,9 @@ class Replay:
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
         self.parameters = {setting_to_parameter(k): v for k, v in scenario.settings.items()}
+        if "sweep_interval_s" in scenario.settings and "sweep_schedule" not in scenario.settings:
+            # the schedule follows the interval; rate() in seconds is below EventBridge's minute but fine here
+            self.parameters["SweepSchedule"] = f"rate({int(scenario.settings['sweep_interval_s'])} seconds)"
         self.start_ms = int(scenario.start.timestamp() * 1000)
         self.t = 0.0
         self.notifications: list[dict[str, Any]] = []
@@ -237,3 +240,6 @@ def run_file(path: str | Path) -> dict[str, Any]:
 
 def dumps(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+from boxwatch_infra import replay_network  # noqa: E402,F401  (registers connected/disconnected)

@@ -19,6 +19,7 @@ from botocore.client import BaseClient
 
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
+from boxwatch_infra import delivery
 from boxwatch_infra.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
 from boxwatch_infra.lambda_runtime import LocalFunction, patched_environ
 from boxwatch_infra.shadow import ShadowUpdate
@@ -56,12 +57,13 @@ class AwsCallCounter:
                 counter.calls[service] += 1
                 counter.operations[f"{service}.{operation_name}"] += 1
 
-            def call() -> Any:
-                return original(client, operation_name, api_params)
+            # the interceptors nest, first outermost: each one's `call` runs the next, the last the real call
+            def call_from(i: int) -> Any:
+                if i == len(counter.interceptors):
+                    return original(client, operation_name, api_params)
+                return counter.interceptors[i](service, operation_name, api_params, lambda: call_from(i + 1))
 
-            for intercept in counter.interceptors:
-                return intercept(service, operation_name, api_params, call)
-            return call()
+            return call_from(0)
 
         BaseClient._make_api_call = counted  # type: ignore[attr-defined]
         try:
@@ -90,6 +92,9 @@ class Delivery:
 @dataclass
 class Sandbox:
     parameter_overrides: dict[str, Any] = field(default_factory=dict)
+    # True: rule deliveries are asynchronous invokes with Lambda's retries, on-failure destination
+    # and the rule's ErrorAction, as on AWS (boxwatch_infra.delivery); False: direct, errors raise
+    async_invokes: bool = False
 
     def __post_init__(self) -> None:
         self.template = Template(parameter_overrides=self.parameter_overrides)
@@ -102,6 +107,7 @@ class Sandbox:
         self.mqtt_log: list[tuple[int, str, dict[str, Any]]] = []  # (t ms, topic, payload) cloud -> devices
         self.topics: dict[str, str] = {}
         self.queues: dict[str, str] = {}
+        self.before_retry: list[Callable[[str, Any], None]] = []  # (function, event) before each async retry
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sandbox:
@@ -199,9 +205,16 @@ class Sandbox:
             try:
                 event = rule.apply(ctx)
             except ValueError as exc:
+                if self.async_invokes:
+                    delivery.rule_error_action(self, rule, topic, client_id, raw.encode() if isinstance(raw, str)
+                                               else raw, f"malformed: {exc}")
                 deliveries.append(Delivery(rule.name, rule.function, {}, error=f"malformed: {exc}"))
                 continue
             if event is None:
+                continue
+            if self.async_invokes:
+                result, error = delivery.invoke_async(self, rule.function, event)
+                deliveries.append(Delivery(rule.name, rule.function, event, result=result, error=error))
                 continue
             deliveries.append(Delivery(rule.name, rule.function, event, result=self.invoke(rule.function, event)))
         return deliveries

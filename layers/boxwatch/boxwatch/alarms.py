@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
+)
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -17,6 +22,7 @@ from pynamodb.transactions import TransactWrite
 from boxwatch import geo
 from boxwatch.contract import AlarmEvent
 from boxwatch.errors import Conflict
+from boxwatch.idempotency import Idempotency
 from boxwatch.models import AlarmCellEntry, AlarmRecord, BoxItem
 from boxwatch.notify import Notification, SendReport, local_time, send
 from boxwatch.registry import bindings_of_box, get_box
@@ -43,6 +49,23 @@ class IngestResult:
     seq: int
     neighbours: list[Neighbour] = field(default_factory=list)
     reports: dict[str, SendReport] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able: what the idempotency record keeps as the delivery's response."""
+        return {"status": self.status, "box_id": self.box_id, "seq": self.seq,
+                "neighbours": [n.as_dict() for n in self.neighbours],
+                "reports": {k: {"sent": r.sent, "disabled": r.disabled, "failed": [list(f) for f in r.failed]}
+                            for k, r in self.reports.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IngestResult:
+        return cls(
+            status=d["status"], box_id=d["box_id"], seq=int(d["seq"]),
+            neighbours=[Neighbour(n["id"], n["name"], float(n["distance_m"]), int(n["alarm_time"]), int(n["seq"]))
+                        for n in d.get("neighbours", [])],
+            reports={k: SendReport(list(r["sent"]), list(r["disabled"]), [(c, e) for c, e in r["failed"]])
+                     for k, r in d.get("reports", {}).items()},
+        )
 
 
 def _same_content(existing: AlarmRecord, alarm: AlarmEvent) -> bool:
@@ -126,27 +149,81 @@ def nearby_notification(box: BoxItem, alarm: AlarmEvent, neighbours: list[Neighb
     )
 
 
-def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
-    """Store once, notify once. A redelivery of a notified alarm does nothing; one whose first
-    delivery crashed before notifying finishes the notification."""
-    alarm.check_time(settings.alarm_max_age_s, settings.alarm_max_future_s)
+class NotificationFailed(RuntimeError):
+    """Some pushes failed for a retryable reason: the invocation fails so that Lambda retries it."""
+
+
+def _record_sent(box_id: str, seq: int, sent: set[str]) -> None:
+    """Remember who already got the alarm, so that the retry skips them (failure path only)."""
+    AlarmRecord(*AlarmRecord.key(box_id, seq)).update(actions=[AlarmRecord.sent.set(sorted(sent))])
+
+
+def _process(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
     box = get_box(alarm.thing)
     existing = _store(alarm, box, settings)
-    if existing is not None and existing.notified_at is not None:
+    if existing is not None and existing.notified_at is not None:  # notified before idempotency records existed
         return IngestResult("duplicate", box.box_id, alarm.seq)
 
     neighbours = same_cause_neighbours(box, alarm.cause.value, alarm.alarm_time, settings)
     bindings = bindings_of_box(box.box_id)
     result = IngestResult("stored" if existing is None else "resumed", box.box_id, alarm.seq, neighbours)
-    result.reports["alarm"] = send(sns, bindings, alarm_notification(box, alarm))
+    already: set[str] = set(existing.sent or []) if existing is not None else set()
+    notes = [alarm_notification(box, alarm)]
     if neighbours:
-        result.reports["same_cause_nearby"] = send(sns, bindings, nearby_notification(box, alarm, neighbours, settings))
+        notes.append(nearby_notification(box, alarm, neighbours, settings))
+    for note in notes:
+        result.reports[note.kind] = SendReport()
+
+    def sent_so_far() -> set[str]:
+        return already | {f"{kind}#{c}" for kind, r in result.reports.items() for c in r.sent}
+
+    try:
+        for note in notes:
+            skip = {key.split("#", 1)[1] for key in already if key.startswith(f"{note.kind}#")}
+            send(sns, bindings, note, skip=skip, report=result.reports[note.kind])
+    except Exception:
+        if sent_so_far() != already:
+            _record_sent(box.box_id, alarm.seq, sent_so_far())
+        raise
     failed = [f for r in result.reports.values() for f in r.failed]
     if failed:
-        # leave notified_at unset: the retry resumes (issue 8 makes the per-client sends exactly-once)
-        raise RuntimeError(f"push failed for {len(failed)} client(s): {failed[:5]}")
-    AlarmRecord(*AlarmRecord.key(box.box_id, alarm.seq)).update(
-        actions=[AlarmRecord.notified_at.set(alarm.received_at),
-                 AlarmRecord.neighbours.set([n.as_dict() for n in neighbours])]
-    )
+        if sent_so_far() != already:
+            _record_sent(box.box_id, alarm.seq, sent_so_far())
+        raise NotificationFailed(f"push failed for {len(failed)} client(s): {failed[:5]}")
     return result
+
+
+def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any, idempotency: Idempotency) -> IngestResult:
+    """Store once, notify each bound client once, however often IoT and Lambda deliver the alarm.
+
+    The powertools record keyed on (box, seq) makes a redelivery of a processed alarm return at
+    once (one DynamoDB request) and holds concurrent deliveries off while one is in progress.
+    A delivery whose predecessor failed finds the alarm record stored and resumes the fan-out,
+    skipping the clients the failed attempt recorded as sent (docs/reliability.md).
+    """
+    alarm.check_time(settings.alarm_max_age_s, settings.alarm_max_future_s)
+    delivery = {"thing": alarm.thing, "seq": alarm.seq,
+                "content": [alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold]}
+
+    done: list[IngestResult] = []
+
+    def once(delivery: dict[str, Any]) -> dict[str, Any]:
+        done.append(_process(alarm, settings, sns))
+        return done[0].as_dict()
+
+    try:
+        out = idempotent_function(
+            once, data_keyword_argument="delivery", persistence_store=idempotency.persistence,
+            config=idempotency.config, key_prefix="alarm",
+        )(delivery=delivery)
+    except IdempotencyValidationError:
+        raise Conflict("sequence number reused with different content", box=alarm.thing, seq=alarm.seq) from None
+    except IdempotencyPersistenceLayerError:
+        if not done:
+            raise
+        # everyone was pushed but the record could not be completed: it would expire IN_PROGRESS
+        # and a redelivery would push again, so mark the alarm itself notified (failure path only)
+        AlarmRecord(*AlarmRecord.key(done[0].box_id, alarm.seq)).update(
+            actions=[AlarmRecord.notified_at.set(alarm.received_at)])
+        return done[0]
+    return IngestResult.from_dict(out)

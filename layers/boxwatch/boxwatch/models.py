@@ -7,6 +7,7 @@ from pynamodb.attributes import (
     JSONAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    VersionAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -99,7 +100,9 @@ class AlarmRecord(Model):
     phase = UnicodeAttribute(null=True)
     cell = UnicodeAttribute()
     neighbours = JSONAttribute(null=True)  # the second alarm's box list, for audit
-    notified_at = NumberAttribute(null=True)  # set once every bound client was sent the alarm
+    notified_at = NumberAttribute(null=True)  # legacy: completion now lives in the idempotency record
+    # "<kind>#<client>" already pushed, written only when a fan-out fails half-way (the retry skips them)
+    sent = JSONAttribute(null=True)
     expires_at = NumberAttribute(null=True)  # DynamoDB TTL, epoch seconds
 
     @staticmethod
@@ -132,10 +135,108 @@ class AlarmCellEntry(Model):
         return f"CELL#{cell}", f"{cause}#{alarm_time:013d}#{box_id}#{seq}"
 
 
+# -------------------------------------------------------------------- network status (NetworkTable)
+OFFLINE_BUCKET_MS = 60_000  # offline index partition width; fixed so that entries stay findable
+
+
+class OfflineEntry(Model):
+    """A box that went offline, indexed by event time so the sweep reads only recent changes.
+
+    pk = OFF#<minute bucket>, sk = <offline ms, 13 digits>#<box>: one Query per minute of lookback.
+    """
+
+    class Meta:
+        table_name = "boxwatch-network"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    box_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    lat = NumberAttribute()
+    lng = NumberAttribute()
+    offline_at = NumberAttribute()  # epoch ms, the lifecycle event's timestamp
+    reason = UnicodeAttribute(null=True)
+    clean = BooleanAttribute(default=False)  # client-initiated disconnect: no third alarm
+    version = NumberAttribute()
+    third_alarm_seq = NumberAttribute(null=True)  # claimed before the third alarm is sent (once)
+    alarm_checked = BooleanAttribute(null=True)  # the sweep looked for a late-delivered alarm
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(offline_at: int, box_id: str) -> tuple[str, str]:
+        return f"OFF#{offline_at // OFFLINE_BUCKET_MS}", f"{offline_at:013d}#{box_id}"
+
+
+class OpenIncidentIndex(GlobalSecondaryIndex["IncidentItem"]):
+    """Sparse: only open incidents carry `open_key`."""
+
+    class Meta:
+        index_name = "open_incidents"
+        projection = AllProjection()
+
+    open_key = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
+
+
+class IncidentItem(Model):
+    """An offline cluster (fourth alarm): pk = INC#<id>, sk = META.
+
+    `members` maps every box ever in the cluster to {t: offline ms, lat, lng, name}; `announced`
+    is the union of offline boxes the recipients were told about (unchanged cluster: no work).
+    """
+
+    class Meta:
+        table_name = "boxwatch-network"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="META")
+    incident_id = UnicodeAttribute()
+    state = UnicodeAttribute(default="open")  # open | resolved
+    open_key = UnicodeAttribute(null=True)  # "OPEN" while open, removed on resolve
+    members = JSONAttribute(default=dict)
+    announced = JSONAttribute(default=list)
+    opened_at = NumberAttribute()  # epoch ms, earliest member offline time
+    updated_at = NumberAttribute()  # sweep time of the last change
+    resolved_at = NumberAttribute(null=True)
+    merged_into = UnicodeAttribute(null=True)
+    center_lat = NumberAttribute(null=True)
+    center_lng = NumberAttribute(null=True)
+    radius_m = NumberAttribute(null=True)  # area: every member within radius_m of the center
+    revision = VersionAttribute()  # optimistic lock between overlapping sweeps
+    expires_at = NumberAttribute(null=True)
+    open_incidents = OpenIncidentIndex()
+
+    @staticmethod
+    def key(incident_id: str) -> tuple[str, str]:
+        return f"INC#{incident_id}", "META"
+
+
+class IncidentClientItem(Model):
+    """What one client was told about one incident: pk = INC#<id>, sk = CLIENT#<client>."""
+
+    class Meta:
+        table_name = "boxwatch-network"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    client_id = UnicodeAttribute()
+    box_id = UnicodeAttribute()  # the client's online box the warning was addressed to
+    told = JSONAttribute(default=list)  # offline box ids already sent, sorted
+    content_hash = UnicodeAttribute()
+    sends = NumberAttribute(default=0)
+    updated_at = NumberAttribute()
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(incident_id: str, client_id: str) -> tuple[str, str]:
+        return f"INC#{incident_id}", f"CLIENT#{client_id}"
+
+
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
     "alarms_table": [AlarmRecord, AlarmCellEntry],
+    "network_table": [OfflineEntry, IncidentItem, IncidentClientItem],
 }
 
 

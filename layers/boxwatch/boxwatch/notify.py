@@ -8,12 +8,14 @@ data that the app (and replay) reads.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from boxwatch.models import BindingItem
 
@@ -165,15 +167,18 @@ def publish(sns: Any, binding: BindingItem, note: Notification) -> None:
         sns.publish(TargetArn=binding.target, MessageStructure="json", Message=note.message(binding.locale))
 
 
-def send(sns: Any, bindings: list[BindingItem], note: Notification) -> SendReport:
+def send(sns: Any, bindings: list[BindingItem], note: Notification, skip: Collection[str] = (),
+         report: SendReport | None = None) -> SendReport:
     """Send one notification to each enabled binding; one client's failure never stops the others.
 
     A disabled push endpoint (app uninstalled, token expired) is marked on the binding so that we
-    stop trying it; other failures are reported for the caller to retry.
+    stop trying it; other failures are reported for the caller to retry. Clients in `skip` were
+    already sent this notification by an earlier attempt. Pass `report` to keep what was sent
+    even if something raises half-way (the caller records it for the retry).
     """
-    report = SendReport()
+    report = report if report is not None else SendReport()
     for binding in bindings:
-        if not binding.enabled:
+        if not binding.enabled or binding.client_id in skip:
             continue
         try:
             publish(sns, binding, note)
@@ -181,10 +186,16 @@ def send(sns: Any, bindings: list[BindingItem], note: Notification) -> SendRepor
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             if code == "EndpointDisabled":
-                binding.update(
-                    actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set("EndpointDisabled")]
-                )
                 report.disabled.append(binding.client_id)
+                try:
+                    binding.update(
+                        actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set("EndpointDisabled")]
+                    )
+                except PynamoDBException:
+                    # unmarked, it is tried again on the retry and refused again: no message is lost or doubled
+                    report.failed.append((binding.client_id, "MarkDisabledFailed"))
             else:
                 report.failed.append((binding.client_id, code))
+        except BotoCoreError as exc:  # connection/timeout: retryable like a 5xx
+            report.failed.append((binding.client_id, type(exc).__name__))
     return report

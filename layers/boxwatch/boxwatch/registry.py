@@ -20,7 +20,7 @@ class BoxSpec(BaseModel):
 
     id: str = Field(pattern=BOX_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
-    address: str = Field("", max_length=500)
+    address: str = Field(default="", max_length=500)
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
     timezone: str = "Asia/Shanghai"

@@ -19,6 +19,8 @@ class Settings(BaseModel):
     alarms_table: str = "boxwatch-alarms"
     network_table: str = "boxwatch-network"
     commands_table: str = "boxwatch-commands"
+    idempotency_table: str = "boxwatch-idempotency"  # powertools idempotency records
+    rejected_input_queue: str = ""  # SQS queue URL where handlers dead-letter refused input
 
     neighbour_radius_m: float = Field(1000.0, gt=0, le=50_000)
     neighbour_window_s: int = Field(600, gt=0, le=86_400)

@@ -1,0 +1,48 @@
+"""OfflineSweep: on a schedule, group boxes that went offline together (fourth alarm) and warn the
+clients of the online boxes around them; resolve incidents whose boxes are back."""
+
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from boxwatch.errors import Rejected
+from boxwatch.models import bind_tables
+from boxwatch.outage import ScheduledEvent, sweep
+from boxwatch.settings import Settings
+
+SETTINGS = Settings.from_env(os.environ)
+bind_tables(SETTINGS)
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+sns = boto3.client("sns")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        # the schedule's own time, not the clock: a delayed or replayed sweep sees the same world
+        result = sweep(ScheduledEvent.parse(event).at_ms, SETTINGS, sns)
+    except Rejected as exc:
+        logger.warning(f"sweep event rejected: {exc.message}", extra={"error": exc.code, **exc.details})
+        metrics.add_dimension(name="reason", value=exc.code)
+        metrics.add_metric(name="SweepRejected", unit=MetricUnit.Count, value=1)
+        return {"status": "rejected", **exc.as_dict()}
+    sent = sum(len(c) for c in result.notified.values())
+    logger.info("sweep done", extra={"at": result.at_ms, "candidates": result.candidates, "clusters": result.clusters,
+                                     "opened": result.opened, "updated": result.updated, "resolved": result.resolved,
+                                     "third_alarms": result.third_alarms, "failed": result.failed[:10]})
+    metrics.add_metric(name="SweepCandidates", unit=MetricUnit.Count, value=result.candidates)
+    metrics.add_metric(name="OutageClusters", unit=MetricUnit.Count, value=len(result.clusters))
+    metrics.add_metric(name="IncidentsResolved", unit=MetricUnit.Count, value=len(result.resolved))
+    metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=sent)
+    metrics.add_metric(name="LateThirdAlarms", unit=MetricUnit.Count, value=len(result.third_alarms))
+    metrics.add_metric(name="NotificationsFailed", unit=MetricUnit.Count, value=len(result.failed))
+    return {"status": "swept", "at": result.at_ms, "clusters": result.clusters, "opened": result.opened,
+            "updated": result.updated, "resolved": result.resolved, "notified": sent}

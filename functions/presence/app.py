@@ -1,0 +1,46 @@
+"""Presence: an AWS IoT lifecycle event (connect/disconnect) becomes the box's network status;
+an unclean disconnect soon after an alarm warns the box's clients (third alarm)."""
+
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from boxwatch.errors import Rejected
+from boxwatch.models import bind_tables
+from boxwatch.network import PresenceEvent, record_presence
+from boxwatch.settings import Settings
+
+SETTINGS = Settings.from_env(os.environ)
+bind_tables(SETTINGS)
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+sns = boto3.client("sns")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        result = record_presence(PresenceEvent.parse(event), SETTINGS, sns)
+    except Rejected as exc:
+        # bad input (or a client that is not a box) is refused, never retried
+        logger.warning(f"lifecycle event rejected: {exc.message}", extra={"error": exc.code, **exc.details})
+        metrics.add_dimension(name="reason", value=exc.code)
+        metrics.add_metric(name="PresenceRejected", unit=MetricUnit.Count, value=1)
+        return {"status": "rejected", **exc.as_dict()}
+    logger.info("lifecycle event processed", extra={"box": result.box_id, "status": result.status,
+                                                    "online": result.online, "version": result.version,
+                                                    "third_alarm_seq": result.third_alarm_seq})
+    # stale = late, duplicate or out of order: counted so a misbehaving broker or device shows up
+    metrics.add_metric(name="PresenceStale" if result.status == "stale" else "PresenceApplied",
+                       unit=MetricUnit.Count, value=1)
+    sent = sum(len(r.sent) for r in result.reports.values())
+    metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=sent)
+    return {"status": result.status, "box": result.box_id, "online": result.online,
+            "third_alarm_seq": result.third_alarm_seq, "notified": sent}

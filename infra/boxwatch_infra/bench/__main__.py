@@ -1,0 +1,291 @@
+"""`python -m boxwatch_infra.bench [--quick] [--out bench/]`
+
+Runs the suite, writes <out>/results.json, results.md and results.png, prints the table.
+The storm runs in a child process while the count-only measurements (per alarm, sweep) run here;
+cold start and end-to-end latency run afterwards, alone. Handler logs are discarded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from boxwatch_infra.bench import coldstart, e2e, per_alarm, report, sweep
+from boxwatch_infra.bench.capacity import PARTITION_WCU_PER_S
+from boxwatch_infra.bench.report import Row, fmt, ratio
+from boxwatch_infra.template import ROOT
+
+
+@dataclass(frozen=True)
+class Config:
+    fleets: list[int]  # per alarm
+    storm: tuple[int, int, int]  # alarms, boxes, alarms timed as shipped
+    sweep: list[int]
+    sweep_max_offline: int
+    repeats: int  # cold start
+    e2e: tuple[int, int]  # alarms/s, seconds
+
+
+FULL = Config(fleets=[1_000, 10_000, 100_000], storm=(10_000, 20_000, 50), sweep=[1_000, 10_000, 100_000],
+              sweep_max_offline=1_000, repeats=7, e2e=(50, 60))
+QUICK = Config(fleets=[1_000, 4_000], storm=(300, 1_000, 20), sweep=[1_000, 2_000], sweep_max_offline=200,
+               repeats=3, e2e=(50, 10))
+MAX_REQUESTS = 10
+FCM_MAX_BYTES = 4096
+# packages a handler uses on every invocation: boto3 clients, powertools (Logger/Metrics, X-Ray
+# Tracer with Tracing: Active), the domain layer and what it is built on
+EVERY_CALL = {"boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk", "boxwatch", "pynamodb", "pydantic", "h3"}
+HEAVY_MS = 20.0
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Handlers log JSON to stdout (as in Lambda); keep it out of the table."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+# -------------------------------------------------------------------- rows
+def per_alarm_rows(data: dict[str, Any]) -> list[Row]:
+    fleets = data["fleets"]
+    ours_req = [f["ours"]["dynamodb_requests"] for f in fleets]
+    constant = max(ours_req) == min(ours_req)
+    grows = all(b["baseline"]["rcu"] < a["baseline"]["rcu"] for b, a in itertools.pairwise(fleets))
+    rows = []
+    sec = "Per alarm (5 alarms, 4 with same-cause neighbours; fleets spread over Beijing)"
+    for f in fleets:
+        o, b, n = f["ours"], f["baseline"], f"{f['fleet']:,}"
+        rows.append(Row(sec, f"DynamoDB requests / alarm, {n} boxes", fmt(o["dynamodb_requests"]),
+                        fmt(b["dynamodb_requests"]), ratio(b["dynamodb_requests"], o["dynamodb_requests"]),
+                        f"≤ {MAX_REQUESTS}, same for every fleet",
+                        o["dynamodb_requests"] <= MAX_REQUESTS and constant))
+        rows.append(Row(sec, f"items read / alarm, {n} boxes", fmt(o["items_read"]), fmt(b["items_read"]),
+                        ratio(b["items_read"], o["items_read"]), "constant across fleets",
+                        constant and o["items_read"] == fleets[0]["ours"]["items_read"]))
+        rows.append(Row(sec, f"capacity units / alarm (RCU + WCU), {n} boxes",
+                        f"{fmt(o['rcu'])} + {fmt(o['wcu'])}", f"{fmt(b['rcu'])} + {fmt(b['wcu'])}",
+                        ratio(b["rcu"] + b["wcu"], o["rcu"] + o["wcu"]), "constant; baseline grows with fleet",
+                        constant and o["rcu"] == fleets[0]["ours"]["rcu"] and grows))
+    last = fleets[-1]
+    rows.append(Row(sec, "SNS publishes / alarm (1 client per box)", fmt(last["ours"]["sns_publishes"]),
+                    fmt(last["baseline"]["sns_publishes"]), ratio(last["baseline"]["sns_publishes"],
+                                                                   last["ours"]["sns_publishes"]),
+                    "same as baseline (1 alarm + 1 summary per client)",
+                    last["ours"]["sns_publishes"] == last["baseline"]["sns_publishes"]))
+    return rows
+
+
+def storm_rows(s: dict[str, Any]) -> list[Row]:
+    sec = (f"Storm: {s['alarms']:,} overtemp alarms from {s['alarms']:,} of {s['fleet']:,} boxes over "
+           f"16,000 km² (Beijing municipality) within {s['window_s']:.0f} s")
+    tp = s["throughput"]
+    shipped = tp.get("as_shipped", {})
+    reused = tp.get("connection_reused")
+    rows = [Row(sec, "alarms processed / s (in-process, one core, moto)",
+                f"{fmt(reused['alarms_per_s'])} (Connection reused, {reused['alarms']:,} alarms)" if reused
+                else f"{fmt(shipped.get('alarms_per_s', 0))}",
+                f"{fmt(shipped.get('alarms_per_s', 0))} as shipped ({shipped.get('alarms', 0)} alarms)" if reused
+                else "—", ratio(reused["alarms_per_s"], shipped["alarms_per_s"]) if reused and shipped else "—",
+                "—", None, "see gaps: a new botocore session per alarm" if reused else "")]
+    rows.append(Row(sec, "DynamoDB requests / alarm", fmt(s["dynamodb_requests_per_alarm"], 2),
+                    target=f"≤ {MAX_REQUESTS}", met=s["dynamodb_requests_per_alarm"] <= MAX_REQUESTS))
+    rows.append(Row(sec, "capacity units / alarm (RCU + WCU)",
+                    f"{fmt(s['rcu_per_alarm'], 2)} + {fmt(s['wcu_per_alarm'], 2)}"))
+    npc = s["notifications_per_client"]
+    rows.append(Row(sec, "pushes per client: max / p99 / p50 (owners and 50 managers of 20 boxes)",
+                    f"{npc['max']} / {fmt(npc['p99'])} / {fmt(npc['p50'])}",
+                    target="≤ 2 per alarm of the client's own boxes",
+                    met=s["notifications_per_client_per_own_alarm_max"] <= 2,
+                    note=f"max {fmt(s['notifications_per_client_per_own_alarm_max'], 2)} per own alarm; "
+                         f"neighbours listed in one push: max {s['neighbours_listed']['max']}"))
+    bp = s["busiest_partition"]
+    rows.append(Row(sec, "busiest partition key, WCU / s (event time)", f"{fmt(bp['peak_wcu_per_s'])} ({bp['key']})",
+                    target=f"< {PARTITION_WCU_PER_S:,} WCU/s per partition",
+                    met=bp["peak_wcu_per_s"] < PARTITION_WCU_PER_S,
+                    note=f"{fmt(bp['peak_writes_per_s'])} writes/s; no sharding needed"
+                    if bp["peak_wcu_per_s"] < PARTITION_WCU_PER_S else "shard the key"))
+    pb = s["push_payload_bytes"]
+    rows.append(Row(sec, "largest push payload (FCM body), bytes", f"{pb['max']:,} (p99 {fmt(pb['p99'])})",
+                    target=f"≤ {FCM_MAX_BYTES:,} (FCM/APNs limit)", met=pb["max"] <= FCM_MAX_BYTES))
+    return rows
+
+
+def sweep_rows(data: dict[str, Any]) -> list[Row]:
+    sec = "Offline sweep (one scheduled run after the outage; fleet on a ~200 m grid)"
+    if "not_measured" in data:
+        return [Row(sec, "sweep reads and time", f"not measured: {data['not_measured']}")]
+    rows = []
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for c in data["cases"]:
+        by_label.setdefault(c["offline_label"], []).append(c)
+    for label, cases in by_label.items():
+        first = cases[0]
+        for c in cases:
+            per_off = c["items_read"] / c["offline"]
+            if label == "10":
+                ok = c["items_read"] <= first["items_read"] * 1.1  # fixed outage: reads do not follow the fleet
+                target = "flat across fleets"
+            else:
+                ok = per_off <= first["items_read"] / first["offline"] * 1.5  # follows the offline count
+                target = "∝ offline count"
+            rows.append(Row(sec, f"{c['fleet']:,} boxes, {label} offline ({c['offline']:,}): items read",
+                            f"{c['items_read']:,} ({c['dynamodb_requests']:,} req, {fmt(c['rcu'])} RCU, "
+                            f"{fmt(c['wall_s'], 2)} s)", f"{c['fleet']:,} (Scan of the fleet)",
+                            ratio(c["fleet"], c["items_read"]), target, ok,
+                            note=f"{fmt(per_off, 1)} items per offline box"))
+    for c in data.get("skipped", []):
+        rows.append(Row(sec, f"{c['fleet']:,} boxes, {c['offline_label']} offline ({c['offline']:,}): items read",
+                        f"not measured: {c['not_measured']}"))
+    return rows
+
+
+def cold_rows(data: dict[str, Any]) -> list[Row]:
+    sec = f"Cold start (module import, fresh interpreter, median of {data['repeats']})"
+    rows = []
+    for name, f in data["functions"].items():
+        if "import_s" not in f:
+            rows.append(Row(sec, f"{name}: import", str(f.get("error", "not measured"))))
+            continue
+        heavy = [h for h in f["heaviest_imports"] if h["ms"] >= HEAVY_MS]
+        avoidable = [h["package"] for h in heavy if h["package"] not in EVERY_CALL]
+        rows.append(Row(sec, f"{name}: import", f"{fmt(f['import_s'] * 1000)} ms",
+                        f"{fmt(data['boto3_import_s'] * 1000)} ms (import boto3)", f"{f['ratio_to_boto3']:.1f}×",
+                        "no heavy import unused on most calls", not avoidable,
+                        note="heaviest: " + ", ".join(f"{h['package']} {fmt(h['ms'])} ms" for h in heavy[:4])))
+    return rows
+
+
+def e2e_rows(data: dict[str, Any], rate: int, duration: int) -> list[Row]:
+    sec = f"End to end on the local cloud ({rate} alarms/s for {duration} s)"
+    if "not_measured" in data:
+        return [Row(sec, "MQTT publish → SNS publish, p50 / p99", f"not measured: {data['not_measured']}")]
+    r = data["report"]
+    ours = r.get("ours") or r.get("alarm") or r
+    base = r.get("baseline") or r.get("broker") or {}
+
+    def pair(d: dict[str, Any]) -> str:
+        return f"{fmt(float(d.get('p50_ms', 0)))} / {fmt(float(d.get('p99_ms', 0)))} ms" if d else "—"
+
+    return [Row(sec, "MQTT publish → SNS publish, p50 / p99", pair(ours), pair(base) + " (broker round trip)",
+                ratio(float(ours.get("p99_ms", 0)), float(base.get("p99_ms", 1))) if base else "—",
+                note=f"from {data['command']}")]
+
+
+# -------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m boxwatch_infra.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller fleets and storm (under a minute)")
+    parser.add_argument("--out", default="bench", help="directory for results.json/.md/.png (default bench/)")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    raw: dict[str, Any] = {}
+
+    n_alarms, n_boxes, sample = cfg.storm
+    storm_file = Path(tempfile.mkstemp(prefix="boxwatch-storm-", suffix=".json")[1])
+    storm_err = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in the finally below
+    log(f"storm: {n_alarms:,} alarms over {n_boxes:,} boxes (child process)")
+    storm_proc = subprocess.Popen([sys.executable, "-m", "boxwatch_infra.bench.storm", str(n_alarms), str(n_boxes),
+                                   str(sample), str(storm_file)], stdout=subprocess.DEVNULL, stderr=storm_err)
+    phases: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        log(name)
+        try:
+            yield
+        finally:
+            phases[name] = round(time.perf_counter() - t, 1)
+
+    try:
+        with quiet_stdout():
+            with phase(f"per alarm: fleets {cfg.fleets}"):
+                raw["per_alarm"] = per_alarm.run(cfg.fleets)
+            with phase(f"sweep: fleets {cfg.sweep}"):
+                raw["sweep"] = sweep.run(cfg.sweep, cfg.sweep_max_offline)
+        with phase("waiting for the storm"):
+            storm_proc.wait()
+        if storm_proc.returncode != 0:
+            storm_err.seek(0)
+            raise RuntimeError(f"storm failed: {storm_err.read().strip().splitlines()[-5:]}")
+        raw["storm"] = json.loads(storm_file.read_text())
+    finally:
+        if storm_proc.poll() is None:
+            storm_proc.kill()
+            storm_proc.wait()
+        storm_err.close()
+        storm_file.unlink(missing_ok=True)
+    with phase(f"cold start: {cfg.repeats} runs per module"):
+        raw["cold_start"] = coldstart.run(cfg.repeats)
+    rate, duration = cfg.e2e
+    with phase("end to end on the local cloud"):
+        raw["e2e"] = e2e.run(rate, duration, timeout_s=duration + 120)
+
+    rows = (per_alarm_rows(raw["per_alarm"]) + storm_rows(raw["storm"]) + sweep_rows(raw["sweep"])
+            + cold_rows(raw["cold_start"]) + e2e_rows(raw["e2e"], rate, duration))
+    wall = time.perf_counter() - started
+    meta = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": "make bench-quick" if args.quick else "make bench",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "wall_s": wall, "quick": args.quick, "phases_s": phases,
+        "notes": notes(raw),
+    }
+    report.write_json(out / "results.json", rows, meta, raw)
+    table = report.markdown(rows, meta)
+    (out / "results.md").write_text(table)
+    report.chart(out / "results.png", raw)
+    readme = ROOT / "README.md"
+    if not args.quick and out.resolve() == (ROOT / "bench").resolve() and report.update_readme(readme, table):
+        log("README.md: Benchmarks table updated")
+    print(table)
+    log(f"wrote {out}/results.json, results.md, results.png in {wall:.0f} s")
+    return 0
+
+
+def notes(raw: dict[str, Any]) -> list[str]:
+    out = [
+        "Capacity units are computed from item sizes by DynamoDB's documented rules (moto's "
+        "ConsumedCapacity is a constant); filtered Scans count each evaluated item at the table's mean size.",
+        "Baseline: the same AlarmIngest handler with its neighbour lookup replaced by a Scan of the boxes "
+        "(bounding-box filter) and a Query per box in the radius (`infra/boxwatch_infra/bench/baseline.py`).",
+        "The storm ran in a child process while the count-only measurements ran; moto's Query and "
+        "transaction backup were made partition-local for it (`bench/fastmoto.py`: same results, same requests).",
+    ]
+    storm = raw.get("storm", {})
+    if "connection_reused" in storm.get("throughput", {}):
+        out.append("Gap: `alarms._store` builds `pynamodb.Connection()` per alarm, i.e. a new botocore session "
+                   "that parses the DynamoDB model again (~0.1-0.2 s here). A module-level Connection is proposed; "
+                   "the storm measures a sample as shipped and the rest with one reused.")
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Cold start: import time of each handler module in a fresh interpreter, with its template
+environment, against `import boto3` in a fresh interpreter on the same machine (median of N).
+
+`python -X importtime` names the heaviest packages a handler pulls in at module top.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from boxwatch_infra.sandbox import FAKE_CREDENTIALS
+from boxwatch_infra.template import Template
+
+TIMER = "import time, importlib; t = time.perf_counter(); importlib.import_module({mod!r}); " \
+        "print(time.perf_counter() - t)"
+
+
+def _env(template: Template, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "PYTHONPATH"))}
+    env.update(FAKE_CREDENTIALS)
+    env.update({"AWS_REGION": template.region, "AWS_DEFAULT_REGION": template.region,
+                "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})  # nothing may reach AWS while importing
+    env.update(extra)
+    return env
+
+
+def _time_import(module: str, cwd: Path | None, env: dict[str, str]) -> float:
+    path = [str(cwd)] if cwd else []
+    code = f"import sys; sys.path[:0] = {path!r}; " + TIMER.format(mod=module)
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                         check=True, timeout=60)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def heaviest_imports(module: str, cwd: Path, env: dict[str, str], top: int = 5) -> list[dict[str, Any]]:
+    """Top-level packages by cumulative import time (µs) under `python -X importtime`."""
+    code = f"import sys; sys.path[:0] = [{str(cwd)!r}]; import {module}"
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=cwd, env=env,
+                         capture_output=True, text=True, check=True, timeout=60)
+    totals: dict[str, int] = {}
+    pending: list[tuple[str, int]] = []  # -X importtime prints children before their parent
+    for line in out.stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if not m:
+            continue
+        depth, name = len(m.group(2)), m.group(3)
+        if depth == 3:
+            pending.append((name.split(".")[0], int(m.group(1))))
+        elif depth == 1:
+            if name == module:
+                for package, us in pending:
+                    totals[package] = totals.get(package, 0) + us
+            pending = []
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    return [{"package": name, "ms": round(us / 1000, 1)} for name, us in ranked]
+
+
+def run(repeats: int, template: Template | None = None) -> dict[str, Any]:
+    t = template or Template()
+    base_env = _env(t, {})
+    boto3_s = statistics.median(_time_import("boto3", None, base_env) for _ in range(repeats))
+    functions: dict[str, Any] = {}
+    for logical, spec in sorted(t.functions.items()):
+        module = spec.handler.rpartition(".")[0]
+        if not (spec.code_dir / f"{module.replace('.', '/')}.py").exists():
+            functions[logical] = {"error": f"not measured: {spec.code_dir.name}/{module}.py does not exist yet"}
+            continue
+        env = _env(t, {**spec.environment, "POWERTOOLS_TRACE_DISABLED": "true",
+                       "AWS_LAMBDA_FUNCTION_NAME": t.physical_name(logical),
+                       "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)})
+        try:
+            runs = [_time_import(module, spec.code_dir, env) for _ in range(repeats)]
+            heavy = heaviest_imports(module, spec.code_dir, env)
+        except subprocess.CalledProcessError as exc:
+            functions[logical] = {"error": (exc.stderr or "").strip().splitlines()[-1:]}
+            continue
+        median = statistics.median(runs)
+        functions[logical] = {"import_s": round(median, 4), "ratio_to_boto3": round(median / boto3_s, 2),
+                              "heaviest_imports": heavy}
+    return {"repeats": repeats, "boto3_import_s": round(boto3_s, 4), "functions": functions}

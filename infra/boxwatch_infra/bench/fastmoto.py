@@ -1,0 +1,127 @@
+"""Bench-only speed-ups for moto's DynamoDB, so that a storm's tables can grow in-process.
+
+moto answers a base-table Query by sorting every item of the table and keeping the partition's,
+and backs up each table a TransactWriteItems touches with a deep copy of the whole table (once
+per item). Both make an alarm's cost in moto grow with everything stored before it, which
+DynamoDB's does not. While `faster_moto()` is active:
+
+- a base-table Query sees only its partition's items (sorted as moto sorts them): same results;
+- a GSI Query sees only the items with its index hash key (a per-index map, rebuilt after any
+  put, delete or update of the table): same results;
+- the transaction backup copies the table's partition maps, not the items. A rollback is exact
+  for Put, Delete and ConditionCheck (they replace or remove items, never change them in place),
+  which is all AlarmIngest's transaction does; an Update inside a failed transaction would not be
+  rolled back. The storm counts failed deliveries and reports them.
+
+Nothing here changes which requests the handlers make or what they read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+
+@contextlib.contextmanager
+def faster_moto() -> Iterator[None]:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    original_query = Table.query
+    signature = inspect.signature(original_query)
+
+    def index_partition(self: Any, index_name: str, conditions: list[tuple[str, Any]]) -> list[Any] | None:
+        if len(conditions) != 1:
+            return None
+        attr, value = conditions[0]
+        cache = self.__dict__.setdefault("_bench_gsi", {})
+        if (index_name, attr) not in cache:
+            by_value: dict[Any, list[Any]] = defaultdict(list)
+            for part in self.items.values():
+                for item in part.values() if self.range_key_attr else [part]:
+                    v = item.attrs.get(attr)
+                    if v is not None:
+                        by_value[v].append(item)
+            cache[(index_name, attr)] = by_value
+        return list(cache[(index_name, attr)].get(value, []))
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, hash_key, *args, **kwargs).arguments
+        index_name = arguments.get("index_name")
+        if index_name:
+            partition = index_partition(self, index_name, arguments.get("hash_key_conditions") or [])
+        elif hash_key is not None and self.range_key_attr:
+            partition = list(self.items.get(hash_key, {}).values())
+        else:
+            partition = None
+        if partition is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        self.all_items = lambda: sorted(partition, key=lambda x: (x.hash_key, x.range_key or x.hash_key))
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    def backup(self: Any, memo: dict[int, Any]) -> Any:
+        clone = copy.copy(self)
+        clone.__dict__.pop("_bench_gsi", None)
+        clone.items = type(self.items)(dict)  # a defaultdict(dict) for tables with a range key
+        if self.range_key_attr:
+            for h, part in self.items.items():
+                clone.items[h] = dict(part)
+        else:
+            clone.items = copy.copy(self.items)
+        return clone
+
+    def invalidating(name: str) -> Any:
+        original = getattr(Table, name)
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            self.__dict__.pop("_bench_gsi", None)
+            return original(self, *args, **kwargs)
+
+        return mock.patch.object(Table, name, method)
+
+    original_update = DynamoDBBackend.update_item
+
+    def update_item(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        self.get_table(table_name).__dict__.pop("_bench_gsi", None)  # updates change items in place
+        return original_update(self, table_name, *args, **kwargs)
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(Table, "query", query))
+        stack.enter_context(mock.patch.object(Table, "__deepcopy__", backup, create=True))
+        stack.enter_context(invalidating("put_item"))
+        stack.enter_context(invalidating("delete_item"))
+        stack.enter_context(mock.patch.object(DynamoDBBackend, "update_item", update_item))
+        yield
+
+
+@contextlib.contextmanager
+def reused_connection() -> Iterator[bool]:
+    """The fix proposed for the domain's `TransactWrite(connection=Connection())`: one pynamodb
+    Connection per container instead of a new one - a new botocore session whose JSON models are
+    parsed again, ~0.1-0.2 s here - per call. Requests are unchanged. Yields whether any domain
+    module still builds one per call (nothing to patch otherwise)."""
+    import importlib
+    import pkgutil
+
+    from pynamodb.connection import Connection
+
+    import boxwatch
+
+    modules = [importlib.import_module(f"boxwatch.{m.name}") for m in pkgutil.iter_modules(boxwatch.__path__)]
+    modules = [m for m in modules if getattr(m, "Connection", None) is Connection]
+    if not modules:
+        yield False
+        return
+    shared = Connection()
+    with contextlib.ExitStack() as stack:
+        for module in modules:
+            stack.enter_context(mock.patch.object(module, "Connection", lambda *a, **k: shared))
+        yield True

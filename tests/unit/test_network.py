@@ -1,0 +1,206 @@
+"""Network status without AWS: lifecycle event contract, event ordering, the third alarm's watch
+window, offline clustering (against brute force) and the notifications' rendering."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from boxwatch import geo
+from boxwatch.errors import InvalidInput
+from boxwatch.models import BoxItem, IncidentItem, OfflineEntry
+from boxwatch.network import (
+    PresenceEvent,
+    RecentAlarm,
+    alarm_within_watch,
+    offline_after_alarm_notification,
+    supersedes,
+)
+from boxwatch.outage import Candidate, ScheduledEvent, cluster, lookback_ms, neighbour_outage_notification
+from boxwatch.settings import Settings
+
+EVENTS = Path(__file__).parents[2] / "events"
+
+
+def load(name: str) -> dict[str, object]:
+    doc: dict[str, object] = json.loads((EVENTS / name).read_text())
+    return doc
+
+
+# -------------------------------------------------------------------- contract
+def test_aws_lifecycle_events_parse() -> None:
+    # Given the documented shapes / When parsed / Then box, state, time and version come through
+    up = PresenceEvent.parse(load("presence_connected.json"))
+    down = PresenceEvent.parse(load("presence_disconnected_keepalive.json"))
+    assert (up.box_id, up.online, up.version, up.timestamp) == ("BX-1", True, 1, 1767225600000)
+    assert (down.online, down.clean, down.disconnect_reason, down.version) == (
+        False, False, "MQTT_KEEP_ALIVE_TIMEOUT", 2)
+
+
+@pytest.mark.parametrize(("initiated", "reason", "clean"), [
+    (True, "CLIENT_INITIATED_DISCONNECT", True),
+    (False, "CLIENT_INITIATED_DISCONNECT", True),
+    (True, None, True),
+    (False, "CONNECTION_LOST", False),
+    (False, "SERVER_INITIATED_DISCONNECT", False),
+    (None, None, False),
+])
+def test_only_a_client_initiated_disconnect_is_clean(initiated: bool | None, reason: str | None, clean: bool) -> None:
+    doc = {**load("presence_disconnected_keepalive.json"), "clientInitiatedDisconnect": initiated,
+           "disconnectReason": reason}
+    assert PresenceEvent.parse(doc).clean is clean
+
+
+def test_thing_name_names_the_box_when_present() -> None:
+    doc = {**load("presence_connected.json"), "clientId": "session-17", "thingName": "BX-9"}
+    assert PresenceEvent.parse(doc).box_id == "BX-9"
+
+
+@pytest.mark.parametrize("event", [
+    "connected",
+    [1, 2],
+    {"clientId": "BX-1", "timestamp": 1, "eventType": "subscribed", "versionNumber": 1},
+    {"clientId": "BX-1", "timestamp": 1, "eventType": "connected", "versionNumber": -1},
+    {"clientId": "a/b#", "timestamp": 1, "eventType": "connected", "versionNumber": 1},
+    # our snake_case names are not AWS's: refused, not guessed
+    {"client_id": "BX-1", "timestamp": 1, "event_type": "connected", "version": 1},
+])
+def test_malformed_lifecycle_events_are_rejected(event: object) -> None:
+    with pytest.raises(InvalidInput):
+        PresenceEvent.parse(event)
+
+
+def test_scheduled_event_time_is_the_sweep_time() -> None:
+    assert ScheduledEvent.parse(load("scheduled_sweep.json")).at_ms == 1767225780000
+    with pytest.raises(InvalidInput):
+        ScheduledEvent.parse({"time": "2026-01-01T00:03:00"})  # no zone: ambiguous
+
+
+# -------------------------------------------------------------------- ordering
+KINDS = st.tuples(st.integers(1, 6), st.booleans())  # (versionNumber, connected?)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(KINDS, min_size=1, max_size=6, unique=True), st.randoms(use_true_random=False))
+def test_any_delivery_order_ends_in_the_newest_event(events: list[tuple[int, bool]], rnd: object) -> None:
+    # Given lifecycle events delivered in any order, each possibly twice
+    deliveries = events + events[: len(events) // 2]
+    rnd.shuffle(deliveries)  # type: ignore[attr-defined]
+    stored_version: int | None = 0
+    stored_online = True  # a registered box: online at version 0
+    for version, online in deliveries:
+        if supersedes(version, online, stored_version, stored_online):
+            stored_version, stored_online = version, online
+    # Then the box holds the newest one: highest version, a disconnect beating a connect at a tie
+    version, online = max(events, key=lambda e: (e[0], not e[1]))
+    assert (stored_version, stored_online) == (version, online)
+
+
+def test_duplicate_and_late_events_do_not_supersede() -> None:
+    assert not supersedes(2, False, 2, False)  # duplicate disconnect
+    assert not supersedes(2, False, 3, True)  # late disconnect after the reconnect
+    assert not supersedes(3, True, 3, False)  # the session's connect after its own disconnect
+    assert supersedes(3, False, 3, True)  # AWS giving a session's two events one number
+    assert supersedes(1, True, None, True)
+
+
+# -------------------------------------------------------------------- third alarm window
+def test_watch_window_edges() -> None:
+    alarm = RecentAlarm(seq=4, cause="overtemp", alarm_time=1_000_000)
+    assert alarm_within_watch([alarm], 1_000_000 + 300_000, 300) == alarm  # exactly the watch time
+    assert alarm_within_watch([alarm], 1_000_000 + 300_001, 300) is None  # 1 ms after it
+    assert alarm_within_watch([alarm], 999_999, 300) is None  # an alarm after the disconnect
+    older = RecentAlarm(seq=3, cause="overcurrent", alarm_time=900_000)
+    assert alarm_within_watch([alarm, older], 1_100_000, 300) == alarm  # the latest one is named
+
+
+# -------------------------------------------------------------------- clustering
+RADIUS, GAP, RES = 500.0, 60, Settings.model_validate({}).area_res
+ORIGIN = (39.95, 116.30)
+
+
+def brute_force(cands: list[Candidate]) -> set[frozenset[str]]:
+    """Transitive closure of the pair rule by plain graph search, O(n^2)."""
+    edges = {c.box_id: set() for c in cands}  # type: dict[str, set[str]]
+    for a, b in itertools.combinations(cands, 2):
+        if abs(a.offline_at - b.offline_at) <= GAP * 1000 and geo.distance_m((a.lat, a.lng), (b.lat, b.lng)) <= RADIUS:
+            edges[a.box_id].add(b.box_id)
+            edges[b.box_id].add(a.box_id)
+    seen: set[str] = set()
+    out = set()
+    for start in edges:
+        if start in seen:
+            continue
+        comp, todo = set(), [start]
+        while todo:
+            x = todo.pop()
+            if x not in comp:
+                comp.add(x)
+                todo.extend(edges[x] - comp)
+        seen |= comp
+        out.add(frozenset(comp))
+    return out
+
+
+def at(i: int, north_m: float, east_m: float, t_s: int) -> Candidate:
+    lat = ORIGIN[0] + math.degrees(north_m / geo.EARTH_RADIUS_M)
+    lng = ORIGIN[1] + math.degrees(east_m / (geo.EARTH_RADIUS_M * math.cos(math.radians(ORIGIN[0]))))
+    return Candidate(f"B{i:02d}", f"box {i}", lat, lng, t_s * 1000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1500, 1500), st.floats(-1500, 1500), st.integers(0, 400)),
+                min_size=0, max_size=25))
+def test_clusters_equal_the_brute_force_closure(points: list[tuple[float, float, int]]) -> None:
+    cands = [at(i, n, e, t) for i, (n, e, t) in enumerate(points)]
+    got = {frozenset(c.box_id for c in g) for g in cluster(cands, RADIUS, GAP, RES)}
+    assert got == brute_force(cands)
+
+
+def test_chain_links_boxes_beyond_radius_and_gap_but_not_twice_the_gap() -> None:
+    # O1-O2 300 m/30 s, O2-O3 300 m/35 s: O1 and O3 (600 m, 65 s) are one cluster through O2
+    chain = [at(1, 0, 0, 100), at(2, 0, 300, 130), at(3, 0, 600, 165)]
+    assert [[c.box_id for c in g] for g in cluster(chain, RADIUS, GAP, RES)] == [["B01", "B02", "B03"]]
+    pair = [at(1, 0, 0, 100), at(2, 0, 300, 220)]  # 2x the gap apart
+    assert len(cluster(pair, RADIUS, GAP, RES)) == 2
+
+
+def test_open_incident_members_stay_linked() -> None:
+    # the bridge came back online: its former partners remain one incident while it is open
+    far = [at(1, 0, 0, 100), at(2, 0, 900, 150)]
+    assert len(cluster(far, RADIUS, GAP, RES)) == 2
+    assert len(cluster(far, RADIUS, GAP, RES, linked=[["B01", "B02", "GONE"]])) == 1
+
+
+def test_lookback_covers_an_interval_the_gap_and_one_late_interval() -> None:
+    assert lookback_ms(Settings.model_validate({})) == (60 + 60 + 60) * 1000
+
+
+# -------------------------------------------------------------------- rendering
+def box(box_id: str, north: float, east: float) -> BoxItem:
+    c = at(0, north, east, 0)
+    return BoxItem(box_id, name=f"Shop {box_id}", address="", lat=c.lat, lng=c.lng, timezone="Asia/Shanghai",
+                   alarm_cell="x", area_cell="x")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_both_warnings_render_in_each_locale(locale: str) -> None:
+    entry = OfflineEntry(*OfflineEntry.key(1_767_225_900_000, "N1"), box_id="N1", name="Shop N1", lat=0, lng=0,
+                         offline_at=1_767_225_900_000, reason="CONNECTION_LOST", version=2)
+    third = offline_after_alarm_notification(box("N1", 0, 0), entry, RecentAlarm(7, "overtemp", 1_767_225_780_000))
+    title, body = third.render(locale)
+    assert "Shop N1" in title and "7" in body and "2.0" in body
+    group = [at(1, 0, 0, 100), at(2, 0, 300, 130)]
+    incident = IncidentItem(*IncidentItem.key("x"), incident_id="x", opened_at=0, updated_at=0,
+                            center_lat=ORIGIN[0], center_lng=ORIGIN[1], radius_m=650.0)
+    outage = neighbour_outage_notification(box("N9", 200, 0), 200.0, group, incident)
+    title, body = outage.render(locale)
+    assert "Shop N9" in title and "box 1" in body and "box 2" in body
+    data = json.loads(json.loads(outage.message(locale))["GCM"])["data"]["boxwatch"]
+    assert json.loads(data)["offline_boxes"] == ["B01", "B02"]
