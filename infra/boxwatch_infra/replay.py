@@ -158,6 +158,9 @@ class Replay:
                 "notifications": self.notifications,
                 "rejected": self.rejected,
                 "aws_calls": dict(sorted(sb.counter.calls.items())),
+                "aws_calls_by_function": {
+                    fn: dict(sorted(c.items())) for fn, c in sorted(sb.counter.by_function.items())
+                },
                 **self.extra,
             }
 

@@ -130,8 +130,7 @@ def _setup(replay: Replay) -> None:
         elif box in mentioned:
             publish_lifecycle(replay, {"t": 0, "type": "connected", "box": box}, box, "connected", replay.start_ms, 1)
     # set-up is not what the handlers cost during the scenario
-    replay.sb.counter.calls.clear()
-    replay.sb.counter.operations.clear()
+    replay.sb.counter.reset()
 
 
 def _report(replay: Replay) -> None:

@@ -43,6 +43,8 @@ class AwsCallCounter:
         self.calls: Counter[str] = Counter()
         self.operations: Counter[str] = Counter()
         self.active = False
+        self.function: str | None = None  # whose calls these are, while active
+        self.by_function: dict[str, Counter[str]] = {}
         # called around every API call (counted or not): (service, operation, params, call) -> result
         self.interceptors: list[Callable[[str, str, dict[str, Any], Callable[[], Any]], Any]] = []
 
@@ -56,6 +58,8 @@ class AwsCallCounter:
             if counter.active:
                 counter.calls[service] += 1
                 counter.operations[f"{service}.{operation_name}"] += 1
+                if counter.function is not None:
+                    counter.by_function.setdefault(counter.function, Counter())[service] += 1
 
             # the interceptors nest, first outermost: each one's `call` runs the next, the last the real call
             def call_from(i: int) -> Any:
@@ -71,13 +75,18 @@ class AwsCallCounter:
         finally:
             BaseClient._make_api_call = original  # type: ignore[attr-defined]
 
+    def reset(self) -> None:
+        self.calls.clear()
+        self.operations.clear()
+        self.by_function.clear()
+
     @contextlib.contextmanager
-    def counting(self) -> Iterator[None]:
-        self.active = True
+    def counting(self, function: str | None = None) -> Iterator[None]:
+        self.active, self.function = True, function
         try:
             yield
         finally:
-            self.active = False
+            self.active, self.function = False, None
 
 
 @dataclass
@@ -146,7 +155,7 @@ class Sandbox:
 
     def invoke(self, name: str, event: Any) -> Any:
         fn = self.function(name)
-        with self.counter.counting():
+        with self.counter.counting(fn.name):
             result = fn.invoke(event)
         self.flush_mqtt()
         return result
