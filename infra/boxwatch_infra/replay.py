@@ -138,7 +138,7 @@ class Replay:
             last = max((float(e.get("t", 0)) for _, e in events), default=0.0)
             end = last + self.settle_s()
             ticks = sorted(
-                (k * period, fn) for fn, period in self.schedules() for k in range(1, int(end // period) + 1)
+                (float(k * period), fn) for fn, period in self.schedules() for k in range(1, int(end // period) + 1)
             )
             timeline: list[tuple[float, int, Any]] = [(float(e.get("t", 0)), 0, e) for _, e in events]
             timeline += [(t, 1, fn) for t, fn in ticks]  # at equal t, events before the schedule
@@ -245,4 +245,5 @@ def dumps(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False, sort_keys=False)
 
 
-from boxwatch_infra import replay_network  # noqa: E402,F401  (registers connected/disconnected)
+# event types of later issues register themselves on import
+from boxwatch_infra import replay_commands, replay_network  # noqa: E402,F401

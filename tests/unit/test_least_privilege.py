@@ -43,6 +43,35 @@ USES: dict[str, dict[str, set[str]]] = {
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,
     },
+    "CommandApiFunction": {  # issue 4: commands.py (request, read)
+        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query"},
+        "${BindingsTable.Arn}/index/by_client": {"dynamodb:GetItem", "dynamodb:Query"},
+        "BoxesTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
+        "AlarmsTable": {"dynamodb:Query"},
+        "CommandsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
+            "iot:GetThingShadow", "iot:UpdateThingShadow"},
+        "AsyncFailureQueue": {"sqs:SendMessage"},
+    },
+    "CommandAckFunction": {  # issue 4: commands.acknowledge
+        "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "BindingsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "BoxesTable": {"dynamodb:GetItem"},
+        "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
+            "iot:GetThingShadow", "iot:UpdateThingShadow"},
+        "AsyncFailureQueue": {"sqs:SendMessage"},
+        **PUSH,
+    },
+    "CommandExpiryFunction": {  # issue 4: commands.expire_due
+        "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "${CommandsTable.Arn}/index/pending_by_expiry": {"dynamodb:Query"},
+        "BindingsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "BoxesTable": {"dynamodb:GetItem"},
+        "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
+            "iot:GetThingShadow", "iot:UpdateThingShadow"},
+        "AsyncFailureQueue": {"sqs:SendMessage"},
+        **PUSH,
+    },
     "OfflineSweepFunction": {  # issue 3: outage.py
         "BoxesTable": {"dynamodb:BatchGetItem"},
         "${BoxesTable.Arn}/index/by_area_cell": {"dynamodb:Query"},

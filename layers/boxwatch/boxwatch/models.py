@@ -232,11 +232,67 @@ class IncidentClientItem(Model):
         return f"INC#{incident_id}", f"CLIENT#{client_id}"
 
 
+class PendingCommandIndex(GlobalSecondaryIndex["CommandItem"]):
+    """Sparse: only pending commands carry `pending`, so the expiry sweep reads what is due, not history."""
+
+    class Meta:
+        index_name = "pending_by_expiry"
+        projection = AllProjection()
+
+    pending = UnicodeAttribute(hash_key=True)
+    expires_at = NumberAttribute(range_key=True)
+
+
+class CommandItem(Model):
+    """A power-off command and its audit record (pk = CMD#<id>, sk = CMD)."""
+
+    class Meta:
+        table_name = "boxwatch-commands"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    command_id = UnicodeAttribute()
+    box_id = UnicodeAttribute()
+    client_id = UnicodeAttribute()  # who asked (the JWT sub)
+    idempotency_key = UnicodeAttribute()
+    status = UnicodeAttribute()  # pending | succeeded | failed | expired
+    requested_at = NumberAttribute()  # epoch ms, event time of the API request
+    expires_at = NumberAttribute()
+    alarm = JSONAttribute(null=True)  # the alarm it answered: the box's latest alarm at request time
+    settled_at = NumberAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    reported = JSONAttribute(null=True)  # the box's report that settled it
+    pending = UnicodeAttribute(null=True)  # "1" while pending (sparse index key)
+    by_expiry = PendingCommandIndex()
+
+    @staticmethod
+    def key(command_id: str) -> tuple[str, str]:
+        return f"CMD#{command_id}", "CMD"
+
+
+class CommandKeyItem(Model):
+    """A client's idempotency key -> the command it created (pk = KEY#<client>#<key>, sk = KEY)."""
+
+    class Meta:
+        table_name = "boxwatch-commands"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    command_id = UnicodeAttribute()
+    box_id = UnicodeAttribute()
+    expires_at_ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(client_id: str, idempotency_key: str) -> tuple[str, str]:
+        return f"KEY#{client_id}#{idempotency_key}", "KEY"
+
+
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
     "alarms_table": [AlarmRecord, AlarmCellEntry],
     "network_table": [OfflineEntry, IncidentItem, IncidentClientItem],
+    "commands_table": [CommandItem, CommandKeyItem],
 }
 
 

@@ -1,0 +1,260 @@
+"""Remote power-off: a bound client's order, through the device shadow, to the box's contactor.
+
+A command is recorded first (its idempotency key reserved), then written into the shadow's
+`desired` state with the shadow version (no lost update). The box's `reported` state settles it
+(CommandAck); a command not settled by `expires_at` expires and leaves `desired` (CommandExpiry),
+so a box that comes back hours later never acts on a stale order. Nothing here is ever triggered
+automatically: only a client's request creates a command (GB 50116).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from boxwatch.errors import Conflict, Rejected
+from boxwatch.models import AlarmRecord, BindingItem, BoxItem, CommandItem, CommandKeyItem
+from boxwatch.notify import Notification, send
+from boxwatch.registry import get_box, is_bound
+from boxwatch.settings import Settings
+
+SETTLED = ("succeeded", "failed", "expired")
+
+
+class Forbidden(Rejected):
+    code = "forbidden"
+
+
+class NotFound(Rejected):
+    code = "not_found"
+
+
+def command_id_for(client_id: str, key: str) -> str:
+    """Deterministic: the same client and key always name the same command."""
+    return "c-" + hashlib.sha256(f"{client_id}\x00{key}".encode()).hexdigest()[:20]
+
+
+def require_bound(client_id: str, box_id: str) -> None:
+    """Only a client bound to a box may read or command it. An unknown box answers the same way,
+    so that the API does not tell strangers which box ids exist."""
+    if not is_bound(client_id, box_id):
+        raise Forbidden("you are not bound to this box", client=client_id, box=box_id)
+
+
+def latest_alarms(box_id: str, limit: int) -> list[dict[str, Any]]:
+    records = AlarmRecord.query(f"BOX#{box_id}", AlarmRecord.sk.startswith("SEQ#"), scan_index_forward=False,
+                                limit=limit)
+    return [{"seq": int(r.seq), "cause": r.cause, "alarm_time": int(r.alarm_time), "value": r.value,
+             "threshold": r.threshold, "unit": r.unit} for r in records]
+
+
+def command_view(cmd: CommandItem) -> dict[str, Any]:
+    return {"command_id": cmd.command_id, "box_id": cmd.box_id, "client_id": cmd.client_id, "status": cmd.status,
+            "requested_at": int(cmd.requested_at), "expires_at": int(cmd.expires_at), "alarm": cmd.alarm,
+            "settled_at": None if cmd.settled_at is None else int(cmd.settled_at), "reason": cmd.reason}
+
+
+# ---------------------------------------------------------------------------------------------- shadow
+def _shadow(iotdata: Any, box_id: str) -> dict[str, Any] | None:
+    try:
+        doc: dict[str, Any] = json.loads(iotdata.get_thing_shadow(thingName=box_id)["payload"].read())
+        return doc
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def _update_desired(iotdata: Any, box_id: str, desired: dict[str, Any], only_if_command: str | None = None) -> bool:
+    """Write `desired` with the version just read, retrying once on a concurrent update.
+
+    With `only_if_command`, change nothing unless the shadow still holds that command (a newer
+    command must not be cleared by an older one's settlement)."""
+    for _ in range(2):
+        doc = _shadow(iotdata, box_id)
+        if only_if_command is not None:
+            current = ((doc or {}).get("state", {}).get("desired") or {}).get("command_id")
+            if current != only_if_command:
+                return False
+        payload: dict[str, Any] = {"state": {"desired": desired}}
+        if doc is not None:
+            payload["version"] = doc["version"]
+        try:
+            iotdata.update_thing_shadow(thingName=box_id, payload=json.dumps(payload).encode())
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConflictException":
+                raise
+    raise Conflict("the box's shadow kept changing; try again", box=box_id)
+
+
+CLEAR_ORDER = {"power": None, "command_id": None, "expires_at": None}
+
+
+# ---------------------------------------------------------------------------------------------- request
+@dataclass
+class PowerOffOutcome:
+    command: CommandItem
+    created: bool
+
+
+def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settings: Settings,
+                      iotdata: Any) -> PowerOffOutcome:
+    require_bound(client_id, box_id)
+    key_pk, key_sk = CommandKeyItem.key(client_id, key)
+    try:
+        existing = CommandKeyItem.get(key_pk, key_sk, consistent_read=True)
+        if existing.box_id != box_id:
+            raise Conflict("this idempotency key was already used for another box", box=box_id,
+                           other_box=existing.box_id)
+        return PowerOffOutcome(CommandItem.get(*CommandItem.key(existing.command_id), consistent_read=True), False)
+    except CommandKeyItem.DoesNotExist:
+        pass
+
+    cid = command_id_for(client_id, key)
+    alarms = latest_alarms(box_id, 1)
+    expires = now_ms + settings.command_expiry_s * 1000
+    cmd = CommandItem(*CommandItem.key(cid), command_id=cid, box_id=box_id, client_id=client_id,
+                      idempotency_key=key, status="pending", requested_at=now_ms, expires_at=expires,
+                      alarm=alarms[0] if alarms else None, pending="1")
+    reservation = CommandKeyItem(key_pk, key_sk, command_id=cid, box_id=box_id,
+                                 expires_at_ttl=now_ms // 1000 + 30 * 86_400)
+    try:
+        # reserve the key and record the command before touching the box: a concurrent retry of
+        # the same request finds the reservation instead of writing a second order
+        with TransactWrite(connection=Connection()) as tx:
+            tx.save(reservation, condition=CommandKeyItem.pk.does_not_exist())
+            tx.save(cmd, condition=CommandItem.pk.does_not_exist())
+    except TransactWriteError:
+        return request_power_off(client_id, box_id, key, now_ms, settings, iotdata)
+    try:
+        _update_desired(iotdata, box_id, {"power": "off", "command_id": cid, "expires_at": expires})
+    except (ClientError, Conflict) as exc:
+        _settle(cmd, "failed", now_ms, f"shadow update failed: {exc}", None)
+    return PowerOffOutcome(cmd, True)
+
+
+def get_command(client_id: str, box_id: str, command_id: str) -> CommandItem:
+    require_bound(client_id, box_id)
+    try:
+        cmd = CommandItem.get(*CommandItem.key(command_id), consistent_read=True)
+    except CommandItem.DoesNotExist:
+        raise NotFound("no such command", command_id=command_id) from None
+    if cmd.box_id != box_id:
+        raise NotFound("no such command for this box", command_id=command_id)
+    return cmd
+
+
+def my_boxes(client_id: str, alarms_per_box: int = 3) -> list[dict[str, Any]]:
+    bindings = list(BindingItem.by_client.query(client_id))
+    boxes = {b.box_id: b for b in BoxItem.batch_get([b.box_id for b in bindings])} if bindings else {}
+    out = []
+    for binding in bindings:
+        box = boxes.get(binding.box_id)
+        if box is None:
+            continue
+        out.append({"box_id": box.box_id, "name": box.name, "address": box.address, "lat": box.lat, "lng": box.lng,
+                    "online": bool(box.online), "status_since": int(box.status_since),
+                    "status_reason": box.status_reason, "latest_alarms": latest_alarms(box.box_id, alarms_per_box)})
+    return out
+
+
+def box_alarms(client_id: str, box_id: str, limit: int) -> dict[str, Any]:
+    require_bound(client_id, box_id)
+    box = get_box(box_id)
+    return {"box_id": box.box_id, "name": box.name, "alarms": latest_alarms(box_id, limit)}
+
+
+# ---------------------------------------------------------------------------------------------- settle
+def _settle(cmd: CommandItem, status: str, at_ms: int, reason: str | None, reported: dict[str, Any] | None) -> bool:
+    """pending -> status, once (a conditional write: a duplicate report or a racing expiry loses)."""
+    actions: list[Any] = [CommandItem.status.set(status), CommandItem.settled_at.set(at_ms),
+                          CommandItem.pending.remove()]
+    if reason is not None:
+        actions.append(CommandItem.reason.set(reason))
+    if reported is not None:
+        actions.append(CommandItem.reported.set(reported))
+    try:
+        cmd.update(
+            actions=actions,
+            condition=CommandItem.status == "pending",
+        )
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def _notify_requester(cmd: CommandItem, sns: Any) -> int:
+    try:
+        binding = BindingItem.get(cmd.box_id, cmd.client_id)
+    except BindingItem.DoesNotExist:
+        return 0  # unbound since: the result is in the audit record
+    box = get_box(cmd.box_id)
+    note = Notification(
+        kind="power_off_result", box_id=cmd.box_id,
+        data={"status": cmd.status, "command_id": cmd.command_id, "reason": cmd.reason, "boxes": []},
+        context={"box_name": box.name, "status": cmd.status, "command_id": cmd.command_id,
+                 "reason": cmd.reason or ""},
+    )
+    return len(send(sns, [binding], note).sent)
+
+
+@dataclass
+class AckResult:
+    status: str  # ignored | duplicate | succeeded | failed
+    command_id: str | None = None
+    notified: int = 0
+
+
+def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -> AckResult:
+    """Settle the command the box reported on (shadow update/documents), if any."""
+    current = (documents.get("current") or {}).get("state") or {}
+    previous = (documents.get("previous") or {}).get("state") or {}
+    reported = current.get("reported") or {}
+    cid, outcome = reported.get("command_id"), reported.get("command_status")
+    if not isinstance(cid, str) or outcome not in ("done", "refused", "failed"):
+        return AckResult("ignored")
+    before = previous.get("reported") or {}
+    if (before.get("command_id"), before.get("command_status")) == (cid, outcome):
+        return AckResult("ignored", cid)  # another part of the shadow changed
+    try:
+        cmd = CommandItem.get(*CommandItem.key(cid), consistent_read=True)
+    except CommandItem.DoesNotExist:
+        return AckResult("ignored", cid)
+    if cmd.box_id != thing:
+        return AckResult("ignored", cid)  # a box cannot settle another box's command
+    at_ms = int(documents.get("timestamp", 0)) * 1000 or int(cmd.requested_at)
+    if outcome == "done" and reported.get("contactor") == "open":
+        status, reason = "succeeded", None
+    elif outcome == "done":
+        status, reason = "failed", "box reported done but its contactor is not open"
+    else:
+        status, reason = "failed", f"{outcome} by the box: {reported.get('reason') or 'no reason given'}"
+    if not _settle(cmd, status, at_ms, reason, reported):
+        return AckResult("duplicate", cid)
+    _update_desired(iotdata, thing, CLEAR_ORDER, only_if_command=cid)
+    cmd.refresh(consistent_read=True)
+    return AckResult(status, cid, _notify_requester(cmd, sns))
+
+
+def expire_due(now_ms: int, iotdata: Any, sns: Any) -> list[str]:
+    """Expire every pending command whose expiry has passed: one Query of the sparse index."""
+    expired = []
+    for cmd in CommandItem.by_expiry.query("1", CommandItem.expires_at <= now_ms):
+        full = CommandItem.get(cmd.pk, cmd.sk, consistent_read=True)
+        if not _settle(full, "expired", now_ms, "not confirmed by the box before it expired", None):
+            continue
+        _update_desired(iotdata, full.box_id, CLEAR_ORDER, only_if_command=full.command_id)
+        full.refresh(consistent_read=True)
+        _notify_requester(full, sns)
+        expired.append(full.command_id)
+    return expired
