@@ -15,7 +15,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -23,7 +22,7 @@ from boxwatch import geo
 from boxwatch.contract import AlarmEvent
 from boxwatch.errors import Conflict
 from boxwatch.idempotency import Idempotency
-from boxwatch.models import AlarmCellEntry, AlarmRecord, BoxItem
+from boxwatch.models import AlarmCellEntry, AlarmRecord, BoxItem, connection
 from boxwatch.notify import Notification, SendReport, local_time, send
 from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
@@ -91,7 +90,7 @@ def _store(alarm: AlarmEvent, box: BoxItem, settings: Settings) -> AlarmRecord |
         expires_at=alarm.alarm_time // 1000 + settings.neighbour_window_s + 86_400,
     )
     try:
-        with TransactWrite(connection=Connection()) as tx:
+        with TransactWrite(connection=connection()) as tx:
             tx.save(record, condition=AlarmRecord.pk.does_not_exist())
             tx.save(entry)
     except TransactWriteError as exc:

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch.errors import Conflict, Rejected
-from boxwatch.models import AlarmRecord, BindingItem, BoxItem, CommandItem, CommandKeyItem
+from boxwatch.models import AlarmRecord, BindingItem, BoxItem, CommandItem, CommandKeyItem, connection
 from boxwatch.notify import Notification, send
 from boxwatch.registry import get_box, is_bound
 from boxwatch.settings import Settings
@@ -129,7 +128,7 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
     try:
         # reserve the key and record the command before touching the box: a concurrent retry of
         # the same request finds the reservation instead of writing a second order
-        with TransactWrite(connection=Connection()) as tx:
+        with TransactWrite(connection=connection()) as tx:
             tx.save(reservation, condition=CommandKeyItem.pk.does_not_exist())
             tx.save(cmd, condition=CommandItem.pk.does_not_exist())
     except TransactWriteError:

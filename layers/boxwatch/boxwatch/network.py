@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch.contract import BOX_ID_PATTERN
 from boxwatch.errors import InvalidInput
-from boxwatch.models import AlarmRecord, BoxItem, OfflineEntry
+from boxwatch.models import AlarmRecord, BoxItem, OfflineEntry, connection
 from boxwatch.notify import Notification, SendReport, local_time, send
 from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
@@ -136,7 +135,7 @@ def record_presence(event: PresenceEvent, settings: Settings, sns: Any) -> Prese
             BoxItem(box.box_id).update(actions=_status_actions(event), condition=condition)
         else:
             # status and index entry together: a box is offline exactly when the sweep can find it
-            with TransactWrite(connection=Connection()) as tx:
+            with TransactWrite(connection=connection()) as tx:
                 tx.update(BoxItem(box.box_id), actions=_status_actions(event), condition=condition)
                 tx.save(entry)
     except UpdateError as exc:
