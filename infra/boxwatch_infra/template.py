@@ -142,7 +142,8 @@ class Template:
                         return self.attribute(logical, attr)
                     return str(self._ref(token))
 
-                return re.sub(r"\$\{([^}!][^}]*)\}", sub, text)
+                # ${!Literal} is Fn::Sub's escape for a literal ${Literal} (IoT policy variables)
+                return re.sub(r"\$\{([^}!][^}]*)\}", sub, text).replace("${!", "${")
             if key == "Fn::Join":
                 sep, items = arg
                 return sep.join(str(self.resolve(i)) for i in items)
