@@ -14,7 +14,7 @@ import heapq
 import itertools
 import math
 import queue
-import select
+import selectors
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -126,27 +126,53 @@ class Fleet:
         """Run fn on the fleet's thread `delay_s` from now (in the fleet clock)."""
         self.run_on_loop(lambda: heapq.heappush(self._timers, (self.clock() + delay_s, next(self._seq), fn)))
 
+    def _sync_selector(self, sel: selectors.BaseSelector, registered: dict[str, tuple[Any, int]]) -> None:
+        """Keep the epoll set in step with the boxes' sockets (epoll: select() stops at 1024 fds)."""
+        for box_id, agent in self.agents.items():
+            sock = agent.client.socket() if agent.powered else None
+            reg = registered.get(box_id)
+            if sock is None:
+                if reg is not None:
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        sel.unregister(reg[0])
+                    del registered[box_id]
+                continue
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if agent.client.want_write() else 0)
+            if reg is not None and reg[0] is sock:
+                if reg[1] != events:
+                    sel.modify(sock, events, agent)
+                    registered[box_id] = (sock, events)
+                continue
+            if reg is not None:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    sel.unregister(reg[0])
+            try:
+                sel.register(sock, events, agent)
+                registered[box_id] = (sock, events)
+            except (ValueError, OSError):
+                registered.pop(box_id, None)
+
     def _loop(self) -> None:
         next_tick = 0.0
         last_reconnect = 0.0
+        sel = selectors.DefaultSelector()
+        registered: dict[str, tuple[Any, int]] = {}
         while not self._stop.is_set():
-            socks: dict[Any, BoxAgent] = {}
-            for a in self.agents.values():
-                sock = a.client.socket() if a.powered else None
-                if sock is not None:
-                    socks[sock] = a
-            rl = list(socks)
-            wl = [s for s, a in socks.items() if a.client.want_write()]
-            try:
-                readable, writable, _ = select.select(rl, wl, [], 0.05) if rl else ([], [], [])
-            except (OSError, ValueError):
-                readable, writable = [], []
-            if not rl:
-                time.sleep(0.05)
-            for s in readable:
-                socks[s].client.loop_read()
-            for s in writable:
-                socks[s].client.loop_write()
+            self._sync_selector(sel, registered)
+            if registered:
+                try:
+                    ready = sel.select(0.1)
+                except OSError:
+                    ready = []
+            else:
+                time.sleep(0.1)
+                ready = []
+            for key, mask in ready:
+                agent: BoxAgent = key.data
+                if mask & selectors.EVENT_READ:
+                    agent.client.loop_read()
+                if mask & selectors.EVENT_WRITE:
+                    agent.client.loop_write()
             while not self._commands.empty():
                 self._commands.get_nowait()()
             now = self.clock()
@@ -164,6 +190,7 @@ class Fleet:
                     if agent.powered and not agent.connected and agent.client.socket() is None:
                         with contextlib.suppress(OSError):
                             agent.client.reconnect()
+        sel.close()
 
     # ------------------------------------------------------------------ faults
     def raise_cause(self, box_id: str, cause: str, hold_s: float = 60.0) -> None:
