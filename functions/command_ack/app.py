@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from boxwatch.commands import acknowledge
 from boxwatch.contract import BOX_ID_PATTERN
+from boxwatch.deadletter import dead_letter
+from boxwatch.errors import InvalidInput, Rejected
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
 
@@ -22,6 +24,7 @@ tracer = Tracer()
 metrics = Metrics()
 iotdata = boto3.client("iot-data")
 sns = boto3.client("sns")
+sqs = boto3.client("sqs")
 
 
 class ShadowDocuments(BaseModel):
@@ -34,18 +37,28 @@ class ShadowDocuments(BaseModel):
     timestamp: int = Field(ge=0)
 
 
+def problems(exc: ValidationError) -> list[Any]:
+    return list(exc.errors(include_url=False, include_context=False, include_input=False)[:5])
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        docs = ShadowDocuments.model_validate(event)
-    except ValidationError as exc:
-        logger.warning("shadow documents refused", extra={"problems": exc.errors()[:5]})
+        try:
+            docs = ShadowDocuments.model_validate(event)
+        except ValidationError as exc:
+            raise InvalidInput("not a shadow documents message", problems=problems(exc)) from None
+        result = acknowledge(docs.thing, docs.model_dump(), iotdata, sns)
+    except Rejected as exc:
+        # refused, never retried (a retry cannot make it valid); dead-lettered for operators
+        logger.warning(f"shadow documents rejected: {exc.message}", extra={"error": exc.code, **exc.details})
+        metrics.add_dimension(name="reason", value=exc.code)
         metrics.add_metric(name="ShadowDocumentsRejected", unit=MetricUnit.Count, value=1)
-        return {"status": "rejected", "error": "invalid_input", "message": "not a shadow documents message"}
-    result = acknowledge(docs.thing, docs.model_dump(), iotdata, sns)
-    if result.status in ("succeeded", "failed"):
+        dead_letter(sqs, SETTINGS.rejected_input_queue, context.function_name, event, exc)
+        return {"status": "rejected", **exc.as_dict()}
+    if result.status in ("succeeded", "failed", "refused"):
         logger.info("command settled", extra={"command": result.command_id, "status": result.status})
         metrics.add_metric(name=f"Command{result.status.capitalize()}", unit=MetricUnit.Count, value=1)
     return {"status": result.status, "command_id": result.command_id, "notified": result.notified}

@@ -11,12 +11,12 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError, UnauthorizedError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from boxwatch import commands
-from boxwatch.errors import Rejected
+from boxwatch.contract import BOX_ID_PATTERN
+from boxwatch.errors import InvalidInput, Rejected
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
 
@@ -27,21 +27,35 @@ tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 iotdata = boto3.client("iot-data")
-STATUS = {"forbidden": 403, "not_found": 404, "unknown_box": 404, "conflict": 409}
+STATUS = {"invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "unknown_box": 404,
+          "conflict": 409}
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+BOX_ID = re.compile(BOX_ID_PATTERN)
+
+
+class Unauthorized(Rejected):
+    code = "unauthorized"
 
 
 def client_id() -> str:
+    # the JWT authorizer has verified the token; a missing sub means a route left unprotected
     claims = app.current_event.request_context.authorizer.jwt_claim or {}
     if not claims.get("sub"):
-        raise UnauthorizedError("no authenticated client")
+        raise Unauthorized("no authenticated client")
     return str(claims["sub"])
+
+
+def box_param(box_id: str) -> str:
+    if not BOX_ID.match(box_id):
+        raise InvalidInput("box_id: 1-128 characters of [A-Za-z0-9_.:-]", box=box_id[:200])
+    return box_id
 
 
 @app.exception_handler(Rejected)
 def refused(exc: Rejected) -> Response:
     # every refusal is logged and counted; a 403 is an attempt on someone else's box
-    logger.warning(f"request refused: {exc.message}", extra={"error": exc.code, **exc.details})
+    logger.warning(f"request refused: {exc.message}", extra={"error": exc.code, "route": app.current_event.route_key,
+                                                             **exc.details})
     metrics.add_metric(name="Forbidden" if exc.code == "forbidden" else "RequestsRefused", unit=MetricUnit.Count,
                        value=1)
     return Response(STATUS.get(exc.code, 400), "application/json", {"error": exc.code, "message": exc.message})
@@ -51,16 +65,16 @@ def refused(exc: Rejected) -> Response:
 def power_off(box_id: str) -> Response:
     key = app.current_event.headers.get("idempotency-key", "")
     if not KEY.match(key):
-        raise BadRequestError("Idempotency-Key header: 8-128 characters of [A-Za-z0-9_.:-]")
-    now_ms = app.current_event.request_context.time_epoch
-    out = commands.request_power_off(client_id(), box_id, key, now_ms, SETTINGS, iotdata)
+        raise InvalidInput("Idempotency-Key header: 8-128 characters of [A-Za-z0-9_.:-]")
+    now_ms = app.current_event.request_context.time_epoch  # event time: the request as API Gateway got it
+    out = commands.request_power_off(client_id(), box_param(box_id), key, now_ms, SETTINGS, iotdata)
     metrics.add_metric(name="PowerOffRequested" if out.created else "PowerOffRepeated", unit=MetricUnit.Count, value=1)
     return Response(201 if out.created else 200, "application/json", commands.command_view(out.command))
 
 
 @app.get("/boxes/<box_id>/commands/<command_id>")
 def get_command(box_id: str, command_id: str) -> dict[str, Any]:
-    return commands.command_view(commands.get_command(client_id(), box_id, command_id))
+    return commands.command_view(commands.get_command(client_id(), box_param(box_id), command_id))
 
 
 @app.get("/me/boxes")
@@ -72,8 +86,8 @@ def me_boxes() -> dict[str, Any]:
 def box_alarms(box_id: str) -> dict[str, Any]:
     raw = app.current_event.get_query_string_value("limit", "20") or "20"
     if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        raise BadRequestError("limit must be 1..100")
-    return commands.box_alarms(client_id(), box_id, int(raw))
+        raise InvalidInput("limit must be 1..100", limit=raw[:20])
+    return commands.box_alarms(client_id(), box_param(box_id), int(raw))
 
 
 @logger.inject_lambda_context

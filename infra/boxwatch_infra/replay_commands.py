@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -20,6 +21,7 @@ from boxwatch.models import CommandItem
 from boxwatch_infra.replay import FINISH_HOOKS, Replay, ScenarioError, event_type
 
 REQUEST_NS = uuid.UUID("0b6c3f4e-23c1-4f59-9a1e-5a3cbd0a7e42")
+API_ID, USER_POOL, APP_CLIENT = "k3x9q2w7ab", "us-east-1_Bx7WaTcH1", "5kq2n8r1m0c4boxwatchapp01"
 
 
 @dataclass
@@ -35,30 +37,50 @@ def _state(replay: Replay) -> _State:
     return _STATE.setdefault(replay, _State())
 
 
-def http_api_event(method: str, path: str, route: str, client: str, now_ms: int, path_parameters: dict[str, str],
+def http_api_event(method: str, path: str, route: str, client: str, now_ms: int, path_parameters: dict[str, str] | None,
                    headers: dict[str, str] | None = None, body: Any = None, query: dict[str, str] | None = None,
                    ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event with a Cognito JWT authorizer's claims."""
+    """An API Gateway HTTP API (payload 2.0) event as the JWT authorizer passes it on: the Cognito
+    access token's claims, all strings; API Gateway lower-cases header names."""
     request_id = str(uuid.uuid5(REQUEST_NS, f"{client}{method}{path}{now_ms}"))
-    return {
+    when = datetime.fromtimestamp(now_ms / 1000, UTC)
+    issued = now_ms // 1000 - 60
+    event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": f"{method} {route}",
         "rawPath": path,
         "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
-        "headers": {"content-type": "application/json", "authorization": "Bearer <jwt>", **(headers or {})},
-        "queryStringParameters": query or None,
+        "headers": {"accept": "application/json", "authorization": "Bearer eyJraWQiOi...", "content-length": "0",
+                    "host": f"{API_ID}.execute-api.us-east-1.amazonaws.com", "user-agent": "boxwatch-app/1.0",
+                    "x-forwarded-for": "198.51.100.7", "x-forwarded-port": "443", "x-forwarded-proto": "https",
+                    **(headers or {})},
+        "queryStringParameters": query,
         "pathParameters": path_parameters,
+        "body": None,
         "requestContext": {
-            "accountId": "123456789012", "apiId": "replayapi", "domainName": "replayapi.execute-api.local",
-            "domainPrefix": "replayapi", "requestId": request_id, "routeKey": f"{method} {route}",
-            "stage": "$default", "time": "", "timeEpoch": now_ms,
+            "accountId": "123456789012", "apiId": API_ID,
+            "authorizer": {"jwt": {"claims": {
+                "sub": client, "iss": f"https://cognito-idp.us-east-1.amazonaws.com/{USER_POOL}",
+                "client_id": APP_CLIENT, "token_use": "access", "scope": "aws.cognito.signin.user.admin",
+                "auth_time": str(issued), "iat": str(issued), "exp": str(issued + 3600),
+                "jti": str(uuid.uuid5(REQUEST_NS, f"jti{client}{issued}")), "username": client,
+            }, "scopes": None}},
+            "domainName": f"{API_ID}.execute-api.us-east-1.amazonaws.com", "domainPrefix": API_ID,
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "198.51.100.7",
                      "userAgent": "boxwatch-app/1.0"},
-            "authorizer": {"jwt": {"claims": {"sub": client, "token_use": "access"}, "scopes": None}},
+            "requestId": request_id, "routeKey": f"{method} {route}", "stage": "$default",
+            "time": when.strftime("%d/%b/%Y:%H:%M:%S +0000"), "timeEpoch": now_ms,
         },
-        "body": None if body is None else json.dumps(body),
         "isBase64Encoded": False,
     }
+    # API Gateway leaves out what the request did not have
+    for name, value in (("pathParameters", path_parameters), ("queryStringParameters", query),
+                        ("body", None if body is None else json.dumps(body))):
+        if value is None:
+            del event[name]
+        else:
+            event[name] = value
+    return event
 
 
 @event_type("power_off")

@@ -1,19 +1,22 @@
-"""CommandApi and CommandAck with the real-shaped events of events/ (HTTP API v2, shadow documents)."""
+"""CommandApi, CommandAck and CommandExpiry with the real-shaped events of events/ (HTTP API v2 with
+Cognito JWT claims, shadow update/documents, EventBridge schedule), against moto's shadows."""
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from boxwatch.registry import BindingSpec, BoxSpec, bind, register_box
-from boxwatch_infra.sandbox import Sandbox
+from boxwatch_infra.sandbox import Sandbox, decode_push
+from tests.integration.faultkit import Crash, injected
 
 EVENTS = Path(__file__).parents[2] / "events"
+REQUESTED_AT = 1767225630000  # timeEpoch of events/api_power_off.json
 
 
 def load(name: str) -> dict[str, Any]:
@@ -29,6 +32,7 @@ def sb() -> Iterator[Sandbox]:
         register_box(BoxSpec(id="BX-1", name="No.3 building", lat=39.98, lng=116.31), sb.settings)
         register_box(BoxSpec(id="BX-2", name="No.5 building", lat=39.988, lng=116.31), sb.settings)
         endpoints = sb.create_push_endpoints(["alice", "bob"])
+        sb.endpoint_client = {arn: client for client, arn in endpoints.items()}  # type: ignore[attr-defined]
         for client, box in [("alice", "BX-1"), ("bob", "BX-1"), ("bob", "BX-2")]:
             bind(BindingSpec(client_id=client, box_id=box, target=endpoints[client], locale="en"))
         yield sb
@@ -39,48 +43,15 @@ def call(sb: Sandbox, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return int(response["statusCode"]), json.loads(response["body"] or "{}")
 
 
-def test_power_off_then_ack_then_read_the_command(sb: Sandbox) -> None:
-    # When alice posts the power-off event
-    status, body = call(sb, load("api_power_off.json"))
-    # Then a pending command is created and written into BX-1's desired state with its expiry
-    assert status == 201 and body["status"] == "pending" and body["box_id"] == "BX-1"
-    assert body["command_id"] == load("api_get_command.json")["pathParameters"]["command_id"]
-    desired = sb.shadow("BX-1")["state"]["desired"]  # type: ignore[index]
-    assert desired == {"power": "off", "command_id": body["command_id"], "expires_at": body["expires_at"]}
-    assert body["expires_at"] - body["requested_at"] == sb.settings.command_expiry_s * 1000
-    # When the box's documents message arrives / Then the command is settled and desired cleared
-    ack = sb.invoke("CommandAck", load("shadow_documents_ack.json"))
-    assert ack["status"] == "succeeded" and ack["notified"] == 1
-    # a redelivery of the same documents changes nothing
-    assert sb.invoke("CommandAck", load("shadow_documents_ack.json"))["status"] == "duplicate"
-    status, cmd = call(sb, load("api_get_command.json"))
-    assert status == 200 and cmd["status"] == "succeeded" and cmd["client_id"] == "alice"
+def pushes(sb: Sandbox) -> list[dict[str, Any]]:
+    """Every push so far as {client, **data}."""
+    names: dict[str, str] = sb.endpoint_client  # type: ignore[attr-defined]
+    return [{"client": names[arn], **decode_push(m)} for arn, ms in sb.pushed_messages().items() for m in ms]
 
 
-def test_unbound_client_gets_403_and_nothing_is_written(sb: Sandbox) -> None:
-    status, body = call(sb, load("api_power_off_unbound.json"))
-    assert status == 403 and body["error"] == "forbidden"
-    assert sb.shadow("BX-2") is None
-
-
-def test_unknown_box_is_refused_like_an_unbound_one(sb: Sandbox) -> None:
-    event = load("api_power_off.json")
-    event["pathParameters"] = {"box_id": "BX-404"}
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/boxes/BX-404/power-off"
-    assert call(sb, event)[0] == 403
-
-
-def test_bad_requests_get_clear_4xx(sb: Sandbox) -> None:
-    no_key = load("api_power_off.json")
-    del no_key["headers"]["idempotency-key"]
-    status, body = call(sb, no_key)
-    assert status == 400 and "Idempotency-Key" in body["message"]
-    anonymous = load("api_power_off.json")
-    anonymous["requestContext"]["authorizer"] = {"jwt": {"claims": {}, "scopes": None}}
-    assert call(sb, anonymous)[0] == 401
-    bad_limit = load("api_box_alarms.json")
-    bad_limit["queryStringParameters"] = {"limit": "5000"}
-    assert call(sb, bad_limit)[0] == 400
+def dead_letters(sb: Sandbox) -> list[dict[str, Any]]:
+    got = sb.client("sqs").receive_message(QueueUrl=sb.queues["RejectedInputQueue"], MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in got.get("Messages", [])]
 
 
 def retarget(event: dict[str, Any], box: str, client: str) -> dict[str, Any]:
@@ -91,6 +62,117 @@ def retarget(event: dict[str, Any], box: str, client: str) -> dict[str, Any]:
     return event
 
 
+def box_report(command_id: str, **reported: Any) -> dict[str, Any]:
+    return {"state": {"reported": {"command_id": command_id, **reported}}}
+
+
+def schedule_at(ms: int) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    return {"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "123456789012",
+            "time": datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/boxwatch-CommandExpiry"], "detail": {}}
+
+
+# ------------------------------------------------------------------------------------------ request
+def test_power_off_then_ack_then_read_the_command(sb: Sandbox) -> None:
+    # When alice posts the power-off event
+    status, body = call(sb, load("api_power_off.json"))
+    # Then a pending command is created and written into BX-1's desired state with its expiry
+    assert status == 201 and body["status"] == "pending" and body["box_id"] == "BX-1"
+    assert body["command_id"] == load("api_get_command.json")["pathParameters"]["command_id"]
+    desired = sb.shadow("BX-1")["state"]["desired"]  # type: ignore[index]
+    assert desired == {"power": "off", "command_id": body["command_id"], "expires_at": body["expires_at"]}
+    assert body["requested_at"] == REQUESTED_AT  # event time, not the wall clock
+    assert body["expires_at"] - body["requested_at"] == sb.settings.command_expiry_s * 1000
+    # When the box's documents message arrives / Then the command is settled and desired cleared
+    ack = sb.invoke("CommandAck", load("shadow_documents_ack.json"))
+    assert ack["status"] == "succeeded" and ack["notified"] == 1
+    assert "desired" not in sb.shadow("BX-1")["state"]  # type: ignore[index]
+    # and only alice (not bob, also bound to BX-1) hears it, with the fields the app reads
+    [note] = [p for p in pushes(sb) if p["kind"] == "power_off_result"]
+    assert note["client"] == "alice" and note["box"] == "BX-1"
+    assert (note["status"], note["command_id"]) == ("succeeded", body["command_id"])
+    # a redelivery of the same documents changes nothing
+    assert sb.invoke("CommandAck", load("shadow_documents_ack.json"))["status"] == "duplicate"
+    assert len([p for p in pushes(sb) if p["kind"] == "power_off_result"]) == 1
+    # and the audit record answers GET .../commands/{id}
+    status, cmd = call(sb, load("api_get_command.json"))
+    assert status == 200 and cmd["status"] == "succeeded" and cmd["client_id"] == "alice"
+    assert cmd["settled_at"] == load("shadow_documents_ack.json")["timestamp"] * 1000
+    assert cmd["requested_at"] == REQUESTED_AT and cmd["box_id"] == "BX-1" and cmd["reason"] is None
+
+
+def test_command_records_the_alarm_it_answered(sb: Sandbox) -> None:
+    # Given BX-1 raised alarms 1 and 2 before the request
+    for seq in (1, 2):
+        sb.publish_mqtt("boxwatch/boxes/BX-1/alarms", {"v": 1, "seq": seq, "cause": "overtemp", "value": 90 + seq,
+                                                        "threshold": 80, "alarm_time": REQUESTED_AT - 60_000 + seq},
+                        client_id="BX-1", now_ms=REQUESTED_AT - 50_000)
+    # When alice powers it off / Then the command names the latest alarm
+    status, body = call(sb, load("api_power_off.json"))
+    assert status == 201 and body["alarm"]["seq"] == 2 and body["alarm"]["cause"] == "overtemp"
+
+
+def test_same_key_twice_is_one_command(sb: Sandbox) -> None:
+    # Given alice's request was created / When the phone retries it with the same key
+    first_status, first = call(sb, load("api_power_off.json"))
+    version = sb.shadow("BX-1")["version"]  # type: ignore[index]
+    again_status, again = call(sb, load("api_power_off.json"))
+    # Then 200 with the original command, and no second order reaches the shadow
+    assert (first_status, again_status) == (201, 200)
+    assert again == first
+    assert sb.shadow("BX-1")["version"] == version  # type: ignore[index]
+
+
+def test_repeat_finishes_a_request_that_died_before_writing_the_order(sb: Sandbox) -> None:
+    # Given the first attempt recorded the command and died before the shadow write (phone saw a 5xx)
+    with injected(sb) as faults:
+        faults.crash("iot-data", "UpdateThingShadow")
+        with pytest.raises(Crash):
+            call(sb, load("api_power_off.json"))
+    assert sb.shadow("BX-1") is None
+    # When the phone repeats it with the same key / Then the same command, and now the order is there
+    status, body = call(sb, load("api_power_off.json"))
+    assert status == 200 and body["status"] == "pending"
+    assert sb.shadow("BX-1")["state"]["desired"]["command_id"] == body["command_id"]  # type: ignore[index]
+
+
+def test_unbound_client_gets_403_and_nothing_is_written(sb: Sandbox) -> None:
+    status, body = call(sb, load("api_power_off_unbound.json"))
+    assert status == 403 and body["error"] == "forbidden"
+    assert sb.shadow("BX-2") is None
+    # reading someone else's box is refused too
+    event = load("api_box_alarms.json")
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "mallory"
+    assert call(sb, event)[0] == 403
+
+
+def test_unknown_box_is_404(sb: Sandbox) -> None:
+    status, body = call(sb, retarget(load("api_power_off.json"), "BX-404", "alice"))
+    assert status == 404 and body["error"] == "not_found"
+
+
+def test_bad_requests_get_clear_4xx(sb: Sandbox) -> None:
+    no_key = load("api_power_off.json")
+    del no_key["headers"]["idempotency-key"]
+    status, body = call(sb, no_key)
+    assert status == 400 and body["error"] == "invalid_input" and "Idempotency-Key" in body["message"]
+    anonymous = load("api_power_off.json")
+    anonymous["requestContext"]["authorizer"] = {"jwt": {"claims": {}, "scopes": None}}
+    assert call(sb, anonymous)[0] == 401
+    bad_limit = load("api_box_alarms.json")
+    bad_limit["queryStringParameters"] = {"limit": "5000"}
+    assert call(sb, bad_limit)[0] == 400
+    bad_box = retarget(load("api_power_off.json"), "B" * 200, "alice")  # longer than a thing name
+    assert call(sb, bad_box)[0] == 400
+    bad_command = load("api_get_command.json")
+    bad_command["pathParameters"]["command_id"] = "x" * 3000  # longer than any DynamoDB key
+    assert call(sb, bad_command)[0] == 404
+    assert sb.shadow("BX-1") is None  # none of them wrote an order
+
+
 def test_same_key_for_another_box_is_a_conflict(sb: Sandbox) -> None:
     # Given bob used a key for BX-1 / When he reuses it for BX-2 / Then 409, and BX-2 gets no order
     assert call(sb, retarget(load("api_power_off.json"), "BX-1", "bob"))[0] == 201
@@ -98,9 +180,128 @@ def test_same_key_for_another_box_is_a_conflict(sb: Sandbox) -> None:
     assert status == 409 and body["error"] == "conflict"
     assert sb.shadow("BX-2") is None
 
+
+def test_order_written_with_the_version_survives_a_concurrent_box_report(sb: Sandbox) -> None:
+    # Given BX-1 has a shadow, and the box reports between our read and our write
+    sb.device_shadow_update("BX-1", {"state": {"reported": {"power": "on", "contactor": "closed"}}})
+    raced: list[bool] = []
+    orders: list[dict[str, Any]] = []  # every UpdateThingShadow the API attempted
+
+    def box_reports_meanwhile(service: str, operation: str, params: dict[str, Any], go: Callable[[], Any]) -> Any:
+        if operation == "UpdateThingShadow" and b"desired" in params["payload"]:
+            orders.append(json.loads(params["payload"]))
+        result = go()
+        if (service, operation) == ("iot-data", "GetThingShadow") and not raced:
+            raced.append(True)
+            sb.client("iot-data").update_thing_shadow(
+                thingName="BX-1", payload=json.dumps({"state": {"reported": {"rssi": -71}}}).encode())
+        return result
+
+    sb.counter.interceptors.insert(0, box_reports_meanwhile)
+    # When alice's order is written
+    status, body = call(sb, load("api_power_off.json"))
+    # Then the stale version was refused (409), re-read and retried once: order and report both kept
+    assert raced and status == 201 and body["status"] == "pending"
+    state = sb.shadow("BX-1")["state"]  # type: ignore[index]
+    assert state["desired"]["command_id"] == body["command_id"] and state["reported"]["rssi"] == -71
+    assert [o["version"] for o in orders] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------ settle
+def test_box_refusal_settles_as_refused_with_its_reason(sb: Sandbox) -> None:
+    _, body = call(sb, load("api_power_off.json"))
+    sb.now_ms = REQUESTED_AT + 5000
+    # When BX-1 refuses the order (its clock says it has expired)
+    sb.device_shadow_update("BX-1", box_report(body["command_id"], command_status="refused", reason="expired",
+                                               power="on", contactor="closed"))
+    # Then the command is refused with the box's reason, the order is gone, alice is told
+    _, cmd = call(sb, load("api_get_command.json"))
+    assert (cmd["status"], cmd["reason"], cmd["settled_at"]) == ("refused", "expired", REQUESTED_AT + 5000)
+    assert "desired" not in sb.shadow("BX-1")["state"]  # type: ignore[index]
+    [note] = [p for p in pushes(sb) if p["kind"] == "power_off_result"]
+    assert (note["client"], note["status"], note["reason"]) == ("alice", "refused", "expired")
+
+
+def test_contactor_failure_settles_as_failed(sb: Sandbox) -> None:
+    _, body = call(sb, load("api_power_off.json"))
+    sb.device_shadow_update("BX-1", box_report(body["command_id"], command_status="failed", reason="welded contacts",
+                                               power="on", contactor="closed"))
+    _, cmd = call(sb, load("api_get_command.json"))
+    assert (cmd["status"], cmd["reason"]) == ("failed", "welded contacts")
+    assert cmd["alarm"] is None  # BX-1 had no alarm when alice asked
+
+
+def test_documents_that_settle_nothing_are_ignored(sb: Sandbox) -> None:
+    call(sb, load("api_power_off.json"))  # its own desired-only documents message reached CommandAck
+    desired_only = load("shadow_documents_ack.json")
+    desired_only["current"]["state"]["reported"] = desired_only["previous"]["state"]["reported"]
+    assert sb.invoke("CommandAck", desired_only)["status"] == "ignored"
+    unknown = load("shadow_documents_ack.json")
+    unknown["current"]["state"]["reported"]["command_id"] = "c-00000000000000000000"
+    assert sb.invoke("CommandAck", unknown)["status"] == "ignored"
+    _, cmd = call(sb, load("api_get_command.json"))
+    assert cmd["status"] == "pending" and sb.shadow("BX-1")["state"]["desired"]["power"] == "off"  # type: ignore[index]
+
+
+def test_a_box_cannot_settle_another_boxs_command(sb: Sandbox) -> None:
+    call(sb, load("api_power_off.json"))
+    forged = load("shadow_documents_ack.json")
+    forged["thing"] = "BX-2"
+    # When BX-2's documents name BX-1's command / Then refused and dead-lettered, the command untouched
+    result = sb.invoke("CommandAck", forged)
+    assert result["status"] == "rejected" and result["error"] == "spoofed"
+    assert [d["error"]["error"] for d in dead_letters(sb)] == ["spoofed"]
+    assert call(sb, load("api_get_command.json"))[1]["status"] == "pending"
+
+
+def test_malformed_documents_are_rejected_not_crashed(sb: Sandbox) -> None:
+    result = sb.invoke("CommandAck", {"thing": "BX-1", "current": "not an object"})
+    assert result["status"] == "rejected" and result["error"] == "invalid_input"
+    assert len(dead_letters(sb)) == 1
+
+
+@pytest.mark.parametrize("step", [("iot-data", "UpdateThingShadow"), ("dynamodb", "UpdateItem")],
+                         ids=["clearing the order", "settling"])
+def test_crash_while_settling_is_finished_by_the_retry(sb: Sandbox, step: tuple[str, str]) -> None:
+    call(sb, load("api_power_off.json"))
+    # Given CommandAck dies while clearing the order, or after clearing it and before settling
+    with injected(sb) as faults:
+        faults.crash(*step)
+        with pytest.raises(Crash):
+            sb.invoke("CommandAck", load("shadow_documents_ack.json"))
+    # When Lambda retries the same documents / Then the command settles and alice hears it once
+    assert sb.invoke("CommandAck", load("shadow_documents_ack.json"))["status"] == "succeeded"
+    assert [p["status"] for p in pushes(sb) if p["kind"] == "power_off_result"] == ["succeeded"]
+    assert "desired" not in sb.shadow("BX-1")["state"]  # type: ignore[index]
+
+
+# ------------------------------------------------------------------------------------------ expiry
+def test_unconfirmed_command_expires_in_event_time(sb: Sandbox) -> None:
+    _, body = call(sb, load("api_power_off.json"))
+    # a sweep before expires_at leaves it alone
+    assert sb.invoke("CommandExpiry", schedule_at(body["expires_at"] - 1000))["expired"] == []
+    # When the sweep runs after expires_at / Then expired, the order leaves desired, alice is told
+    assert sb.invoke("CommandExpiry", schedule_at(body["expires_at"] + 30_000))["expired"] == [body["command_id"]]
+    assert "desired" not in sb.shadow("BX-1")["state"]  # type: ignore[index]
+    [note] = [p for p in pushes(sb) if p["kind"] == "power_off_result"]
+    assert (note["client"], note["status"]) == ("alice", "expired")
+    # and a late report from the box changes nothing; the next sweep has nothing to do
+    sb.device_shadow_update("BX-1", box_report(body["command_id"], command_status="done", contactor="open"))
+    assert call(sb, load("api_get_command.json"))[1]["status"] == "expired"
+    assert sb.invoke("CommandExpiry", schedule_at(body["expires_at"] + 90_000))["expired"] == []
+    assert len([p for p in pushes(sb) if p["kind"] == "power_off_result"]) == 1
+
+
+def test_expiry_refuses_an_event_without_time(sb: Sandbox) -> None:
+    result = sb.invoke("CommandExpiry", {"detail-type": "Scheduled Event", "time": "soon"})
+    assert result["status"] == "rejected" and result["error"] == "invalid_input"
+    assert len(dead_letters(sb)) == 1
+
+
+# ------------------------------------------------------------------------------------------ reads
 def test_me_boxes_and_box_alarms(sb: Sandbox) -> None:
     status, me = call(sb, load("api_me_boxes.json"))
     assert status == 200 and sorted(b["box_id"] for b in me["boxes"]) == ["BX-1", "BX-2"]
-    assert all(b["online"] for b in me["boxes"])
+    assert all(b["online"] and b["latest_alarms"] == [] for b in me["boxes"])
     status, alarms = call(sb, load("api_box_alarms.json"))
     assert status == 200 and alarms == {"box_id": "BX-1", "name": "No.3 building", "alarms": []}

@@ -62,6 +62,15 @@ def test_unconfirmed_command_expires_and_leaves_no_desired_power_off(report: dic
     assert 170.0 <= note["t"] <= 230.0  # at the first expiry sweep after 50 + 120 s
 
 
+def test_box_that_cannot_open_its_contactor_fails_the_command(report: dict[str, Any]) -> None:
+    failed = command(report, "carol", 60.0)
+    assert failed["http_status"] == 201 and failed["status"] == "failed"
+    assert "desired" not in report["shadows"]["BX-4"]["state"]
+    assert report["shadows"]["BX-4"]["state"]["reported"]["contactor"] == "closed"
+    [note] = [n for n in report["notifications"] if n["client"] == "carol"]
+    assert (note["kind"], note["status"], note["t"]) == ("power_off_result", "failed", 64.0)
+
+
 def test_neighbour_warned_by_fourth_alarm_powers_off_its_own_box() -> None:
     report = run("power_off_after_outage.yaml")
     # Given ann was warned of the offline cluster around her shop

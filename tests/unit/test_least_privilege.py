@@ -55,6 +55,7 @@ USES: dict[str, dict[str, set[str]]] = {
     },
     "CommandAckFunction": {  # issue 4: commands.acknowledge
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "RejectedInputQueue": {"sqs:SendMessage"},
         "BindingsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "BoxesTable": {"dynamodb:GetItem"},
         "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
@@ -65,6 +66,7 @@ USES: dict[str, dict[str, set[str]]] = {
     "CommandExpiryFunction": {  # issue 4: commands.expire_due
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "${CommandsTable.Arn}/index/pending_by_expiry": {"dynamodb:Query"},
+        "RejectedInputQueue": {"sqs:SendMessage"},
         "BindingsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "BoxesTable": {"dynamodb:GetItem"},
         "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {

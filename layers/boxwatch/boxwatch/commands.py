@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +20,13 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from boxwatch.errors import Conflict, Rejected
+from boxwatch.errors import Conflict, Rejected, Spoofed, UnknownBox
 from boxwatch.models import AlarmRecord, BindingItem, BoxItem, CommandItem, CommandKeyItem, connection
 from boxwatch.notify import Notification, send
 from boxwatch.registry import get_box, is_bound
 from boxwatch.settings import Settings
 
-SETTLED = ("succeeded", "failed", "expired")
+SETTLED = ("succeeded", "failed", "refused", "expired")
 
 
 class Forbidden(Rejected):
@@ -35,16 +37,24 @@ class NotFound(Rejected):
     code = "not_found"
 
 
+COMMAND_ID = re.compile(r"^c-[0-9a-f]{20}$")
+
+
 def command_id_for(client_id: str, key: str) -> str:
     """Deterministic: the same client and key always name the same command."""
     return "c-" + hashlib.sha256(f"{client_id}\x00{key}".encode()).hexdigest()[:20]
 
 
 def require_bound(client_id: str, box_id: str) -> None:
-    """Only a client bound to a box may read or command it. An unknown box answers the same way,
-    so that the API does not tell strangers which box ids exist."""
-    if not is_bound(client_id, box_id):
-        raise Forbidden("you are not bound to this box", client=client_id, box=box_id)
+    """Only a client bound to a box may read or command it: an unknown box is 404, any other 403.
+    The box is looked up only on refusal, so the common (bound) path costs one GetItem."""
+    if is_bound(client_id, box_id):
+        return
+    try:
+        get_box(box_id)
+    except UnknownBox:
+        raise NotFound("no such box", client=client_id, box=box_id) from None
+    raise Forbidden("you are not bound to this box", client=client_id, box=box_id)
 
 
 def latest_alarms(box_id: str, limit: int) -> list[dict[str, Any]]:
@@ -71,16 +81,17 @@ def _shadow(iotdata: Any, box_id: str) -> dict[str, Any] | None:
         raise
 
 
-def _update_desired(iotdata: Any, box_id: str, desired: dict[str, Any], only_if_command: str | None = None) -> bool:
+def _update_desired(iotdata: Any, box_id: str, desired: dict[str, Any],
+                    when: Callable[[str | None], bool] | None = None) -> bool:
     """Write `desired` with the version just read, retrying once on a concurrent update.
 
-    With `only_if_command`, change nothing unless the shadow still holds that command (a newer
-    command must not be cleared by an older one's settlement)."""
+    With `when`, change nothing unless it accepts the command id the shadow holds now (a newer
+    command must not be cleared by an older one's settlement, nor overwritten by a repeat)."""
     for _ in range(2):
         doc = _shadow(iotdata, box_id)
-        if only_if_command is not None:
+        if when is not None:
             current = ((doc or {}).get("state", {}).get("desired") or {}).get("command_id")
-            if current != only_if_command:
+            if not when(current):
                 return False
         payload: dict[str, Any] = {"state": {"desired": desired}}
         if doc is not None:
@@ -97,6 +108,15 @@ def _update_desired(iotdata: Any, box_id: str, desired: dict[str, Any], only_if_
 CLEAR_ORDER = {"power": None, "command_id": None, "expires_at": None}
 
 
+def _holds(command_id: str) -> Callable[[str | None], bool]:
+    return lambda current: current == command_id
+
+
+def _order(cmd: CommandItem) -> dict[str, Any]:
+    """The order as the box reads it from `desired` (docs/device-contract.md)."""
+    return {"power": "off", "command_id": cmd.command_id, "expires_at": int(cmd.expires_at)}
+
+
 # ---------------------------------------------------------------------------------------------- request
 @dataclass
 class PowerOffOutcome:
@@ -105,7 +125,7 @@ class PowerOffOutcome:
 
 
 def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settings: Settings,
-                      iotdata: Any) -> PowerOffOutcome:
+                      iotdata: Any, _retried: bool = False) -> PowerOffOutcome:
     require_bound(client_id, box_id)
     key_pk, key_sk = CommandKeyItem.key(client_id, key)
     try:
@@ -113,9 +133,15 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
         if existing.box_id != box_id:
             raise Conflict("this idempotency key was already used for another box", box=box_id,
                            other_box=existing.box_id)
-        return PowerOffOutcome(CommandItem.get(*CommandItem.key(existing.command_id), consistent_read=True), False)
+        cmd = CommandItem.get(*CommandItem.key(existing.command_id), consistent_read=True)
     except CommandKeyItem.DoesNotExist:
         pass
+    else:
+        if cmd.status == "pending" and now_ms < int(cmd.expires_at):
+            # the first attempt may have died between recording and writing the order: the repeat
+            # finishes it, unless the shadow holds an order already (this one or a newer one)
+            _update_desired(iotdata, box_id, _order(cmd), when=lambda current: current is None)
+        return PowerOffOutcome(cmd, False)
 
     cid = command_id_for(client_id, key)
     alarms = latest_alarms(box_id, 1)
@@ -131,17 +157,24 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
         with TransactWrite(connection=connection()) as tx:
             tx.save(reservation, condition=CommandKeyItem.pk.does_not_exist())
             tx.save(cmd, condition=CommandItem.pk.does_not_exist())
-    except TransactWriteError:
-        return request_power_off(client_id, box_id, key, now_ms, settings, iotdata)
+    except TransactWriteError as exc:
+        reasons = exc.cancellation_reasons or []
+        if _retried or not any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons):
+            raise
+        # a concurrent request with the same key won the race: answer with its command
+        return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried=True)
     try:
-        _update_desired(iotdata, box_id, {"power": "off", "command_id": cid, "expires_at": expires})
+        _update_desired(iotdata, box_id, _order(cmd))
     except (ClientError, Conflict) as exc:
-        _settle(cmd, "failed", now_ms, f"shadow update failed: {exc}", None)
+        # the order never reached the box: say so now rather than let it expire silently
+        _settle(cmd, "failed", now_ms, f"shadow update failed: {exc}", None)  # updates cmd in place
     return PowerOffOutcome(cmd, True)
 
 
 def get_command(client_id: str, box_id: str, command_id: str) -> CommandItem:
     require_bound(client_id, box_id)
+    if not COMMAND_ID.match(command_id):
+        raise NotFound("no such command", command_id=command_id[:64])  # never a key DynamoDB would refuse
     try:
         cmd = CommandItem.get(*CommandItem.key(command_id), consistent_read=True)
     except CommandItem.DoesNotExist:
@@ -209,7 +242,7 @@ def _notify_requester(cmd: CommandItem, sns: Any) -> int:
 
 @dataclass
 class AckResult:
-    status: str  # ignored | duplicate | succeeded | failed
+    status: str  # ignored | duplicate | succeeded | failed | refused
     command_id: str | None = None
     notified: int = 0
 
@@ -230,30 +263,36 @@ def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -
     except CommandItem.DoesNotExist:
         return AckResult("ignored", cid)
     if cmd.box_id != thing:
-        return AckResult("ignored", cid)  # a box cannot settle another box's command
+        # a box cannot settle another box's command (a forged or confused report)
+        raise Spoofed("a box reported on another box's command", box=thing, command_id=cid, command_box=cmd.box_id)
     at_ms = int(documents.get("timestamp", 0)) * 1000 or int(cmd.requested_at)
     if outcome == "done" and reported.get("contactor") == "open":
         status, reason = "succeeded", None
     elif outcome == "done":
         status, reason = "failed", "box reported done but its contactor is not open"
-    else:
-        status, reason = "failed", f"{outcome} by the box: {reported.get('reason') or 'no reason given'}"
-    if not _settle(cmd, status, at_ms, reason, reported):
+    else:  # failed (the contactor did not open) or refused (e.g. expired by the box's clock)
+        status, reason = outcome, str(reported.get("reason") or "no reason given")
+    if cmd.status != "pending":
         return AckResult("duplicate", cid)
-    _update_desired(iotdata, thing, CLEAR_ORDER, only_if_command=cid)
-    cmd.refresh(consistent_read=True)
+    # clear the order first, settle second: if we die in between, the retry finds the command still
+    # pending and finishes; the other way round a retry would see it settled and leave the order
+    _update_desired(iotdata, thing, CLEAR_ORDER, when=_holds(cid))
+    if not _settle(cmd, status, at_ms, reason, reported):
+        return AckResult("duplicate", cid)  # a concurrent delivery or the expiry settled it first
     return AckResult(status, cid, _notify_requester(cmd, sns))
 
 
 def expire_due(now_ms: int, iotdata: Any, sns: Any) -> list[str]:
     """Expire every pending command whose expiry has passed: one Query of the sparse index."""
     expired = []
+    # the index projects every attribute and the conditional settle guards against a stale entry,
+    # so no GetItem per command
     for cmd in CommandItem.by_expiry.query("1", CommandItem.expires_at <= now_ms):
-        full = CommandItem.get(cmd.pk, cmd.sk, consistent_read=True)
-        if not _settle(full, "expired", now_ms, "not confirmed by the box before it expired", None):
+        # order cleared before the settle, as in acknowledge: a crash in between is finished by the
+        # next sweep, which still finds the command pending
+        _update_desired(iotdata, cmd.box_id, CLEAR_ORDER, when=_holds(cmd.command_id))
+        if not _settle(cmd, "expired", now_ms, "not confirmed by the box before it expired", None):
             continue
-        _update_desired(iotdata, full.box_id, CLEAR_ORDER, only_if_command=full.command_id)
-        full.refresh(consistent_read=True)
-        _notify_requester(full, sns)
-        expired.append(full.command_id)
+        _notify_requester(cmd, sns)
+        expired.append(cmd.command_id)
     return expired

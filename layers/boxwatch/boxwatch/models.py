@@ -256,7 +256,7 @@ class CommandItem(Model):
     box_id = UnicodeAttribute()
     client_id = UnicodeAttribute()  # who asked (the JWT sub)
     idempotency_key = UnicodeAttribute()
-    status = UnicodeAttribute()  # pending | succeeded | failed | expired
+    status = UnicodeAttribute()  # pending | succeeded | failed | refused | expired
     requested_at = NumberAttribute()  # epoch ms, event time of the API request
     expires_at = NumberAttribute()
     alarm = JSONAttribute(null=True)  # the alarm it answered: the box's latest alarm at request time
