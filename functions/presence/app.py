@@ -9,6 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from boxwatch.deadletter import dead_letter
 from boxwatch.errors import Rejected
 from boxwatch.models import bind_tables
 from boxwatch.network import PresenceEvent, record_presence
@@ -20,6 +21,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 sns = boto3.client("sns")
+sqs = boto3.client("sqs")
 
 
 @logger.inject_lambda_context
@@ -33,6 +35,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.warning(f"lifecycle event rejected: {exc.message}", extra={"error": exc.code, **exc.details})
         metrics.add_dimension(name="reason", value=exc.code)
         metrics.add_metric(name="PresenceRejected", unit=MetricUnit.Count, value=1)
+        dead_letter(sqs, SETTINGS.rejected_input_queue, context.function_name, event, exc)
         return {"status": "rejected", **exc.as_dict()}
     logger.info("lifecycle event processed", extra={"box": result.box_id, "status": result.status,
                                                     "online": result.online, "version": result.version,

@@ -36,6 +36,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "sns:NOT-arn:*": {"sns:Publish"},  # SMS to phone numbers only (NotResource every SNS ARN)
     },
     "PresenceFunction": {  # issue 3: network.py
+        "RejectedInputQueue": {"sqs:SendMessage"},
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "NetworkTable": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
         "AlarmsTable": {"dynamodb:Query"},
@@ -75,6 +76,7 @@ USES: dict[str, dict[str, set[str]]] = {
         **PUSH,
     },
     "OfflineSweepFunction": {  # issue 3: outage.py
+        "RejectedInputQueue": {"sqs:SendMessage"},
         "BoxesTable": {"dynamodb:BatchGetItem"},
         "${BoxesTable.Arn}/index/by_area_cell": {"dynamodb:Query"},
         "NetworkTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
