@@ -140,12 +140,8 @@ def _report(replay: Replay) -> None:
             except CommandItem.DoesNotExist:
                 entry["status"] = "pending"
     replay.extra["commands"] = state.commands
-    shadows = {}
-    for raw in replay.scenario.boxes:
-        doc = replay.sb.shadow(str(raw["id"]))
-        if doc is not None:
-            shadows[str(raw["id"])] = {"state": doc.get("state", {}), "version": doc.get("version")}
-    replay.extra["shadows"] = shadows
+    replay.extra["shadows"] = {box: {"state": doc.get("state", {}), "version": doc.get("version")}
+                               for box, doc in sorted(replay.sb.shadows().items())}
 
 
 FINISH_HOOKS.append(_report)

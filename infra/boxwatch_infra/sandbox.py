@@ -180,6 +180,18 @@ class Sandbox:
         """The classic shadow's state document, as GetThingShadow returns it (without delta)."""
         return self._shadow_doc(thing, None)
 
+    def shadows(self) -> dict[str, dict[str, Any]]:
+        """Every thing's classic shadow, in one pass (moto's describe_thing scans all things)."""
+        from moto.iotdata.models import iotdata_backends
+
+        backend = iotdata_backends[self.template.account_id][self.template.region]
+        out = {}
+        for thing in backend.iot_backend.things.values():
+            shadow = thing.thing_shadows.get(None)
+            if shadow is not None and not shadow.deleted:
+                out[thing.thing_name] = shadow.to_dict(include_delta=False)
+        return out
+
     def _observe_shadow(self, service: str, operation: str, params: dict[str, Any], call: Callable[[], Any]) -> Any:
         """After each accepted UpdateThingShadow, queue what AWS IoT publishes (delta, documents)."""
         if service != "iot-data" or operation != "UpdateThingShadow":
