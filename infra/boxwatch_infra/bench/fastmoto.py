@@ -111,7 +111,8 @@ def reused_connection() -> Iterator[bool]:
             module = importlib.import_module(f"boxwatch.{info.name}")
         except Exception:  # a module mid-edit elsewhere: handlers that import it fail on their own
             continue
-        if getattr(module, "Connection", None) is Connection:
+        # boxwatch.models holds the one shared Connection (the fix itself): nothing to patch there
+        if getattr(module, "Connection", None) is Connection and not hasattr(module, "_CONNECTION"):
             modules.append(module)
     if not modules:
         yield False
