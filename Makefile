@@ -48,8 +48,14 @@ integration: install
 e2e: install
 	$(BIN)/pytest tests/e2e
 
+# the whole system on the local cloud (moto_server + MQTT broker + the template's functions,
+# rules and schedules) with a fleet of device agents; exits 0 when every expected push arrived
 demo: install
-	$(BIN)/boxwatch replay tests/scenarios/alarm_path.yaml --json
+	$(BIN)/boxwatch demo
+
+# Lambda artifacts (python3.12, manylinux wheels) and their sizes against Lambda's limits
+package: install
+	$(BIN)/python -m boxwatch_infra.localcloud.package
 
 # benchmarks (issue 7): bench/results.json, results.md, results.png; prints the table
 bench: install

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "boxwatch_infra.commands.boxes_cmd",
     "boxwatch_infra.commands.dlq_cmd",
     "boxwatch_infra.device.cli",
+    "boxwatch_infra.localcloud.cli",
 ]
 
 

@@ -1,0 +1,242 @@
+"""Local API Gateway (HTTP APIs): each `AWS::ApiGatewayV2::Api` of the translated template served on
+127.0.0.1, its routes read from the OpenAPI body SAM generated (paths, methods, Lambda proxy
+integrations, JWT authorizers), each request turned into an HTTP API payload 2.0 event for the
+integrated function.
+
+Authorization: there is no Cognito locally. A route with a JWT authorizer accepts
+- `Authorization: Bearer local:<sub>`: the client `<sub>`, for curl and tests;
+- `Authorization: Bearer <JWT>`: a JWT whose claims are taken **without checking its signature**
+  (local only), as long as its `aud` (or `client_id`) is one of the authorizer's audiences and it
+  has not expired. `mint_token()` makes one.
+Anything else is 401, as API Gateway answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from boxwatch_infra.localcloud.functions import FunctionHost, Trigger
+from boxwatch_infra.localcloud.ports import HOST
+from boxwatch_infra.localcloud.stack import Deployment
+
+log = logging.getLogger("boxwatch.localcloud.httpapi")
+
+
+@dataclass
+class Route:
+    method: str  # GET, POST ... or ANY
+    path: str  # /boxes/{box_id}/power-off
+    function: str
+    authorizer: dict[str, Any] | None
+    pattern: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rx = re.sub(r"\\\{([A-Za-z0-9_]+)\\\+\\\}", r"(?P<\1>.+)", re.escape(self.path))
+        rx = re.sub(r"\\\{([A-Za-z0-9_]+)\\\}", r"(?P<\1>[^/]+)", rx)
+        self.pattern = re.compile(f"^{rx}$")
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_token(sub: str, audience: str, issuer: str = "https://local", ttl_s: int = 3600) -> str:
+    """An unsigned JWT the local HTTP API accepts (never valid on AWS)."""
+    now = int(time.time())
+    claims = {"sub": sub, "aud": audience, "client_id": audience, "iss": issuer, "iat": now, "exp": now + ttl_s,
+              "token_use": "id", "cognito:username": sub}
+    return ".".join([b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode()),
+                     b64url(json.dumps(claims).encode()), ""])
+
+
+def _claims(token: str) -> dict[str, Any] | None:
+    if token.startswith("local:"):
+        sub = token[len("local:"):]
+        return {"sub": sub} if sub else None
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        raw = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(raw))
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+class HttpApi:
+    def __init__(self, logical: str, deployment: Deployment, host: FunctionHost, port: int = 0):
+        self.logical = logical
+        self.deployment = deployment
+        self.host = host
+        self.port = port
+        self.routes: list[Route] = []
+        resolver = deployment.resolver()
+        body = resolver.resolve(deployment.translated["Resources"][logical]["Properties"].get("Body", {}))
+        schemes = body.get("components", {}).get("securitySchemes", {})
+        for path, methods in body.get("paths", {}).items():
+            for method, op in methods.items():
+                integ = op.get("x-amazon-apigateway-integration", {})
+                uri = str(integ.get("uri", ""))
+                m = re.search(r"functions/(arn:[^/]+)/invocations", uri)
+                if not m:
+                    raise ValueError(f"{logical} {method.upper()} {path}: only Lambda proxy integrations run locally")
+                auth = None
+                for sec in op.get("security", []):
+                    for name in sec:
+                        auth = schemes.get(name, {}).get("x-amazon-apigateway-authorizer")
+                name = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+                self.routes.append(Route(name, path, host.logical_of(m.group(1)), auth))
+        self._server: ThreadingHTTPServer | None = None
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for r in self.routes:
+            if r.method in (method, "ANY"):
+                m = r.pattern.match(path)
+                if m:
+                    return r, m.groupdict()
+        return None
+
+    def authorize(self, route: Route, headers: dict[str, str]) -> dict[str, Any] | bool | None:
+        """Claims, None when the route has no authorizer, False when refused."""
+        if not route.authorizer:
+            return None
+        value = headers.get("authorization", "")
+        token = value[7:].strip() if value.lower().startswith("bearer ") else value.strip()
+        claims = _claims(token) if token else None
+        if not claims or not claims.get("sub"):
+            return False
+        if not token.startswith("local:"):
+            audiences = route.authorizer.get("jwtConfiguration", {}).get("audience", [])
+            if audiences and claims.get("aud") not in audiences and claims.get("client_id") not in audiences:
+                return False
+            if isinstance(claims.get("exp"), int | float) and claims["exp"] < time.time():
+                return False
+        return claims
+
+    def event(self, route: Route, params: dict[str, str], method: str, url: urllib.parse.SplitResult,
+              headers: dict[str, str], body: bytes, claims: dict[str, Any] | None, source_ip: str) -> dict[str, Any]:
+        now = time.time()
+        qs = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        ctx: dict[str, Any] = {
+            "accountId": self.deployment.template.account_id, "apiId": self.deployment.physical[self.logical],
+            "domainName": f"{HOST}:{self.port}", "domainPrefix": HOST,
+            "http": {"method": method, "path": url.path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
+                     "userAgent": headers.get("user-agent", "")},
+            "requestId": str(uuid.uuid4()), "routeKey": route.route_key, "stage": "$default",
+            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        }
+        if claims is not None:
+            ctx["authorizer"] = {"jwt": {"claims": {k: v if isinstance(v, str) else json.dumps(v)
+                                                    for k, v in claims.items()}, "scopes": None}}
+        text = body.decode("utf-8", errors="replace") if body else None
+        event: dict[str, Any] = {
+            "version": "2.0", "routeKey": route.route_key, "rawPath": url.path, "rawQueryString": url.query,
+            "headers": headers, "requestContext": ctx, "isBase64Encoded": False,
+        }
+        if qs:
+            event["queryStringParameters"] = {k: ",".join(v) for k, v in qs.items()}
+        if params:
+            event["pathParameters"] = params
+        if text is not None:
+            event["body"] = text
+        return event
+
+    def start(self) -> HttpApi:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                hdrs = {"Content-Type": "application/json", **(headers or {})}
+                for k, v in hdrs.items():
+                    if k.lower() != "content-length":
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _handle(self, method: str) -> None:
+                api.requests += 1
+                url = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                found = api.match(method, url.path)
+                if found is None:
+                    return self._send(404, b'{"message":"Not Found"}')
+                route, params = found
+                claims = api.authorize(route, headers)
+                if claims is False:
+                    return self._send(401, b'{"message":"Unauthorized"}')
+                event = api.event(route, params, method, url, headers, body,
+                                  claims if isinstance(claims, dict) else None, self.client_address[0])
+                trigger = Trigger(f"api:{route.route_key}", event["requestContext"]["timeEpoch"], url.path)
+                try:
+                    result = api.host.invoke(route.function, event, trigger)
+                except Exception:
+                    log.exception("%s failed", route.function)
+                    return self._send(500, b'{"message":"Internal Server Error"}')
+                if isinstance(result, dict) and "statusCode" in result:
+                    raw = result.get("body") or ""
+                    data = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+                    return self._send(int(result["statusCode"]), data, {k: str(v) for k, v in
+                                                                       (result.get("headers") or {}).items()})
+                return self._send(200, json.dumps(result).encode())
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
+
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
+
+        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name=f"httpapi-{self.logical}", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"api": self.logical, "url": self.url,
+                "routes": [{"route": r.route_key, "function": r.function, "jwt": bool(r.authorizer)}
+                           for r in self.routes]}

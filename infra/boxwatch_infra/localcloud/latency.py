@@ -1,0 +1,145 @@
+"""`python -m boxwatch_infra.localcloud.latency [--rate 50] [--duration 60] [--boxes 50]`
+
+End-to-end latency on the local cloud: boxes publish alarms over MQTT (QoS 1) at a steady rate;
+each alarm goes through the broker, the AlarmIngest rule, the function (DynamoDB and SNS in
+moto_server) to the phone. Measured per alarm, from the box's publish:
+- to the SNS Publish (when moto accepted the push), the figure the README gives;
+- to the phone's inbox;
+- and, as the floor to compare with, the broker's own publish -> subscriber delivery of the same
+  messages (a plain MQTT subscriber on the alarm topics).
+Boxes are 2 km apart, one client each: every alarm is one push (no same-cause neighbours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from boxwatch.registry import BoxSpec
+from boxwatch_infra.localcloud.cloud import LocalCloudConfig, LocalCloudProcess
+from boxwatch_infra.localcloud.seed import ClientSpec, provision
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": round(pct(values, 0.5), 1), "p95": round(pct(values, 0.95), 1),
+            "p99": round(pct(values, 0.99), 1), "max": round(max(values), 1) if values else float("nan"),
+            "mean": round(statistics.fmean(values), 1) if values else float("nan")}
+
+
+def run(rate: float, duration: float, n_boxes: int, out: Any = sys.stdout) -> dict[str, Any]:
+    with LocalCloudProcess(LocalCloudConfig()) as lc:
+        info = lc.info
+        boxes = [BoxSpec(id=f"BX-L{i:04d}", name=f"Latency {i}", address="", lat=39.5 + (i // 10) * 0.02,
+                         lng=116.0 + (i % 10) * 0.025) for i in range(n_boxes)]
+        provision(info, boxes, [ClientSpec(f"lat-{b.id}", (b.id,), "en") for b in boxes])
+        port = int(info["mqtt"]["port"])
+
+        delivered: dict[tuple[str, int], float] = {}
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="latency-subscriber")
+
+        def on_message(c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
+            doc = json.loads(msg.payload)
+            delivered[(msg.topic.split("/")[2], doc["seq"])] = time.time() * 1000
+
+        sub.on_message = on_message
+        sub.connect("127.0.0.1", port)
+        sub.subscribe("boxwatch/boxes/+/alarms", qos=1)
+        sub.loop_start()
+        clients = []
+        for b in boxes:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=b.id)
+            c.connect("127.0.0.1", port, keepalive=60)
+            c.loop_start()
+            clients.append((b.id, c))
+        time.sleep(2.0)
+        lc.drain()
+
+        sent: dict[tuple[str, int], float] = {}
+        seq = dict.fromkeys((b.id for b in boxes), 0)
+        total = int(rate * duration)
+        t_start = time.monotonic()
+        out.write(f"publishing {total} alarms at {rate:g}/s from {n_boxes} boxes for {duration:g} s ...\n")
+        out.flush()
+        for k in range(total):
+            target = t_start + k / rate
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            box, client = clients[k % len(clients)]
+            seq[box] += 1
+            now_ms = time.time() * 1000
+            client.publish(f"boxwatch/boxes/{box}/alarms", json.dumps({
+                "v": 1, "seq": seq[box], "cause": "overtemp", "alarm_time": int(now_ms), "value": 90.0 + k % 7,
+                "threshold": 80.0, "unit": "degC"}), qos=1)
+            sent[(box, seq[box])] = now_ms
+        achieved = total / (time.monotonic() - t_start)
+        deadline = time.monotonic() + 120
+        pushes: list[dict[str, Any]] = []
+        since = 0
+        while time.monotonic() < deadline:
+            items, since = lc.pushes(since)
+            pushes += items
+            if len(pushes) >= total:
+                break
+            time.sleep(0.5)
+        stats = lc.console("/stats")
+        for _, c in clients:
+            c.disconnect()
+            c.loop_stop()
+        sub.loop_stop()
+
+    to_sns: list[float] = []
+    to_phone: list[float] = []
+    by_second: dict[int, list[float]] = {}
+    for p in pushes:
+        key = (p["box"], p["data"].get("seq"))
+        if key not in sent:
+            continue
+        t_pub = sent[key]
+        to_sns.append(p["sns_at_ms"] - t_pub)
+        to_phone.append(p["received_at_ms"] - t_pub)
+        by_second.setdefault(int((t_pub - min(sent.values())) // 10_000), []).append(p["sns_at_ms"] - t_pub)
+    broker = [delivered[k] - sent[k] for k in sent if k in delivered]
+    first = min(sent.values()) if sent else 0.0
+    last_push = max((p["sns_at_ms"] for p in pushes), default=first)
+    throughput = len(to_sns) / ((last_push - first) / 1000) if last_push > first else 0.0
+    result = {
+        "rate_target": rate, "rate_achieved": round(achieved, 1), "duration_s": duration, "boxes": n_boxes,
+        "alarms_sent": total, "pushes_received": len(to_sns),
+        "processed_per_s": round(throughput, 1),  # first publish to last push: the capacity when saturated
+        "mqtt_publish_to_sns_publish_ms": summary(to_sns),
+        "mqtt_publish_to_phone_ms": summary(to_phone),
+        "broker_publish_to_subscriber_ms": summary(broker),
+        "p50_by_10s_window_ms": {f"{k * 10}-{k * 10 + 10}s": round(pct(v, 0.5), 1)
+                                 for k, v in sorted(by_second.items())},
+        "alarm_ingest": stats["functions"].get("AlarmIngestFunction"),
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--rate", type=float, default=50.0)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--boxes", type=int, default=50)
+    args = ap.parse_args(argv)
+    result = run(args.rate, args.duration, args.boxes)
+    print(json.dumps(result, indent=1))
+    return 0 if result["pushes_received"] == result["alarms_sent"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Local AWS from the template: moto_server on 127.0.0.1 and the stack created through its
+CloudFormation API.
+
+`deploy()` does what `sam package` + `sam deploy` do: translate template.yaml (aws-sam-translator),
+zip each function's and layer's code into the artifacts bucket, create the stack. Tables, queues,
+roles, EventBridge rules, log groups and Lambda functions then come from CloudFormation itself.
+
+moto's CloudFormation cannot create some resource types (IoT topic rules, HTTP APIs, Cognito, event
+invoke configs in moto 5.2). Which ones is asked of moto itself (its CloudFormation model map), never
+listed here: those resources are left out of the stack, every reference to them gets a local
+physical id, and the local cloud runs them from the translated template instead (rules runner,
+HTTP API, invoke config). Topic rules are also registered in moto's IoT so `aws iot
+list-topic-rules` shows them.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from boxwatch_infra.localcloud.ports import HOST, free_port, wait_listening
+from boxwatch_infra.template import Template, packaged, translate
+
+log = logging.getLogger("boxwatch.localcloud.stack")
+
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+ARTIFACTS_BUCKET = "boxwatch-artifacts"
+CODE_SKIP = re.compile(r"(__pycache__|\.pyc$|\.pytest_cache|\.mypy_cache)")
+
+
+class MotoServer:
+    """moto_server in a child process on 127.0.0.1 (its own interpreter: its own GIL)."""
+
+    def __init__(self, port: int = 0, push_url: str = "", log_path: Path | None = None):
+        self.port = port or free_port()
+        self.push_url = push_url
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> MotoServer:
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "boxwatch_infra.localcloud.moto_proc", HOST, str(self.port), self.push_url],
+            stdout=out, stderr=out, env={**os.environ, **FAKE_CREDENTIALS},
+        )
+        if not wait_listening(self.port, timeout) or self._proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"moto_server did not start on {self.url}")
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+            self._proc = None
+
+
+@cache
+def moto_cfn_types() -> frozenset[str]:
+    """Resource types moto's CloudFormation can create (its model map, every service loaded)."""
+    from moto.backend_index import backend_url_patterns
+    from moto.cloudformation.parsing import get_model_map
+
+    for service, _ in backend_url_patterns:
+        try:
+            importlib.import_module(f"moto.{service}.models")
+        except Exception:  # a service whose optional dependencies are missing has no models
+            continue
+    return frozenset(get_model_map())
+
+
+def zip_dir(path: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(path.rglob("*")):
+            if f.is_file() and not CODE_SKIP.search(str(f)):
+                zf.write(f, f.relative_to(path).as_posix())
+    return buf.getvalue()
+
+
+def _replace_refs(value: Any, local: dict[str, str], local_attr: dict[tuple[str, str], str]) -> Any:
+    """Ref/GetAtt/${..} to resources left out of the stack become their local physical ids."""
+    if isinstance(value, list):
+        return [_replace_refs(v, local, local_attr) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Ref" and arg in local:
+            return local[arg]
+        if key == "Fn::GetAtt":
+            logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+            if logical in local:
+                return local_attr.get((logical, attr), f"{local[logical]}.{attr}")
+        if key == "Fn::Sub":
+            text, variables = (arg, None) if isinstance(arg, str) else (arg[0], arg[1])
+
+            def sub(m: re.Match[str]) -> str:
+                logical, _, attr = m.group(1).partition(".")
+                if logical not in local:
+                    return m.group(0)
+                return local_attr.get((logical, attr), local[logical]) if attr else local[logical]
+
+            text = re.sub(r"\$\{([A-Za-z0-9]+(?:\.[A-Za-z0-9]+)?)\}", sub, text)
+            return {key: text if variables is None else [text, _replace_refs(variables, local, local_attr)]}
+    return {k: _replace_refs(v, local, local_attr) for k, v in value.items()}
+
+
+@dataclass
+class Deployment:
+    """The stack as deployed in moto: translated template, physical ids, outputs, code."""
+
+    endpoint_url: str
+    template: Template
+    translated: dict[str, Any]
+    physical: dict[str, str]  # logical id -> physical id (stack resources and local ones)
+    local_only: dict[str, str]  # logical id -> resource type, run by the local cloud, not moto
+    outputs: dict[str, str]
+    code_dirs: dict[str, Path] = field(default_factory=dict)  # function logical id -> unpacked code
+    created_in_s: float = 0.0
+
+    @property
+    def stack_name(self) -> str:
+        return self.template.stack_name
+
+    def resources_of_type(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.translated["Resources"].items() if v.get("Type") == kind}
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.template.region,  # type: ignore[call-overload]
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def resolver(self) -> DeployedTemplate:
+        return DeployedTemplate.of(self)
+
+
+class DeployedTemplate(Template):
+    """The translated template, with Ref and GetAtt answered by the deployed stack."""
+
+    deployment: Deployment
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> DeployedTemplate:
+        base = deployment.template
+        t = cls(path=base.path, parameter_overrides=base.parameter_overrides, region=base.region,
+                account_id=base.account_id, stack_name=base.stack_name)
+        t.__dict__["doc"] = deployment.translated  # the cached_property, pre-filled
+        t.deployment = deployment
+        return t
+
+    def physical_name(self, logical_id: str) -> str:
+        return self.deployment.physical[logical_id]
+
+    def attribute(self, logical_id: str, attr: str) -> str:
+        kind = self.resources[logical_id]["Type"]
+        phys = self.physical_name(logical_id)
+        prefix = f"arn:aws:{{}}:{self.region}:{self.account_id}"
+        if attr == "Arn":
+            if kind == "AWS::Lambda::Function":
+                return f"{prefix.format('lambda')}:function:{phys}"
+            if kind == "AWS::DynamoDB::Table":
+                return f"{prefix.format('dynamodb')}:table/{phys}"
+            if kind == "AWS::SQS::Queue":
+                return f"{prefix.format('sqs')}:{phys.rsplit('/', 1)[-1]}"
+            if kind == "AWS::SNS::Topic":
+                return phys
+            if kind == "AWS::IoT::TopicRule":
+                return f"{prefix.format('iot')}:rule/{phys}"
+        if attr == "QueueName" and kind == "AWS::SQS::Queue":
+            return phys.rsplit("/", 1)[-1]
+        return f"{phys}.{attr}"
+
+
+def deploy(endpoint_url: str, template: Template | None = None, bucket: str = ARTIFACTS_BUCKET,
+           work_dir: Path | None = None, timeout: float = 60.0) -> Deployment:
+    """Package the code into S3 and create the stack through moto's CloudFormation API."""
+    t0 = time.monotonic()
+    template = template or Template()
+    kw: dict[str, Any] = {"endpoint_url": endpoint_url, "region_name": template.region, **{
+        "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}}
+    s3 = boto3.client("s3", **kw)
+    cfn = boto3.client("cloudformation", **kw)
+
+    # sam package: every local CodeUri/ContentUri zipped to s3://bucket/<LogicalId>.zip
+    s3.create_bucket(Bucket=bucket)
+    pkg = packaged(template, bucket)
+    for logical, res in template.resources.items():
+        props = res.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
+                body = zip_dir((template.path.parent / props[key]).resolve())
+                s3.put_object(Bucket=bucket, Key=pkg["Resources"][logical]["Properties"][key].split("/", 3)[3],
+                              Body=body)
+    translated = translate(template, bucket)
+
+    supported = moto_cfn_types()
+    local_only = {k: v["Type"] for k, v in translated["Resources"].items() if v["Type"] not in supported}
+    local = {k: f"{template.stack_name}-{k}" for k in local_only}
+    local_attr = {(k, "Arn"): f"arn:aws:local:{template.region}:{template.account_id}:{k}" for k in local_only}
+    for k, kind in local_only.items():
+        log.info("moto CloudFormation has no %s: %s runs in the local cloud", kind, k)
+    stack_doc = copy.deepcopy(translated)
+    stack_doc["Resources"] = {k: _replace_refs(v, local, local_attr) for k, v in translated["Resources"].items()
+                              if k not in local_only}
+    stack_doc["Outputs"] = _replace_refs(translated.get("Outputs", {}), local, local_attr)
+    params = [{"ParameterKey": k, "ParameterValue": v} for k, v in template.parameters.items()]
+    cfn.create_stack(StackName=template.stack_name, TemplateBody=json.dumps(stack_doc), Parameters=params,
+                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
+    deadline = time.monotonic() + timeout
+    while True:
+        stack = cfn.describe_stacks(StackName=template.stack_name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("IN_PROGRESS"):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("stack creation timed out")
+        time.sleep(0.1)
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise RuntimeError(f"stack {stack['StackStatus']}: {stack.get('StackStatusReason')}")
+    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId") or r["LogicalResourceId"]
+                for r in cfn.describe_stack_resources(StackName=template.stack_name)["StackResources"]}
+    physical.update(local)
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    dep = Deployment(endpoint_url, template, translated, physical, local_only, outputs)
+
+    # the functions' code, as deployed: unpacked from the artifacts bucket
+    work = work_dir or Path(tempfile.mkdtemp(prefix="boxwatch-localcloud-"))
+    for logical, res in dep.resources_of_type("AWS::Lambda::Function").items():
+        code = res["Properties"]["Code"]
+        body = s3.get_object(Bucket=code["S3Bucket"], Key=code["S3Key"])["Body"].read()
+        target = work / "functions" / logical
+        with zipfile.ZipFile(io.BytesIO(body)) as zf:
+            zf.extractall(target)
+        dep.code_dirs[logical] = target
+
+    _register_topic_rules(dep)
+    dep.created_in_s = time.monotonic() - t0
+    return dep
+
+
+def _register_topic_rules(dep: Deployment) -> None:
+    """Topic rules also exist in moto's IoT (list-topic-rules), resolved against the stack."""
+    iot = dep.client("iot")
+    resolver = dep.resolver()
+    for logical, res in dep.resources_of_type("AWS::IoT::TopicRule").items():
+        payload = resolver.resolve(res["Properties"]["TopicRulePayload"])
+        actions = [{k: {kk[0].lower() + kk[1:]: vv for kk, vv in v.items()}} for a in payload.get("Actions", [])
+                   for k, v in ((k[0].lower() + k[1:], v) for k, v in a.items())]
+        try:
+            iot.create_topic_rule(ruleName=dep.physical[logical].replace("-", "_"), topicRulePayload={
+                "sql": payload["Sql"], "awsIotSqlVersion": payload.get("AwsIotSqlVersion", "2016-03-23"),
+                "ruleDisabled": bool(payload.get("RuleDisabled", False)), "actions": actions})
+        except Exception as exc:  # only for visibility: the rules runner reads the template
+            log.info("could not register topic rule %s in moto: %s", logical, exc)
