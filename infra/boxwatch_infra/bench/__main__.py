@@ -185,15 +185,16 @@ def e2e_rows(data: dict[str, Any], rate: int, duration: int) -> list[Row]:
     if "not_measured" in data:
         return [Row(sec, "MQTT publish → SNS publish, p50 / p99", f"not measured: {data['not_measured']}")]
     r = data["report"]
-    ours = r.get("ours") or r.get("alarm") or r
-    base = r.get("baseline") or r.get("broker") or {}
+    ours = r.get("mqtt_publish_to_sns_publish_ms") or {}
+    base = r.get("broker_publish_to_subscriber_ms") or {}
 
     def pair(d: dict[str, Any]) -> str:
-        return f"{fmt(float(d.get('p50_ms', 0)))} / {fmt(float(d.get('p99_ms', 0)))} ms" if d else "—"
+        return f"{fmt(float(d.get('p50', 0)))} / {fmt(float(d.get('p99', 0)))} ms" if d else "—"
 
+    pushed = f"{r.get('pushes_received')}/{r.get('alarms_sent')} alarms pushed, {r.get('processed_per_s')}/s processed"
     return [Row(sec, "MQTT publish → SNS publish, p50 / p99", pair(ours), pair(base) + " (broker round trip)",
-                ratio(float(ours.get("p99_ms", 0)), float(base.get("p99_ms", 1))) if base else "—",
-                note=f"from {data['command']}")]
+                ratio(float(ours.get("p99", 0)), float(base.get("p99", 1))) if base else "—",
+                note=f"{pushed}; from {data['command']}")]
 
 
 # -------------------------------------------------------------------- main

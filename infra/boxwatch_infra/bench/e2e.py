@@ -17,16 +17,16 @@ def run(rate: int, duration_s: int, timeout_s: int) -> dict[str, Any]:
         return {"not_measured": "the local cloud (infra/boxwatch_infra/localcloud, issue 6) does not exist yet"}
     if importlib.util.find_spec(MODULE) is None:
         return {"not_measured": f"the local cloud has no latency script ({MODULE}) yet"}
-    cmd = [sys.executable, "-m", MODULE, "--rate", str(rate), "--duration", str(duration_s), "--json"]
+    cmd = [sys.executable, "-m", MODULE, "--rate", str(rate), "--duration", str(duration_s)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         return {"not_measured": f"{' '.join(cmd[1:])} did not finish within {timeout_s} s"}
-    if out.returncode != 0:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"not_measured": f"{' '.join(cmd[1:])} failed: {tail[0][:200]}"}
+    # exit 1 means not every alarm was pushed within the run (an overloaded local stack): the
+    # report still stands and says how many were
     try:
-        doc: dict[str, Any] = json.loads(out.stdout)
-    except json.JSONDecodeError:
-        return {"not_measured": f"{' '.join(cmd[1:])} printed no JSON report"}
+        doc: dict[str, Any] = json.loads(out.stdout[out.stdout.index("{"):])
+    except (ValueError, json.JSONDecodeError):
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"not_measured": f"{' '.join(cmd[1:])} failed (exit {out.returncode}): {tail[0][:200]}"}
     return {"command": " ".join(cmd[1:]), "report": doc}
