@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml layers/boxwatch/requirements.txt
-	# mosquitto: the local MQTT broker (device tests, fleet, local cloud); Debian package
+	# mosquitto: the MQTT broker of the device-agent tests and fleet bench (Debian package)
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 		(apt-get update -q >/dev/null && apt-get install -y -q mosquitto >/dev/null)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
