@@ -54,3 +54,4 @@ def test_phone_decodes_fcm_apns_and_sms() -> None:
     assert decode(message, "arn:aws:sns:us-east-1:1:endpoint/GCM/app/x") == ("T", "B", data)
     assert decode(message, "arn:aws:sns:us-east-1:1:endpoint/APNS/app/x") == ("T2", "B2", data)
     assert decode("Alarm: text", "+8613800000000") == ("Alarm", "text", {})
+    assert decode("Title\nBody", "arn:aws:sns:us-east-1:1:boxwatch-client-zoe") == ("Title", "Body", {})

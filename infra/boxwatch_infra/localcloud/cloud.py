@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -202,6 +203,7 @@ class LocalCloudProcess:
 
     def __init__(self, config: LocalCloudConfig | None = None):
         self.config = config or LocalCloudConfig()
+        self._own_dir = not self.config.state_dir  # a temp dir of ours is removed on stop
         if not self.config.state_dir:
             self.config.state_dir = tempfile.mkdtemp(prefix="boxwatch-local-")
         Path(self.config.state_dir).mkdir(parents=True, exist_ok=True)
@@ -252,6 +254,8 @@ class LocalCloudProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        if self._own_dir:
+            shutil.rmtree(self.config.state_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalCloudProcess:
         return self.start()

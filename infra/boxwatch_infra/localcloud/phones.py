@@ -62,8 +62,8 @@ def decode(message: str, target: str) -> tuple[str, str, dict[str, Any]]:
         doc = json.loads(message)
     except ValueError:
         doc = None
-    if not isinstance(doc, dict):
-        title, _, body = message.partition(": ")
+    if not isinstance(doc, dict):  # SMS "title: body", or a topic's `default` text "title\nbody"
+        title, _, body = message.partition("\n" if "\n" in message else ": ")
         return title, body, {}
     platform = "APNS" if "/APNS" in target else "GCM"
     body_doc = doc.get(platform) or doc.get("GCM") or doc.get("default")
