@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from boxwatch.alarms import ingest_alarm
 from boxwatch.contract import AlarmEvent
-from boxwatch.deadletter import dead_letter
+from boxwatch.deadletter import Refusals
 from boxwatch.errors import Rejected
 from boxwatch.idempotency import alarm_idempotency
 from boxwatch.models import bind_tables
@@ -25,6 +25,9 @@ tracer = Tracer()
 metrics = Metrics()
 sns = boto3.client("sns")
 sqs = boto3.client("sqs")
+# bad input is refused, never retried (a retry cannot make it valid); dead-lettered for operators
+REFUSE = Refusals(logger, metrics, sqs, SETTINGS.rejected_input_queue, what="alarm",
+                  metric="AlarmsRejected")
 
 
 @logger.inject_lambda_context
@@ -35,12 +38,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         result = ingest_alarm(AlarmEvent.parse(event), SETTINGS, sns, IDEMPOTENCY)
     except Rejected as exc:
-        # bad input is refused, never retried (a retry cannot make it valid); dead-lettered for operators
-        logger.warning(f"alarm rejected: {exc.message}", extra={"error": exc.code, **exc.details})
-        metrics.add_dimension(name="reason", value=exc.code)
-        metrics.add_metric(name="AlarmsRejected", unit=MetricUnit.Count, value=1)
-        dead_letter(sqs, SETTINGS.rejected_input_queue, context.function_name, event, exc)
-        return {"status": "rejected", **exc.as_dict()}
+        return REFUSE(exc, event, context.function_name)
     logger.info("alarm processed", extra={"box": result.box_id, "seq": result.seq, "status": result.status,
                                           "neighbours": [n.id for n in result.neighbours]})
     metrics.add_metric(name="AlarmsDuplicate" if result.status == "duplicate" else "AlarmsStored",

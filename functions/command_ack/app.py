@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from boxwatch.commands import acknowledge
 from boxwatch.contract import BOX_ID_PATTERN
-from boxwatch.deadletter import dead_letter
+from boxwatch.deadletter import Refusals
 from boxwatch.errors import InvalidInput, Rejected
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
@@ -25,6 +25,9 @@ metrics = Metrics()
 iotdata = boto3.client("iot-data")
 sns = boto3.client("sns")
 sqs = boto3.client("sqs")
+# bad input is refused, never retried (a retry cannot make it valid); dead-lettered for operators
+REFUSE = Refusals(logger, metrics, sqs, SETTINGS.rejected_input_queue, what="shadow documents",
+                  metric="ShadowDocumentsRejected")
 
 
 class ShadowDocuments(BaseModel):
@@ -52,12 +55,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             raise InvalidInput("not a shadow documents message", problems=problems(exc)) from None
         result = acknowledge(docs.thing, docs.model_dump(), iotdata, sns)
     except Rejected as exc:
-        # refused, never retried (a retry cannot make it valid); dead-lettered for operators
-        logger.warning(f"shadow documents rejected: {exc.message}", extra={"error": exc.code, **exc.details})
-        metrics.add_dimension(name="reason", value=exc.code)
-        metrics.add_metric(name="ShadowDocumentsRejected", unit=MetricUnit.Count, value=1)
-        dead_letter(sqs, SETTINGS.rejected_input_queue, context.function_name, event, exc)
-        return {"status": "rejected", **exc.as_dict()}
+        return REFUSE(exc, event, context.function_name)
     if result.status in ("succeeded", "failed", "refused"):
         logger.info("command settled", extra={"command": result.command_id, "status": result.status})
         metrics.add_metric(name=f"Command{result.status.capitalize()}", unit=MetricUnit.Count, value=1)

@@ -8,12 +8,12 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from boxwatch.commands import expire_due
-from boxwatch.deadletter import dead_letter
-from boxwatch.errors import InvalidInput
+from boxwatch.deadletter import Refusals
+from boxwatch.errors import Rejected
 from boxwatch.models import bind_tables
+from boxwatch.outage import ScheduledEvent
 from boxwatch.settings import Settings
 
 SETTINGS = Settings.from_env(os.environ)
@@ -24,15 +24,9 @@ metrics = Metrics()
 iotdata = boto3.client("iot-data")
 sns = boto3.client("sns")
 sqs = boto3.client("sqs")
-
-
-class ScheduledEvent(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    time: AwareDatetime  # the schedule's own time: expiry is judged in event time
-
-
-def problems(exc: ValidationError) -> list[Any]:
-    return list(exc.errors(include_url=False, include_context=False, include_input=False)[:5])
+# without the event's time there is no "now" to expire against: refuse, the next tick comes
+REFUSE = Refusals(logger, metrics, sqs, SETTINGS.rejected_input_queue, what="scheduled event",
+                  metric="ScheduledEventsRejected")
 
 
 @logger.inject_lambda_context
@@ -40,14 +34,9 @@ def problems(exc: ValidationError) -> list[Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        now_ms = int(ScheduledEvent.model_validate(event).time.timestamp() * 1000)
-    except ValidationError as exc:
-        # without the event's time there is no "now" to expire against: refuse, the next tick comes
-        refused = InvalidInput("not a scheduled event with a time", problems=problems(exc))
-        logger.warning(refused.message, extra={"error": refused.code, **refused.details})
-        metrics.add_metric(name="ScheduledEventsRejected", unit=MetricUnit.Count, value=1)
-        dead_letter(sqs, SETTINGS.rejected_input_queue, context.function_name, event, refused)
-        return {"status": "rejected", **refused.as_dict()}
+        now_ms = ScheduledEvent.parse(event).at_ms  # expiry is judged in the schedule's event time
+    except Rejected as exc:
+        return REFUSE(exc, event, context.function_name)
     expired = expire_due(now_ms, iotdata, sns)
     metrics.add_metric(name="CommandsExpired", unit=MetricUnit.Count, value=len(expired))
     if expired:

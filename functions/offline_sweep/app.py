@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boxwatch.deadletter import dead_letter
+from boxwatch.deadletter import Refusals
 from boxwatch.errors import Rejected
 from boxwatch.models import bind_tables
 from boxwatch.outage import ScheduledEvent, sweep
@@ -22,6 +22,9 @@ tracer = Tracer()
 metrics = Metrics()
 sns = boto3.client("sns")
 sqs = boto3.client("sqs")
+# bad input is refused, never retried (a retry cannot make it valid); dead-lettered for operators
+REFUSE = Refusals(logger, metrics, sqs, SETTINGS.rejected_input_queue, what="sweep event",
+                  metric="SweepRejected")
 
 
 @logger.inject_lambda_context
@@ -32,11 +35,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # the schedule's own time, not the clock: a delayed or replayed sweep sees the same world
         result = sweep(ScheduledEvent.parse(event).at_ms, SETTINGS, sns)
     except Rejected as exc:
-        logger.warning(f"sweep event rejected: {exc.message}", extra={"error": exc.code, **exc.details})
-        metrics.add_dimension(name="reason", value=exc.code)
-        metrics.add_metric(name="SweepRejected", unit=MetricUnit.Count, value=1)
-        dead_letter(sqs, SETTINGS.rejected_input_queue, context.function_name, event, exc)
-        return {"status": "rejected", **exc.as_dict()}
+        return REFUSE(exc, event, context.function_name)
     sent = sum(len(c) for c in result.notified.values())
     logger.info("sweep done", extra={"at": result.at_ms, "candidates": result.candidates, "clusters": result.clusters,
                                      "opened": result.opened, "updated": result.updated, "resolved": result.resolved,

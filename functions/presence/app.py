@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boxwatch.deadletter import dead_letter
+from boxwatch.deadletter import Refusals
 from boxwatch.errors import Rejected
 from boxwatch.models import bind_tables
 from boxwatch.network import PresenceEvent, record_presence
@@ -22,6 +22,9 @@ tracer = Tracer()
 metrics = Metrics()
 sns = boto3.client("sns")
 sqs = boto3.client("sqs")
+# bad input is refused, never retried (a retry cannot make it valid); dead-lettered for operators
+REFUSE = Refusals(logger, metrics, sqs, SETTINGS.rejected_input_queue, what="lifecycle event",
+                  metric="PresenceRejected")
 
 
 @logger.inject_lambda_context
@@ -31,12 +34,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         result = record_presence(PresenceEvent.parse(event), SETTINGS, sns)
     except Rejected as exc:
-        # bad input (or a client that is not a box) is refused, never retried
-        logger.warning(f"lifecycle event rejected: {exc.message}", extra={"error": exc.code, **exc.details})
-        metrics.add_dimension(name="reason", value=exc.code)
-        metrics.add_metric(name="PresenceRejected", unit=MetricUnit.Count, value=1)
-        dead_letter(sqs, SETTINGS.rejected_input_queue, context.function_name, event, exc)
-        return {"status": "rejected", **exc.as_dict()}
+        return REFUSE(exc, event, context.function_name)
     logger.info("lifecycle event processed", extra={"box": result.box_id, "status": result.status,
                                                     "online": result.online, "version": result.version,
                                                     "third_alarm_seq": result.third_alarm_seq})

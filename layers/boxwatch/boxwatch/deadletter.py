@@ -31,3 +31,22 @@ def rejected_message(function_name: str, event: Any, exc: Rejected) -> str:
 
 def dead_letter(sqs: Any, queue_url: str, function_name: str, event: Any, exc: Rejected) -> None:
     sqs.send_message(QueueUrl=queue_url, MessageBody=rejected_message(function_name, event, exc))
+
+
+class Refusals:
+    """How every asynchronously invoked handler refuses input: one structured warning, one metric
+    (dimension `reason` = the error code), one dead letter, and a normal return so that neither
+    Lambda nor IoT retries something a retry cannot make valid."""
+
+    def __init__(self, logger: Any, metrics: Any, sqs: Any, queue_url: str, *, what: str, metric: str) -> None:
+        self.logger, self.metrics, self.sqs, self.queue_url = logger, metrics, sqs, queue_url
+        self.what, self.metric = what, metric
+
+    def __call__(self, exc: Rejected, event: Any, function_name: str) -> dict[str, Any]:
+        from aws_lambda_powertools.metrics import MetricUnit  # the layer ships powertools; only refusals need it
+
+        self.logger.warning(f"{self.what} rejected: {exc.message}", extra={"error": exc.code, **exc.details})
+        self.metrics.add_dimension(name="reason", value=exc.code)
+        self.metrics.add_metric(name=self.metric, unit=MetricUnit.Count, value=1)
+        dead_letter(self.sqs, self.queue_url, function_name, event, exc)
+        return {"status": "rejected", **exc.as_dict()}
