@@ -1,10 +1,10 @@
-"""Issue 8, load: a storm of alarms with an area outage, faults and redeliveries; alarms sent,
-stored and notified are counted at the end and must be equal.
+"""Issue 8, load with faults: a storm of alarms with an area outage, injected faults (2 % SNS 5xx,
+2 % DynamoDB throttling) and QoS-1 redeliveries, through the in-process sandbox (real handlers,
+the template's rules, Lambda's async retries, moto) where faults can be injected per call. Alarms
+sent, stored and notified are counted at the end and must be equal.
 
-STAND-IN: the local cloud (infra/boxwatch_infra/localcloud, issue 6) and the device fleet
-(infra/boxwatch_infra/device, issue 5) do not exist yet, so this runs through the in-process
-sandbox (real handlers, template rules, Lambda async retries, moto). Point it at the local cloud
-once it lands.
+Its twin through the real transport (local cloud, 2,000 device agents over MQTT, no injected
+faults) is tests/e2e/test_load_local_cloud.py.
 """
 
 from __future__ import annotations
