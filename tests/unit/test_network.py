@@ -204,3 +204,24 @@ def test_both_warnings_render_in_each_locale(locale: str) -> None:
     assert "Shop N9" in title and "box 1" in body and "box 2" in body
     data = json.loads(json.loads(outage.message(locale))["GCM"])["data"]["boxwatch"]
     assert json.loads(data)["offline_boxes"] == ["B01", "B02"]
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_warning_about_thousands_of_boxes_fits_in_a_push(locale: str) -> None:
+    # Given an outage of 10,000 boxes with long names
+    group = [at(i, (i // 100) * 150, (i % 100) * 150, 100 + i % 50) for i in range(10_000)]
+    for c in group:
+        c.name = f"Residential building No. {c.box_id} of the Haidian district power bureau"
+    incident = IncidentItem(*IncidentItem.key("x"), incident_id="x", opened_at=0, updated_at=0,
+                            center_lat=ORIGIN[0], center_lng=ORIGIN[1], radius_m=650.0)
+    # When a neighbour is warned
+    note = neighbour_outage_notification(box("N9", -200, 0), 200.0, group, incident)
+    message = json.loads(note.message(locale))
+    # Then each platform's payload stays within 4 KB, names the nearest and counts them all
+    for platform in ("GCM", "APNS"):
+        assert len(message[platform].encode()) <= 4096, (platform, len(message[platform].encode()))
+    data = json.loads(json.loads(message["GCM"])["data"]["boxwatch"])
+    assert data["offline_count"] == 10_000 and len(data["offline_boxes"]) == 30
+    assert "B00" in data["offline_boxes"]  # the nearest one
+    title, body = note.render(locale)
+    assert "10000" in title and ("9995 more" in body or "另外 9995 个" in body)

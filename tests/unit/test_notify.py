@@ -52,3 +52,26 @@ def test_nearby_list_names_boxes_with_distance() -> None:
     )
     assert "No.3 building (BX-1, 900 m)" in note.render("en")[1]
     assert "No.3 building (BX-1, 900米)" in note.render("zh-CN")[1]
+
+
+def test_a_second_alarm_with_hundreds_of_neighbours_fits_in_a_push() -> None:
+    from boxwatch.alarms import Neighbour, nearby_notification
+    from boxwatch.contract import AlarmEvent
+    from boxwatch.models import BoxItem
+    from boxwatch.settings import Settings
+
+    # Given 800 boxes nearby with the same cause (a heat wave over a dense district)
+    box = BoxItem("BX-1", name="No.1 building", address="", lat=39.98, lng=116.31, timezone="Asia/Shanghai",
+                  alarm_cell="x", area_cell="x")
+    alarm = AlarmEvent.parse({"thing": "BX-1", "v": 1, "seq": 3, "cause": "overtemp", "alarm_time": 1_767_225_600_000,
+                              "received_at": 1_767_225_600_100, "value": 92.5, "threshold": 80.0})
+    near = [Neighbour(f"BX-{i + 2:05d}", f"Residential building No. {i} of the district", 10.0 + i,
+                      1_767_225_500_000, 1) for i in range(800)]
+    # When the box's clients are told
+    note = nearby_notification(box, alarm, near, Settings.model_validate({}))
+    doc = json.loads(note.message("zh-CN"))
+    # Then the push is within 4 KB, lists the nearest and counts all
+    assert len(doc["GCM"].encode()) <= 4096 and len(doc["APNS"].encode()) <= 4096
+    data = json.loads(json.loads(doc["GCM"])["data"]["boxwatch"])
+    assert data["count"] == 800 and data["boxes"][0] == "BX-00002" and len(data["boxes"]) == 30
+    assert "另外 795 个" in note.render("zh-CN")[1]

@@ -23,7 +23,7 @@ from boxwatch.contract import AlarmEvent
 from boxwatch.errors import Conflict
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import AlarmCellEntry, AlarmRecord, BoxItem, connection
-from boxwatch.notify import Notification, SendReport, local_time, send
+from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, local_time, send
 from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
 
@@ -140,11 +140,14 @@ def nearby_notification(box: BoxItem, alarm: AlarmEvent, neighbours: list[Neighb
     return Notification(
         kind="same_cause_nearby",
         box_id=box.box_id,
+        # neighbours come nearest first; a push carries the nearest (4 KB), with the count of all
         data={"cause": alarm.cause.value, "seq": alarm.seq, "alarm_time": alarm.alarm_time,
-              "boxes": [n.id for n in neighbours], "neighbours": [n.as_dict() for n in neighbours]},
+              "count": len(neighbours), "boxes": [n.id for n in neighbours[:LISTED_IN_DATA]],
+              "neighbours": [n.as_dict() for n in neighbours[:NAMED_IN_TEXT]]},
         context={"cause": alarm.cause.value, "box_name": box.name, "count": len(neighbours),
                  "radius_m": settings.neighbour_radius_m, "window_min": settings.neighbour_window_s / 60,
-                 "boxes_named": [{"id": n.id, "name": n.name, "distance_m": n.distance_m} for n in neighbours]},
+                 "boxes_named": [{"id": n.id, "name": n.name, "distance_m": n.distance_m}
+                                 for n in neighbours[:NAMED_IN_TEXT]]},
     )
 
 

@@ -40,6 +40,12 @@ CAUSE_NAMES = {
     },
 }
 
+# A push is at most 4 KB (FCM data + notification, APNs payload): a notification about many boxes
+# names the nearest few in its text and lists the nearest LISTED_IN_DATA ids in its data, with the
+# full count; the complete set stays in DynamoDB (incident members, alarm cell entries).
+NAMED_IN_TEXT = 5
+LISTED_IN_DATA = 30
+
 UNIT_NAMES = {"degC": "°C", "A": "A", "mA": "mA", "V": "V", "count": ""}
 
 # (title, body) per kind and locale; placeholders are filled from the notification's context
@@ -123,10 +129,14 @@ class Notification:
         if isinstance(ctx.get("boxes_named"), list):
             sep = "、" if lang == "zh-CN" else ", "
             metres = "米" if lang == "zh-CN" else " m"
+            named = ctx["boxes_named"][:NAMED_IN_TEXT]
             ctx["box_list"] = sep.join(
                 f"{b['name']} ({b['id']}" + (f", {b['distance_m']:.0f}{metres})" if "distance_m" in b else ")")
-                for b in ctx["boxes_named"]
+                for b in named
             )
+            more = int(ctx.get("count", len(ctx["boxes_named"]))) - len(named)
+            if more > 0:
+                ctx["box_list"] += f"等另外 {more} 个" if lang == "zh-CN" else f" and {more} more"
         title, body = TEMPLATES[self.kind][lang]
         return title.format(**ctx), body.format(**ctx)
 

@@ -37,7 +37,7 @@ from boxwatch.models import (
     OfflineEntry,
 )
 from boxwatch.network import offline_after_alarm
-from boxwatch.notify import Notification, SendReport, send
+from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, send
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
@@ -190,20 +190,22 @@ class SweepResult:
 
 def neighbour_outage_notification(box: BoxItem, distance_m: float, group: Sequence[Candidate],
                                   incident: IncidentItem) -> Notification:
-    offline = sorted(c.box_id for c in group)
+    # nearest first; a push (4 KB) lists the nearest LISTED_IN_DATA, the incident holds them all
     named = sorted(
         ({"id": c.box_id, "name": c.name, "distance_m": round(geo.distance_m((box.lat, box.lng), (c.lat, c.lng)), 1)}
          for c in group),
         key=lambda b: (b["distance_m"], b["id"]),
     )
+    offline = sorted(str(b["id"]) for b in named[:LISTED_IN_DATA])
     first, last = group[0].offline_at, max(c.offline_at for c in group)
     area = {"lat": incident.center_lat, "lng": incident.center_lng, "radius_m": incident.radius_m}
     return Notification(
         kind="neighbour_outage",
         box_id=box.box_id,
-        data={"offline_boxes": offline, "boxes": offline, "incident": incident.incident_id, "area": area,
-              "first_offline_at": first, "last_offline_at": last, "distance_m": round(distance_m, 1)},
-        context={"count": len(group), "box_name": box.name, "boxes_named": named, "span_s": (last - first) / 1000},
+        data={"offline_boxes": offline, "boxes": offline, "offline_count": len(group), "incident": incident.incident_id,
+              "area": area, "first_offline_at": first, "last_offline_at": last, "distance_m": round(distance_m, 1)},
+        context={"count": len(group), "box_name": box.name, "boxes_named": named[:NAMED_IN_TEXT],
+                 "span_s": (last - first) / 1000},
     )
 
 
