@@ -37,7 +37,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except Rejected as exc:
         return REFUSE(exc, event, context.function_name)
     sent = sum(len(c) for c in result.notified.values())
-    logger.info("sweep done", extra={"at": result.at_ms, "candidates": result.candidates, "clusters": result.clusters,
+    # sizes, not members: a log event is at most 256 KB and an area outage has thousands
+    logger.info("sweep done", extra={"at": result.at_ms, "candidates": result.candidates,
+                                     "cluster_sizes": [len(c) for c in result.clusters],
                                      "opened": result.opened, "updated": result.updated, "resolved": result.resolved,
                                      "third_alarms": result.third_alarms, "failed": result.failed[:10]})
     metrics.add_metric(name="SweepCandidates", unit=MetricUnit.Count, value=result.candidates)

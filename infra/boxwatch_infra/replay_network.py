@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from boxwatch.models import BoxItem, IncidentItem
+from boxwatch.models import BoxItem, IncidentItem, IncidentMemberItem
 from boxwatch.network import CLIENT_INITIATED
 from boxwatch_infra.replay import FINISH_HOOKS, SETUP_HOOKS, Replay, ScenarioError, event_type
 
@@ -142,6 +142,9 @@ def _report(replay: Replay) -> None:
                      | {str(b["id"]) for b in replay.scenario.boxes if b.get("online", True) is False})
     boxes = {b.box_id: b for b in BoxItem.batch_get(touched)} if touched else {}
     incidents = [i for i in IncidentItem.scan(IncidentItem.sk == "META")]
+    members: dict[str, dict[str, int]] = {
+        i.incident_id: {m.box_id: int(m.seq) for m in IncidentMemberItem.query(
+            i.pk, IncidentMemberItem.sk.startswith("MEMBER#"), consistent_read=True)} for i in incidents}
     if not touched and not incidents:
         return
     replay.extra["network"] = {
@@ -151,7 +154,8 @@ def _report(replay: Replay) -> None:
             for b in touched if b in boxes
         },
         "incidents": [
-            {"id": i.incident_id, "state": i.state, "members": sorted(i.members), "announced": list(i.announced),
+            {"id": i.incident_id, "state": i.state, "members": sorted(members[i.incident_id]),
+             "announced": sorted(b for b, q in members[i.incident_id].items() if q <= int(i.announced_upto)),
              "opened_at": secs(i.opened_at), "resolved_at": secs(i.resolved_at), "merged_into": i.merged_into}
             for i in sorted(incidents, key=lambda i: i.incident_id)
         ],

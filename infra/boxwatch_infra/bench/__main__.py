@@ -40,7 +40,7 @@ class Config:
 
 
 FULL = Config(fleets=[1_000, 10_000, 100_000], storm=(10_000, 20_000, 50), sweep=[1_000, 10_000, 100_000],
-              sweep_max_offline=1_000, repeats=7, e2e=(50, 60))
+              sweep_max_offline=10_000, repeats=7, e2e=(50, 60))
 QUICK = Config(fleets=[1_000, 4_000], storm=(300, 1_000, 20), sweep=[1_000, 2_000], sweep_max_offline=200,
                repeats=3, e2e=(50, 5))
 MAX_REQUESTS = 10

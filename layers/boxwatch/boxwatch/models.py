@@ -182,8 +182,11 @@ class OpenIncidentIndex(GlobalSecondaryIndex["IncidentItem"]):
 class IncidentItem(Model):
     """An offline cluster (fourth alarm): pk = INC#<id>, sk = META.
 
-    `members` maps every box ever in the cluster to {t: offline ms, lat, lng, name}; `announced`
-    is the union of offline boxes the recipients were told about (unchanged cluster: no work).
+    Its boxes are `IncidentMemberItem`s under the same pk, not a list in this item: an area outage
+    of 10,000 boxes would not fit one 400 KB item. `next_seq` numbers members in the order they
+    joined (a box offline again, in a new episode, joins again with a new number), and
+    `announced_upto` is the highest number every recipient was told about: a cluster whose
+    members all carry a number up to it is unchanged, no work.
     """
 
     class Meta:
@@ -194,8 +197,9 @@ class IncidentItem(Model):
     incident_id = UnicodeAttribute()
     state = UnicodeAttribute(default="open")  # open | resolved
     open_key = UnicodeAttribute(null=True)  # "OPEN" while open, removed on resolve
-    members = JSONAttribute(default=dict)
-    announced = JSONAttribute(default=list)
+    member_count = NumberAttribute(default=0)
+    next_seq = NumberAttribute(default=0)  # the last member number given
+    announced_upto = NumberAttribute(default=0)
     opened_at = NumberAttribute()  # epoch ms, earliest member offline time
     updated_at = NumberAttribute()  # sweep time of the last change
     resolved_at = NumberAttribute(null=True)
@@ -212,6 +216,24 @@ class IncidentItem(Model):
         return f"INC#{incident_id}", "META"
 
 
+class IncidentMemberItem(Model):
+    """One box of an incident, in one offline episode: pk = INC#<id>, sk = MEMBER#<box>."""
+
+    class Meta:
+        table_name = "boxwatch-network"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    box_id = UnicodeAttribute()
+    t = NumberAttribute()  # the box's offline time (epoch ms): which episode joined
+    seq = NumberAttribute()  # joining order, see IncidentItem
+    expires_at = NumberAttribute(null=True)  # set when the incident resolves
+
+    @staticmethod
+    def key(incident_id: str, box_id: str) -> tuple[str, str]:
+        return f"INC#{incident_id}", f"MEMBER#{box_id}"
+
+
 class IncidentClientItem(Model):
     """What one client was told about one incident: pk = INC#<id>, sk = CLIENT#<client>."""
 
@@ -222,7 +244,7 @@ class IncidentClientItem(Model):
     sk = UnicodeAttribute(range_key=True)
     client_id = UnicodeAttribute()
     box_id = UnicodeAttribute()  # the client's online box the warning was addressed to
-    told = JSONAttribute(default=list)  # offline box ids already sent, sorted
+    told_upto = NumberAttribute(default=0)  # highest member number this client was told about
     content_hash = UnicodeAttribute()
     sends = NumberAttribute(default=0)
     updated_at = NumberAttribute()
@@ -292,7 +314,7 @@ ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
     "alarms_table": [AlarmRecord, AlarmCellEntry],
-    "network_table": [OfflineEntry, IncidentItem, IncidentClientItem],
+    "network_table": [OfflineEntry, IncidentItem, IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],
 }
 

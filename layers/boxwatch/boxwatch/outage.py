@@ -34,6 +34,7 @@ from boxwatch.models import (
     BoxItem,
     IncidentClientItem,
     IncidentItem,
+    IncidentMemberItem,
     OfflineEntry,
 )
 from boxwatch.network import offline_after_alarm
@@ -42,6 +43,7 @@ from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
 OPEN = "OPEN"
+LATE_CHECKS_PER_SWEEP = 1_000  # ~2,000 requests, well inside the sweep's timeout
 INCIDENT_DAYS = 90  # resolved incidents (and what clients were told) kept for audit, then TTL
 
 
@@ -94,6 +96,21 @@ class Candidate:
     lng: float
     offline_at: int  # epoch ms
     incident: str | None = None  # the open incident it already belongs to
+
+
+@dataclass
+class OpenIncident:
+    item: IncidentItem
+    members: dict[str, tuple[int, int]]  # box -> (offline time of its episode, member number)
+
+    @property
+    def incident_id(self) -> str:
+        return str(self.item.incident_id)
+
+    def seq_if_current(self, c: Candidate) -> int | None:
+        """The member number of `c` if it is a member in this same offline episode."""
+        m = self.members.get(c.box_id)
+        return m[1] if m is not None and m[0] == c.offline_at else None
 
 
 def cluster(cands: Sequence[Candidate], radius_m: float, gap_s: int, res: int,
@@ -151,6 +168,15 @@ def recent_offline(at_ms: int, settings: Settings) -> list[OfflineEntry]:
     for bucket in range(lo // OFFLINE_BUCKET_MS, at_ms // OFFLINE_BUCKET_MS + 1):
         out.extend(OfflineEntry.query(f"OFF#{bucket}", OfflineEntry.sk.between(f"{lo:013d}", f"{at_ms:013d}#\uffff"),
                                       consistent_read=True))
+    return out
+
+
+def open_incidents() -> dict[str, OpenIncident]:
+    """The open incidents (sparse index) and their members: one Query each, paged by DynamoDB."""
+    out: dict[str, OpenIncident] = {}
+    for item in IncidentItem.open_incidents.query(OPEN):
+        rows = IncidentMemberItem.query(item.pk, IncidentMemberItem.sk.startswith("MEMBER#"), consistent_read=True)
+        out[item.incident_id] = OpenIncident(item, {m.box_id: (int(m.t), int(m.seq)) for m in rows})
     return out
 
 
@@ -221,28 +247,42 @@ def _conditional_failed(exc: PutError | UpdateError) -> bool:
     return exc.cause_response_code == "ConditionalCheckFailedException"
 
 
-def _resolve(incident: IncidentItem, at_ms: int, boxes: dict[str, BoxItem], merged_into: str | None = None) -> bool:
+def _resolve(inc: OpenIncident, at_ms: int, boxes: dict[str, BoxItem], merged_into: str | None = None) -> bool:
     """Close an incident. Its resolution time is an event time: the last member's status change."""
-    since = [int(boxes[b].status_since) for b in incident.members if b in boxes]
+    since = [int(boxes[b].status_since) for b in inc.members if b in boxes]
+    expires_at = at_ms // 1000 + INCIDENT_DAYS * 86_400  # never while open
     actions: list[Action] = [
         IncidentItem.state.set("resolved"), IncidentItem.open_key.remove(), IncidentItem.updated_at.set(at_ms),
         IncidentItem.resolved_at.set(at_ms if merged_into else max(since, default=at_ms)),
-        IncidentItem.expires_at.set(at_ms // 1000 + INCIDENT_DAYS * 86_400),  # never while open
+        IncidentItem.expires_at.set(expires_at),
     ]
     if merged_into:
         actions.append(IncidentItem.merged_into.set(merged_into))
     try:
-        incident.update(actions=actions)
+        inc.item.update(actions=actions)
     except UpdateError as exc:
         if not _conditional_failed(exc):
             raise
         return False  # another sweep changed it first; the next sweep looks again
+    # its members expire with it (once per incident, 25 per request)
+    _write_members(inc.incident_id, inc.members, expires_at)
     return True
 
 
-def _warn(incident: IncidentItem, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: Any,
-          result: SweepResult) -> bool:
-    """Tell each client of an online neighbour what it was not told yet; True when nothing failed."""
+def _write_members(incident_id: str, members: dict[str, tuple[int, int]], expires_at: int | None = None) -> None:
+    with IncidentMemberItem.batch_write() as batch:
+        for box_id, (t, seq) in members.items():
+            batch.save(IncidentMemberItem(*IncidentMemberItem.key(incident_id, box_id), box_id=box_id, t=t, seq=seq,
+                                          expires_at=expires_at))
+
+
+def _warn(incident: IncidentItem, group: Sequence[Candidate], group_seq: int, at_ms: int, settings: Settings,
+          sns: Any, result: SweepResult) -> bool:
+    """Tell each client of an online neighbour what it was not told yet; True when nothing failed.
+
+    `group_seq` is the highest member number in the cluster: a client told up to it knows every
+    box of the cluster (members only join, and a box back in a new episode joins with a new number).
+    """
     chosen: dict[str, tuple[BindingItem, BoxItem, float]] = {}
     neighbours = online_neighbours(group, settings)
     # a client bound to several neighbours hears once, about its nearest box
@@ -256,12 +296,11 @@ def _warn(incident: IncidentItem, group: Sequence[Candidate], at_ms: int, settin
     ok = True
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told_before.get(client_id)
-        told = set(old.told) if old else set()
-        if offline <= told:
+        if old is not None and int(old.told_upto) >= group_seq:
             continue  # nothing new for this client: never the same content twice
         record = IncidentClientItem(
             *IncidentClientItem.key(incident.incident_id, client_id), client_id=client_id, box_id=box.box_id,
-            told=sorted(told | offline), content_hash=content_hash(offline), sends=(old.sends if old else 0) + 1,
+            told_upto=group_seq, content_hash=content_hash(offline), sends=(old.sends if old else 0) + 1,
             updated_at=at_ms, expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
         # claim before sending, so that two overlapping sweeps cannot both send this update
         claim = IncidentClientItem.pk.does_not_exist() if old is None else IncidentClientItem.sends == old.sends
@@ -284,27 +323,38 @@ def _warn(incident: IncidentItem, group: Sequence[Candidate], at_ms: int, settin
     return ok
 
 
-def _handle(group: list[Candidate], incidents: dict[str, IncidentItem], boxes: dict[str, BoxItem], at_ms: int,
+def _handle(group: list[Candidate], incidents: dict[str, OpenIncident], boxes: dict[str, BoxItem], at_ms: int,
             settings: Settings, sns: Any, result: SweepResult) -> None:
     """One cluster of 2+ offline boxes: find or open its incident, warn, record what was announced."""
-    touched = sorted({c.incident for c in group if c.incident}, key=lambda i: (int(incidents[i].opened_at), i))
+    touched = sorted({c.incident for c in group if c.incident},
+                     key=lambda i: (int(incidents[i].item.opened_at), i))
     if touched:
-        incident = incidents[touched[0]]
+        inc = incidents[touched[0]]
     else:
         first = group[0]
         # deterministic id: a schedule delivered twice opens the same incident, once
         incident_id = f"{first.offline_at:013d}-{first.box_id}"
-        incident = IncidentItem(*IncidentItem.key(incident_id), incident_id=incident_id, state="open", open_key=OPEN,
-                                members={}, announced=[], opened_at=first.offline_at, updated_at=at_ms)
-    offline = {c.box_id for c in group}
-    if touched and len(touched) == 1 and offline <= set(incident.announced):
+        inc = OpenIncident(IncidentItem(*IncidentItem.key(incident_id), incident_id=incident_id, state="open",
+                                        open_key=OPEN, member_count=0, next_seq=0, announced_upto=0,
+                                        opened_at=first.offline_at, updated_at=at_ms), {})
+    incident = inc.item
+    seqs = [inc.seq_if_current(c) for c in group]
+    if len(touched) == 1 and all(q is not None and q <= int(incident.announced_upto) for q in seqs):
         return  # unchanged (or shrinking) cluster: nothing to read, nothing to say
-    members = dict(incident.members)
-    for other in touched[1:]:
-        members.update(incidents[other].members)
+    members = dict(inc.members)
+    joined: dict[str, tuple[int, int]] = {}
+    seq = int(incident.next_seq)
+    for other in touched[1:]:  # merged incidents' boxes join this one
+        for box_id, (t, _) in sorted(incidents[other].members.items(), key=lambda kv: kv[1][1]):
+            if box_id not in members:
+                seq += 1
+                members[box_id] = joined[box_id] = (t, seq)
     for c in group:
-        members[c.box_id] = {"t": c.offline_at, "lat": c.lat, "lng": c.lng, "name": c.name}
-    incident.members = members
+        m = members.get(c.box_id)
+        if m is None or m[0] != c.offline_at:
+            seq += 1
+            members[c.box_id] = joined[c.box_id] = (c.offline_at, seq)
+    incident.next_seq, incident.member_count = seq, len(members)
     incident.opened_at = min(int(incident.opened_at), group[0].offline_at)
     incident.updated_at = at_ms
     incident.center_lat, incident.center_lng, incident.radius_m = _area(group, settings)
@@ -314,13 +364,17 @@ def _handle(group: list[Candidate], incidents: dict[str, IncidentItem], boxes: d
         if not _conditional_failed(exc):
             raise
         return
-    (result.updated if touched else result.opened).append(incident.incident_id)
+    # after the claim above; a crash before this line leaves boxes that join again next sweep
+    _write_members(inc.incident_id, joined)
+    inc.members = members
+    (result.updated if touched else result.opened).append(inc.incident_id)
     for other in touched[1:]:
-        if _resolve(incidents[other], at_ms, boxes, merged_into=incident.incident_id):
+        if _resolve(incidents[other], at_ms, boxes, merged_into=inc.incident_id):
             result.resolved.append(other)
-    if _warn(incident, group, at_ms, settings, sns, result):
+    group_seq = max(members[c.box_id][1] for c in group)
+    if _warn(incident, group, group_seq, at_ms, settings, sns, result):
         try:
-            incident.update(actions=[IncidentItem.announced.set(sorted(set(incident.announced) | offline))])
+            incident.update(actions=[IncidentItem.announced_upto.set(max(int(incident.announced_upto), group_seq))])
         except UpdateError as exc:
             if not _conditional_failed(exc):
                 raise
@@ -328,12 +382,14 @@ def _handle(group: list[Candidate], incidents: dict[str, IncidentItem], boxes: d
 
 def _late_third_alarms(entries: list[OfflineEntry], boxes: dict[str, BoxItem], at_ms: int, settings: Settings,
                        sns: Any, result: SweepResult) -> None:
-    """Once per disconnect, after a grace period: an alarm delivered after the disconnect was processed."""
-    for entry in entries:
-        if entry.clean or entry.third_alarm_seq is not None or entry.alarm_checked:
-            continue
-        if int(entry.offline_at) + alarm_grace_ms(settings) > at_ms or entry.box_id not in boxes:
-            continue
+    """Once per disconnect, after a grace period: an alarm delivered after the disconnect was processed.
+
+    Two requests per box; an area outage of thousands would hold the sweep past its timeout, so a
+    sweep checks at most LATE_CHECKS_PER_SWEEP (oldest first) and the next sweep goes on.
+    """
+    due = [e for e in entries if not (e.clean or e.third_alarm_seq is not None or e.alarm_checked)
+           and int(e.offline_at) + alarm_grace_ms(settings) <= at_ms and e.box_id in boxes]
+    for entry in due[:LATE_CHECKS_PER_SWEEP]:
         reports: dict[str, SendReport] = {}
         if offline_after_alarm(boxes[entry.box_id], entry, settings, sns, reports) is not None:
             result.third_alarms.append(entry.box_id)
@@ -347,25 +403,24 @@ def sweep(at_ms: int, settings: Settings, sns: Any) -> SweepResult:
     """One sweep at event time `at_ms`; its reads follow the boxes that changed state, not the fleet."""
     result = SweepResult(at_ms)
     entries = recent_offline(at_ms, settings)
-    incidents = {i.incident_id: i for i in IncidentItem.open_incidents.query(OPEN)}
+    incidents = open_incidents()
     ids = sorted({e.box_id for e in entries} | {b for i in incidents.values() for b in i.members})
     boxes = {b.box_id: b for b in BoxItem.batch_get(ids, consistent_read=True)} if ids else {}
-    _late_third_alarms(entries, boxes, at_ms, settings, sns, result)
 
     cands = {
         b.box_id: Candidate(b.box_id, b.name, float(b.lat), float(b.lng), int(b.status_since))
         for b in boxes.values() if not b.online and int(b.status_since) <= at_ms
     }
     linked: list[list[str]] = []
-    for incident in incidents.values():
+    for inc in incidents.values():
         # a member is still part of the outage only in the same offline episode it was recorded with
-        still = [b for b, m in incident.members.items() if b in cands and cands[b].offline_at == int(m["t"])]
+        still = [b for b in inc.members if b in cands and inc.seq_if_current(cands[b]) is not None]
         for b in still:
-            cands[b].incident = incident.incident_id
+            cands[b].incident = inc.incident_id
         if still:
             linked.append(still)
-        elif _resolve(incident, at_ms, boxes):
-            result.resolved.append(incident.incident_id)
+        elif _resolve(inc, at_ms, boxes):
+            result.resolved.append(inc.incident_id)
     since = at_ms - lookback_ms(settings)
     # an old outage not held by an open incident is not news: its boxes were clustered back then
     current = [c for c in cands.values() if c.incident or c.offline_at >= since]
@@ -375,4 +430,6 @@ def sweep(at_ms: int, settings: Settings, sns: Any) -> SweepResult:
             continue
         result.clusters.append([c.box_id for c in group])
         _handle(group, incidents, boxes, at_ms, settings, sns, result)
+    # after the clusters: the fourth alarm must not wait behind a long list of late checks
+    _late_third_alarms(entries, boxes, at_ms, settings, sns, result)
     return result
