@@ -36,13 +36,13 @@ class Config:
     sweep: list[int]
     sweep_max_offline: int
     repeats: int  # cold start
-    e2e: tuple[int, int]  # alarms/s, seconds
+    e2e: tuple[int, int, int]  # alarms/s, seconds, boxes
 
 
 FULL = Config(fleets=[1_000, 10_000, 100_000], storm=(10_000, 20_000, 50), sweep=[1_000, 10_000, 100_000],
-              sweep_max_offline=10_000, repeats=7, e2e=(50, 60))
+              sweep_max_offline=10_000, repeats=7, e2e=(50, 60, 500))
 QUICK = Config(fleets=[1_000, 4_000], storm=(300, 1_000, 20), sweep=[1_000, 2_000], sweep_max_offline=200,
-               repeats=3, e2e=(50, 5))
+               repeats=3, e2e=(50, 5, 100))  # 100 boxes: 500 take ~10 s to provision
 MAX_REQUESTS = 10
 FCM_MAX_BYTES = 4096
 # packages a handler uses on every invocation: boto3 clients, powertools (Logger/Metrics, X-Ray
@@ -250,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         storm_file.unlink(missing_ok=True)
     with phase(f"cold start: {cfg.repeats} runs per module"):
         raw["cold_start"] = coldstart.run(cfg.repeats)
-    rate, duration = cfg.e2e
+    rate, duration, e2e_boxes = cfg.e2e
     with phase("end to end on the local cloud"):
-        raw["e2e"] = e2e.run(rate, duration, timeout_s=duration + 300)  # start-up, provisioning, any backlog
+        # the timeout leaves room for start-up, provisioning and any backlog
+        raw["e2e"] = e2e.run(rate, duration, timeout_s=duration + 300, boxes=e2e_boxes)
 
     rows = (per_alarm_rows(raw["per_alarm"]) + storm_rows(raw["storm"]) + sweep_rows(raw["sweep"])
             + cold_rows(raw["cold_start"]) + e2e_rows(raw["e2e"], rate, duration))

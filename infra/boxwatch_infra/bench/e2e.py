@@ -12,12 +12,12 @@ from typing import Any
 MODULE = "boxwatch_infra.localcloud.latency"
 
 
-def run(rate: int, duration_s: int, timeout_s: int) -> dict[str, Any]:
+def run(rate: int, duration_s: int, timeout_s: int, boxes: int) -> dict[str, Any]:
     if importlib.util.find_spec("boxwatch_infra.localcloud") is None:
         return {"not_measured": "the local cloud (infra/boxwatch_infra/localcloud, issue 6) does not exist yet"}
     if importlib.util.find_spec(MODULE) is None:
         return {"not_measured": f"the local cloud has no latency script ({MODULE}) yet"}
-    cmd = [sys.executable, "-m", MODULE, "--rate", str(rate), "--duration", str(duration_s)]
+    cmd = [sys.executable, "-m", MODULE, "--rate", str(rate), "--duration", str(duration_s), "--boxes", str(boxes)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:

@@ -50,9 +50,11 @@ class IngestResult:
     reports: dict[str, SendReport] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able: what the idempotency record keeps as the delivery's response."""
+        """JSON-able: what the idempotency record keeps as the delivery's response (the nearest
+        neighbours only, as a push does: a dense storm must not make this a 100 KB item)."""
         return {"status": self.status, "box_id": self.box_id, "seq": self.seq,
-                "neighbours": [n.as_dict() for n in self.neighbours],
+                "neighbours": [n.as_dict() for n in self.neighbours[:LISTED_IN_DATA]],
+                "neighbour_count": len(self.neighbours),
                 "reports": {k: {"sent": r.sent, "disabled": r.disabled, "failed": [list(f) for f in r.failed]}
                             for k, r in self.reports.items()}}
 
