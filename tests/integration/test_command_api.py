@@ -275,6 +275,33 @@ def test_crash_while_settling_is_finished_by_the_retry(sb: Sandbox, step: tuple[
     assert "desired" not in sb.shadow("BX-1")["state"]  # type: ignore[index]
 
 
+@pytest.mark.parametrize("fault", ["crash", "push failed"])
+def test_result_push_lost_after_settling_is_sent_by_the_expiry_sweep(sb: Sandbox, fault: str) -> None:
+    _, body = call(sb, load("api_power_off.json"))
+    settled_at = load("shadow_documents_ack.json")["timestamp"] * 1000
+    # Given CommandAck settles the command, then dies before the push, or SNS refuses the push
+    with injected(sb) as faults:
+        if fault == "crash":
+            faults.crash("sns", "Publish")
+            with pytest.raises(Crash):
+                sb.invoke("CommandAck", load("shadow_documents_ack.json"))
+        else:
+            faults.client_error("sns", "Publish", "InternalError", status=500)
+            assert sb.invoke("CommandAck", load("shadow_documents_ack.json"))["notified"] == 0
+    # and Lambda's retry finds it settled: no push from there
+    assert sb.invoke("CommandAck", load("shadow_documents_ack.json"))["status"] == "duplicate"
+    assert not [p for p in pushes(sb) if p["kind"] == "power_off_result"]
+    # When the expiry sweep runs past its expiry (and a minute after the settle)
+    at = max(body["expires_at"], settled_at + 60_000) + 1000
+    assert sb.invoke("CommandExpiry", schedule_at(at))["expired"] == []
+    # Then alice is told the result once, and later sweeps say nothing more
+    assert [(p["client"], p["status"]) for p in pushes(sb) if p["kind"] == "power_off_result"] == [
+        ("alice", "succeeded")]
+    sb.invoke("CommandExpiry", schedule_at(at + 60_000))
+    assert len([p for p in pushes(sb) if p["kind"] == "power_off_result"]) == 1
+    assert call(sb, load("api_get_command.json"))[1]["status"] == "succeeded"
+
+
 # ------------------------------------------------------------------------------------------ expiry
 def test_unconfirmed_command_expires_in_event_time(sb: Sandbox) -> None:
     _, body = call(sb, load("api_power_off.json"))

@@ -22,11 +22,14 @@ from pynamodb.transactions import TransactWrite
 
 from boxwatch.errors import Conflict, Rejected, Spoofed, UnknownBox
 from boxwatch.models import AlarmRecord, BindingItem, BoxItem, CommandItem, CommandKeyItem, connection
-from boxwatch.notify import Notification, send
+from boxwatch.notify import Notification, SendReport, send
 from boxwatch.registry import get_box, is_bound
 from boxwatch.settings import Settings
 
 SETTLED = ("succeeded", "failed", "refused", "expired")
+# longer than CommandAck's timeout: a command settled this long ago without its push was left by a
+# crash or a failed publish, not by an invocation still running
+RETELL_AFTER_MS = 60_000
 
 
 class Forbidden(Rejected):
@@ -206,9 +209,12 @@ def box_alarms(client_id: str, box_id: str, limit: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- settle
 def _settle(cmd: CommandItem, status: str, at_ms: int, reason: str | None, reported: dict[str, Any] | None) -> bool:
-    """pending -> status, once (a conditional write: a duplicate report or a racing expiry loses)."""
-    actions: list[Any] = [CommandItem.status.set(status), CommandItem.settled_at.set(at_ms),
-                          CommandItem.pending.remove()]
+    """pending -> status, once (a conditional write: a duplicate report or a racing expiry loses).
+
+    The command stays in the sparse pending index until its requester has been told (`_finish`):
+    if the push is lost to a crash or a failed publish, the expiry sweep finds it and tells them.
+    """
+    actions: list[Any] = [CommandItem.status.set(status), CommandItem.settled_at.set(at_ms)]
     if reason is not None:
         actions.append(CommandItem.reason.set(reason))
     if reported is not None:
@@ -225,11 +231,24 @@ def _settle(cmd: CommandItem, status: str, at_ms: int, reason: str | None, repor
         raise
 
 
-def _notify_requester(cmd: CommandItem, sns: Any) -> int:
+def _finish(cmd: CommandItem) -> None:
+    """The requester was told (or cannot be): the command leaves the pending index."""
+    cmd.update(actions=[CommandItem.pending.remove()])
+
+
+def _tell_requester(cmd: CommandItem, sns: Any) -> int:
+    """Push the result; leave the command for the expiry sweep to retry if the push failed."""
+    report = _notify_requester(cmd, sns)
+    if not report.failed:
+        _finish(cmd)
+    return len(report.sent)
+
+
+def _notify_requester(cmd: CommandItem, sns: Any) -> SendReport:
     try:
         binding = BindingItem.get(cmd.box_id, cmd.client_id)
     except BindingItem.DoesNotExist:
-        return 0  # unbound since: the result is in the audit record
+        return SendReport()  # unbound since: the result is in the audit record
     box = get_box(cmd.box_id)
     note = Notification(
         kind="power_off_result", box_id=cmd.box_id,
@@ -237,7 +256,7 @@ def _notify_requester(cmd: CommandItem, sns: Any) -> int:
         context={"box_name": box.name, "status": cmd.status, "command_id": cmd.command_id,
                  "reason": cmd.reason or ""},
     )
-    return len(send(sns, [binding], note).sent)
+    return send(sns, [binding], note)
 
 
 @dataclass
@@ -279,7 +298,7 @@ def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -
     _update_desired(iotdata, thing, CLEAR_ORDER, when=_holds(cid))
     if not _settle(cmd, status, at_ms, reason, reported):
         return AckResult("duplicate", cid)  # a concurrent delivery or the expiry settled it first
-    return AckResult(status, cid, _notify_requester(cmd, sns))
+    return AckResult(status, cid, _tell_requester(cmd, sns))
 
 
 def expire_due(now_ms: int, iotdata: Any, sns: Any) -> list[str]:
@@ -288,11 +307,17 @@ def expire_due(now_ms: int, iotdata: Any, sns: Any) -> list[str]:
     # the index projects every attribute and the conditional settle guards against a stale entry,
     # so no GetItem per command
     for cmd in CommandItem.by_expiry.query("1", CommandItem.expires_at <= now_ms):
+        if cmd.status != "pending":
+            # settled, but its requester was never told (a crash after the settle, a failed push):
+            # tell them now, once the invocation that settled it is surely over
+            if cmd.settled_at is not None and now_ms - int(cmd.settled_at) >= RETELL_AFTER_MS:
+                _tell_requester(cmd, sns)
+            continue
         # order cleared before the settle, as in acknowledge: a crash in between is finished by the
         # next sweep, which still finds the command pending
         _update_desired(iotdata, cmd.box_id, CLEAR_ORDER, when=_holds(cmd.command_id))
         if not _settle(cmd, "expired", now_ms, "not confirmed by the box before it expired", None):
             continue
-        _notify_requester(cmd, sns)
+        _tell_requester(cmd, sns)
         expired.append(cmd.command_id)
     return expired
