@@ -7,8 +7,9 @@ moto_server) to the phone. Measured per alarm, from the box's publish:
 - to the phone's inbox;
 - and, as the floor to compare with, the broker's own publish -> subscriber delivery of the same
   messages (a plain MQTT subscriber on the alarm topics).
-A warm-up of 40 alarms comes first and is not measured. Boxes are 2 km apart, one client each: every alarm is one push (no same-cause neighbours); at
-50 alarms/s the 500 boxes alarm every 10 s each (a heat-wave storm, as the storm benchmark).
+A warm-up of 40 alarms comes first and is not measured. Boxes are 2 km apart, one client each:
+every alarm is one push (no same-cause neighbours); at 50 alarms/s the 500 boxes alarm every 10 s
+each (a heat-wave storm, as the storm benchmark).
 """
 
 from __future__ import annotations
