@@ -143,8 +143,7 @@ def _report(replay: Replay) -> None:
     boxes = {b.box_id: b for b in BoxItem.batch_get(touched)} if touched else {}
     incidents = [i for i in IncidentItem.scan(IncidentItem.sk == "META")]
     members: dict[str, dict[str, int]] = {
-        i.incident_id: {m.box_id: int(m.seq) for m in IncidentMemberItem.query(
-            i.pk, IncidentMemberItem.sk.startswith("MEMBER#"), consistent_read=True)} for i in incidents}
+        i.incident_id: {m.box_id: int(m.seq) for m in IncidentMemberItem.rows(i.pk)} for i in incidents}
     if not touched and not incidents:
         return
     replay.extra["network"] = {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Self
+
 from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
@@ -216,32 +219,43 @@ class IncidentItem(Model):
         return f"INC#{incident_id}", "META"
 
 
-class IncidentMemberItem(Model):
-    """One box of an incident, in one offline episode: pk = INC#<id>, sk = MEMBER#<box>."""
+class _UnderIncident(Model):
+    """A row under an incident's key (pk = INC#<id>, sk = <PREFIX>#<name>): members and clients."""
+
+    PREFIX = ""
 
     class Meta:
         table_name = "boxwatch-network"
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+
+    @classmethod
+    def key(cls, incident_id: str, name: str) -> tuple[str, str]:
+        return f"INC#{incident_id}", f"{cls.PREFIX}#{name}"
+
+    @classmethod
+    def rows(cls, incident_pk: str) -> Iterator[Self]:
+        """Every row of this kind under the incident (one Query, paged by DynamoDB)."""
+        return cls.query(incident_pk, cls.sk.startswith(f"{cls.PREFIX}#"), consistent_read=True)
+
+
+class IncidentMemberItem(_UnderIncident):
+    """One box of an incident, in one offline episode: sk = MEMBER#<box>."""
+
+    PREFIX = "MEMBER"
+
     box_id = UnicodeAttribute()
     t = NumberAttribute()  # the box's offline time (epoch ms): which episode joined
     seq = NumberAttribute()  # joining order, see IncidentItem
     expires_at = NumberAttribute(null=True)  # set when the incident resolves
 
-    @staticmethod
-    def key(incident_id: str, box_id: str) -> tuple[str, str]:
-        return f"INC#{incident_id}", f"MEMBER#{box_id}"
 
+class IncidentClientItem(_UnderIncident):
+    """What one client was told about one incident: sk = CLIENT#<client>."""
 
-class IncidentClientItem(Model):
-    """What one client was told about one incident: pk = INC#<id>, sk = CLIENT#<client>."""
+    PREFIX = "CLIENT"
 
-    class Meta:
-        table_name = "boxwatch-network"
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
     client_id = UnicodeAttribute()
     box_id = UnicodeAttribute()  # the client's online box the warning was addressed to
     told_upto = NumberAttribute(default=0)  # highest member number this client was told about
@@ -249,10 +263,6 @@ class IncidentClientItem(Model):
     sends = NumberAttribute(default=0)
     updated_at = NumberAttribute()
     expires_at = NumberAttribute(null=True)
-
-    @staticmethod
-    def key(incident_id: str, client_id: str) -> tuple[str, str]:
-        return f"INC#{incident_id}", f"CLIENT#{client_id}"
 
 
 class PendingCommandIndex(GlobalSecondaryIndex["CommandItem"]):

@@ -175,7 +175,7 @@ def open_incidents() -> dict[str, OpenIncident]:
     """The open incidents (sparse index) and their members: one Query each, paged by DynamoDB."""
     out: dict[str, OpenIncident] = {}
     for item in IncidentItem.open_incidents.query(OPEN):
-        rows = IncidentMemberItem.query(item.pk, IncidentMemberItem.sk.startswith("MEMBER#"), consistent_read=True)
+        rows = IncidentMemberItem.rows(item.pk)
         out[item.incident_id] = OpenIncident(item, {m.box_id: (int(m.t), int(m.seq)) for m in rows})
     return out
 
@@ -290,8 +290,7 @@ def _warn(incident: IncidentItem, group: Sequence[Candidate], group_seq: int, at
         for binding in bindings_of_box(box_id):
             if binding.enabled and binding.client_id not in chosen:
                 chosen[binding.client_id] = (binding, box, d)
-    told_before = {r.client_id: r for r in IncidentClientItem.query(
-        incident.pk, IncidentClientItem.sk.startswith("CLIENT#"), consistent_read=True)}
+    told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
     offline = {c.box_id for c in group}
     ok = True
     for client_id, (binding, box, d) in sorted(chosen.items()):
