@@ -133,7 +133,7 @@ class AlarmWorld:
     def alarm_records(self) -> list[dict[str, Any]]:
         ddb = self.sb.client("dynamodb")
         items = ddb.scan(TableName=self.sb.tables["AlarmsTable"])["Items"]
-        return [i for i in items if i["pk"]["S"].startswith("BOX#")]
+        return [i for i in items if i["pk"]["S"].startswith("BOX#") and i["sk"]["S"].startswith("SEQ#")]
 
 
 def alarm_world(sb: Sandbox, n_clients: int = 3) -> AlarmWorld:

@@ -146,10 +146,17 @@ class Fleet:
             if reg is not None:
                 with contextlib.suppress(KeyError, ValueError, OSError):
                     sel.unregister(reg[0])
+            # a closed socket's fd may already serve another box's new connection: drop the stale entry
+            stale = sel.get_map().get(sock.fileno()) if sock.fileno() >= 0 else None
+            if stale is not None:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    sel.unregister(stale.fileobj)
+                for other in [b for b, r in registered.items() if r[0] is stale.fileobj]:
+                    del registered[other]
             try:
                 sel.register(sock, events, agent)
                 registered[box_id] = (sock, events)
-            except (ValueError, OSError):
+            except (KeyError, ValueError, OSError):
                 registered.pop(box_id, None)
 
     def _loop(self) -> None:

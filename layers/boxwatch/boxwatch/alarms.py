@@ -22,7 +22,7 @@ from boxwatch import geo
 from boxwatch.contract import AlarmEvent
 from boxwatch.errors import Conflict
 from boxwatch.idempotency import Idempotency
-from boxwatch.models import AlarmCellEntry, AlarmRecord, BoxItem, connection
+from boxwatch.models import AlarmCellEntry, AlarmReceivedEntry, AlarmRecord, BoxItem, connection
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, local_time, send
 from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
@@ -91,10 +91,16 @@ def _store(alarm: AlarmEvent, box: BoxItem, settings: Settings) -> AlarmRecord |
         # the cell index only serves the correlation window; keep it a day past that
         expires_at=alarm.alarm_time // 1000 + settings.neighbour_window_s + 86_400,
     )
+    received = AlarmReceivedEntry(
+        *AlarmReceivedEntry.key(box.box_id, alarm.received_at, alarm.seq, alarm.alarm_time),
+        box_id=box.box_id, seq=alarm.seq, cause=alarm.cause.value, alarm_time=alarm.alarm_time,
+        received_at=alarm.received_at, record_sk=record.sk, expires_at=expires,
+    )
     try:
         with TransactWrite(connection=connection()) as tx:
             tx.save(record, condition=AlarmRecord.pk.does_not_exist())
             tx.save(entry)
+            tx.save(received)
     except TransactWriteError as exc:
         reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
         if "ConditionalCheckFailed" not in reasons:

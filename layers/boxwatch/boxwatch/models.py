@@ -139,6 +139,32 @@ class AlarmCellEntry(Model):
         return f"CELL#{cell}", f"{cause}#{alarm_time:013d}#{box_id}#{seq}"
 
 
+class AlarmReceivedEntry(Model):
+    """The same alarm under its box, ordered by when IoT Core received it (the third alarm's clock).
+
+    pk = BOX#<box>, sk = RCV#<received_at ms, 13 digits>#<seq, 16 digits>#<alarm_time ms, 13 digits>:
+    one Query reads a box's alarms received in a time range, whatever their sequence numbers
+    (a counter that restarted makes seq order useless for "the latest alarm").
+    """
+
+    class Meta:
+        table_name = "boxwatch-alarms"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    box_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    cause = UnicodeAttribute()
+    alarm_time = NumberAttribute()
+    received_at = NumberAttribute()
+    record_sk = UnicodeAttribute()  # the AlarmRecord's sort key
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(box_id: str, received_at: int, seq: int, alarm_time: int) -> tuple[str, str]:
+        return f"BOX#{box_id}", f"RCV#{received_at:013d}#{seq:016d}#{alarm_time:013d}"
+
+
 # -------------------------------------------------------------------- network status (NetworkTable)
 OFFLINE_BUCKET_MS = 60_000  # offline index partition width; fixed so that entries stay findable
 
@@ -323,7 +349,7 @@ class CommandKeyItem(Model):
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
-    "alarms_table": [AlarmRecord, AlarmCellEntry],
+    "alarms_table": [AlarmRecord, AlarmCellEntry, AlarmReceivedEntry],
     "network_table": [OfflineEntry, IncidentItem, IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],
 }
