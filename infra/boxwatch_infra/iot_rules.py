@@ -129,7 +129,7 @@ def _compare(op: str, a: Any, b: Any) -> bool | _Undefined:
 class _Parser:
     """Recursive descent over the tokens of one expression: OR < AND < NOT < comparison < primary."""
 
-    FUNCTIONS = {"topic", "timestamp", "clientid", "principal", "isundefined", "isnull"}
+    FUNCTIONS = frozenset({"topic", "timestamp", "clientid", "principal", "isundefined", "isnull"})
 
     def __init__(self, text: str) -> None:
         self.text = text

@@ -71,7 +71,7 @@ def test_alarm_rule_names_the_contract_fields_and_adds_box_connection_and_time()
 
 def test_shadow_documents_rule_passes_aws_documents_and_refuses_a_thing_key() -> None:
     rule = next(r for r in TEMPLATE_RULES if r.name == "CommandAckRule")
-    docs = {"previous": None, "current": {"state": {}}, "timestamp": 1, "clientToken": "t"}
+    docs: dict[str, Any] = {"previous": None, "current": {"state": {}}, "timestamp": 1, "clientToken": "t"}
     assert rule.apply(ctx("$aws/things/BX-1/shadow/update/documents", docs)) == {**docs, "thing": "BX-1"}
     assert rule.apply(ctx("$aws/things/BX-1/shadow/update/documents", {**docs, "thing": "BX-1"})) is None
 

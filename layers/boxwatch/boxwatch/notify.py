@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
+from boxwatch import bounds
 from boxwatch.models import BindingItem
 
 CAUSE_NAMES = {
@@ -45,6 +46,8 @@ CAUSE_NAMES = {
 # full count; the complete set stays in DynamoDB (incident members, alarm cell entries).
 NAMED_IN_TEXT = 5
 LISTED_IN_DATA = 30
+# FCM (notification + data) and APNs both refuse a payload over 4 KB: `message()` never builds one
+PUSH_MAX_BYTES = 4096
 
 UNIT_NAMES = {"degC": "°C", "A": "A", "mA": "mA", "V": "V", "count": ""}
 
@@ -119,7 +122,9 @@ class Notification:
 
     def render(self, locale: str) -> tuple[str, str]:
         lang = locale if locale in ("en", "zh-CN") else "en"
-        ctx = dict(self.context)
+        # every string that fills the text is printable and bounded, wherever it came from
+        ctx: dict[str, Any] = {k: bounds.text(v, bounds.TEXT_CHARS) if isinstance(v, str) else v
+                               for k, v in self.context.items()}
         if "cause" in ctx:
             ctx.setdefault("cause_name", CAUSE_NAMES[lang].get(ctx["cause"], ctx["cause"]))
         if "unit" in ctx:
@@ -131,7 +136,8 @@ class Notification:
             metres = "米" if lang == "zh-CN" else " m"
             named = ctx["boxes_named"][:NAMED_IN_TEXT]
             ctx["box_list"] = sep.join(
-                f"{b['name']} ({b['id']}" + (f", {b['distance_m']:.0f}{metres})" if "distance_m" in b else ")")
+                f"{bounds.text(b['name'], bounds.NAME_CHARS)} ({bounds.text(b['id'], bounds.FIELD_CHARS)}"
+                + (f", {b['distance_m']:.0f}{metres})" if "distance_m" in b else ")")
                 for b in named
             )
             more = int(ctx.get("count", len(ctx["boxes_named"]))) - len(named)
@@ -140,22 +146,46 @@ class Notification:
         title, body = TEMPLATES[self.kind][lang]
         return title.format(**ctx), body.format(**ctx)
 
-    def message(self, locale: str) -> str:
-        """The SNS MessageStructure=json document."""
-        title, body = self.render(locale)
-        data = {"kind": self.kind, "box": self.box_id, **self.data}
+    def _platforms(self, title: str, body: str, data: dict[str, Any]) -> tuple[str, str]:
         gcm = {
             "notification": {"title": title, "body": body},
             "data": {"kind": self.kind, "boxwatch": json.dumps(data, ensure_ascii=False)},
             "android": {"priority": "high"},
         }
         apns = {"aps": {"alert": {"title": title, "body": body}, "sound": "default"}, "boxwatch": data}
+        return json.dumps(gcm, ensure_ascii=False), json.dumps(apns, ensure_ascii=False)
+
+    def _fitted(self, locale: str) -> tuple[str, str, dict[str, Any], str, str]:
+        """Title, body and data cut until both platform payloads fit PUSH_MAX_BYTES, whatever the
+        box reported: the body first (the data is what the app reads), then the longest list in
+        the data (its `count` stays whole), then the title."""
+        title, body = self.render(locale)
+        data = bounds.strings_in({"kind": self.kind, "box": self.box_id, **self.data}, bounds.TEXT_CHARS)
+        while True:
+            gcm, apns = self._platforms(title, body, data)
+            over = max(len(gcm.encode()), len(apns.encode())) - PUSH_MAX_BYTES
+            if over <= 0:
+                return title, body, data, gcm, apns
+            lists = [k for k, v in data.items() if isinstance(v, list) and v]
+            if body:
+                body = bounds.cut_utf8(body, max(len(body.encode()) - over, 0))
+            elif lists:
+                key = max(lists, key=lambda k: len(json.dumps(data[k], ensure_ascii=False)))
+                data = {**data, key: data[key][: len(data[key]) // 2]}
+            elif title:
+                title = bounds.cut_utf8(title, max(len(title.encode()) - over, 0))
+            else:
+                raise ValueError(f"{self.kind} push cannot fit {PUSH_MAX_BYTES} bytes")  # a bug, not input
+
+    def message(self, locale: str) -> str:
+        """The SNS MessageStructure=json document; its FCM and APNs payloads fit PUSH_MAX_BYTES."""
+        title, body, data, gcm, apns = self._fitted(locale)
         return json.dumps(
             {
                 "default": f"{title}\n{body}",
-                "GCM": json.dumps(gcm, ensure_ascii=False),
-                "APNS": json.dumps(apns, ensure_ascii=False),
-                "APNS_SANDBOX": json.dumps(apns, ensure_ascii=False),
+                "GCM": gcm,
+                "APNS": apns,
+                "APNS_SANDBOX": apns,
                 "email": f"{title}\n\n{body}\n\n{json.dumps(data, ensure_ascii=False)}",
             },
             ensure_ascii=False,
