@@ -159,3 +159,81 @@ def test_the_command_view_hides_another_requesters_sub(sb: Sandbox) -> None:
     assert status == 200 and seen["status"] == "pending"
     assert seen["client_id"] is None and seen["requested_by_me"] is False
     assert "alice" not in json.dumps(seen)
+
+
+# ------------------------------------------------------------------------------------------ SMS bill
+CAROL = "+8613800138000"
+T0 = 1767225600000  # 2026-01-01T00:00:00Z, an hour boundary
+
+
+def sms_sent(sb: Sandbox) -> list[str]:
+    from moto.sns.models import sns_backends
+
+    backend = sns_backends[sb.template.account_id][sb.template.region]
+    return [number for number, _ in backend.sms_messages.values()]
+
+
+@pytest.fixture
+def sms() -> Iterator[Sandbox]:
+    # Given carol reached by SMS on two boxes 3 km apart, with a cap of 3 SMS per number and hour
+    with Sandbox(parameter_overrides={"SmsPerRecipientPerHour": 3}) as sb:
+        register_box(BoxSpec(id="BX-1", name="No.3 building", lat=39.98, lng=116.31), sb.settings)
+        register_box(BoxSpec(id="BX-2", name="No.9 building", lat=40.01, lng=116.31), sb.settings)
+        for box in ("BX-1", "BX-2"):
+            bind(BindingSpec(client_id="carol", box_id=box, target=CAROL, target_kind="sms", locale="en"))
+        yield sb
+
+
+def alarm(sb: Sandbox, box: str, seq: int, received_at: int) -> Any:
+    [d] = sb.publish_mqtt(f"boxwatch/boxes/{box}/alarms", {"v": 1, "seq": seq, "cause": "overcurrent", "value": 90,
+                                                           "threshold": 80, "alarm_time": received_at - 1000},
+                          client_id=box, now_ms=received_at)
+    return d.result
+
+
+def test_sms_per_recipient_are_capped_per_hour_of_event_time(sms: Sandbox) -> None:
+    assert sms.settings.sms_per_recipient_per_hour == 3  # the template parameter reached the handlers
+    # When both boxes raise 8 alarms in the same hour (IoT's receive time)
+    results = [alarm(sms, "BX-1" if i % 2 else "BX-2", i, T0 + i * 60_000) for i in range(1, 9)]
+    # Then every alarm is stored and complete (a capped SMS is final, never retried), and carol's
+    # number got 3 SMS, counted across both of her bindings
+    assert [r["status"] for r in results] == ["stored"] * 8
+    assert sms_sent(sms) == [CAROL] * 3
+    # When the next hour of event time begins / Then the number may get SMS again, up to the cap
+    results = [alarm(sms, "BX-1", 100 + i, T0 + 3_600_000 + i * 1000) for i in range(5)]
+    assert sms_sent(sms) == [CAROL] * 6
+
+
+def test_the_cap_is_a_conditional_write(sms: Sandbox) -> None:
+    from boxwatch.notify import take_sms
+
+    seen: list[dict[str, Any]] = []
+
+    def watch(service: str, operation: str, params: dict[str, Any], call: Any) -> Any:
+        if operation == "UpdateItem" and params.get("TableName") == sms.tables["SmsQuotaTable"]:
+            seen.append(params)
+        return call()
+
+    sms.counter.interceptors.insert(0, watch)
+    # When the same number takes SMS of one hour / Then exactly per_hour succeed
+    assert [take_sms(CAROL, T0 + i) for i in range(5)] == [True, True, True, False, False]
+    # each through one UpdateItem whose condition refuses the one over the cap (no read-then-write)
+    assert len(seen) == 5 and all("ConditionExpression" in p for p in seen)
+    assert take_sms("+8613900139000", T0) is True  # another number has its own count
+
+
+def test_sms_goes_only_to_phone_numbers(sms: Sandbox) -> None:
+    from pydantic import ValidationError
+
+    from boxwatch.models import BindingItem
+
+    # a binding cannot name anything but an E.164 number for SMS
+    for target in ("arn:aws:sns:us-east-1:123456789012:topic", "13800138000", "+86 138 0013 8000", "+0123456"):
+        with pytest.raises(ValidationError):
+            BindingSpec(client_id="dave", box_id="BX-1", target=target, target_kind="sms")
+    # and a stored binding that does (written around the registry) is disabled, never texted
+    BindingItem("BX-1", "dave", target="+8613800138000;+8613900139000", target_kind="sms", locale="en").save()
+    alarm(sms, "BX-1", 1, T0)
+    assert sms_sent(sms) == [CAROL]
+    dave = BindingItem.get("BX-1", "dave")
+    assert dave.enabled is False and dave.disabled_reason == "InvalidPhoneNumber"

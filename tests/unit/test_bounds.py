@@ -92,7 +92,7 @@ def test_a_push_fits_4kb_whatever_it_carries(kind: str, locale: str, strings: di
                                "status": "refused", "command_id": "c-1", **strings}
     context["boxes_named"] = [{"id": i, "name": n, "distance_m": 1.0} for i, n in zip(ids, names, strict=False)]
     data = {"boxes": ids, "count": len(ids), "reason": strings.get("reason"), "status": strings.get("status", "")}
-    note = Notification(kind=kind, box_id="BX-1", data=data, context=context)
+    note = Notification(kind=kind, box_id="BX-1", data=data, at_ms=1_767_225_600_000, context=context)
     # When it becomes an SNS message / Then neither platform payload exceeds 4 KB
     gcm, apns = sizes(note, locale)
     assert gcm <= PUSH_MAX_BYTES and apns <= PUSH_MAX_BYTES
@@ -105,7 +105,7 @@ def test_a_push_fits_4kb_whatever_it_carries(kind: str, locale: str, strings: di
 def test_a_2000_character_reason_used_to_overflow_the_fcm_body() -> None:
     # Given the power-off result of a box that refused with a 2,000-character reason
     reason = "contactor welded " * 118
-    note = Notification(kind="power_off_result", box_id="BX-1",
+    note = Notification(kind="power_off_result", box_id="BX-1", at_ms=1_767_225_600_000,
                         data={"status": "refused", "command_id": "c-" + "0" * 20, "reason": reason, "boxes": []},
                         context={"box_name": "No.3 building", "status": "refused", "command_id": "c-" + "0" * 20,
                                  "reason": reason})

@@ -266,6 +266,7 @@ def _notify_requester(cmd: CommandItem, sns: Any) -> SendReport:
     box = get_box(cmd.box_id)
     note = Notification(
         kind="power_off_result", box_id=cmd.box_id,
+        at_ms=int(cmd.requested_at if cmd.settled_at is None else cmd.settled_at),
         data={"status": cmd.status, "command_id": cmd.command_id, "reason": cmd.reason, "boxes": []},
         context={"box_name": box.name, "status": cmd.status, "command_id": cmd.command_id,
                  "reason": cmd.reason or ""},

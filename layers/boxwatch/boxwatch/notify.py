@@ -8,6 +8,7 @@ data that the app (and replay) reads.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,10 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import PynamoDBException, UpdateError
 
 from boxwatch import bounds
-from boxwatch.models import BindingItem
+from boxwatch.models import BindingItem, SmsQuotaItem
 
 CAUSE_NAMES = {
     "en": {
@@ -118,6 +119,7 @@ class Notification:
     kind: str
     box_id: str
     data: dict[str, Any]
+    at_ms: int  # event time (epoch ms) of what is told, never the box's clock: the SMS cap counts in it
     context: dict[str, Any] = field(default_factory=dict)
 
     def render(self, locale: str) -> tuple[str, str]:
@@ -197,6 +199,26 @@ class SendReport:
     sent: list[str] = field(default_factory=list)  # client ids
     disabled: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (client id, error code)
+    capped: list[str] = field(default_factory=list)  # SMS recipients over their hour's cap: not sent, final
+
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def take_sms(number: str, at_ms: int) -> bool:
+    """One SMS of the number's hour (event time), if the hour has one left: a conditional write,
+    so concurrent senders never go over `SmsQuotaItem.per_hour` together."""
+    hour_end_s = (at_ms // 3_600_000 + 1) * 3600
+    try:
+        SmsQuotaItem(SmsQuotaItem.key(number, at_ms)).update(
+            actions=[SmsQuotaItem.sent.add(1), SmsQuotaItem.expires_at.set(hour_end_s + 86_400)],
+            condition=SmsQuotaItem.sent.does_not_exist() | (SmsQuotaItem.sent < SmsQuotaItem.per_hour),
+        )
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
 
 
 def publish(sns: Any, binding: BindingItem, note: Notification) -> None:
@@ -220,22 +242,34 @@ def send(sns: Any, bindings: list[BindingItem], note: Notification, skip: Collec
     for binding in bindings:
         if not binding.enabled or binding.client_id in skip:
             continue
+        if binding.target_kind == "sms" and not E164.match(binding.target):
+            _disable(binding, "InvalidPhoneNumber", report)  # an SMS goes to a phone number or nowhere
+            continue
         try:
+            # SMS costs money per message: at most per_hour to one number in an hour, whatever happens
+            if binding.target_kind == "sms" and not take_sms(binding.target, note.at_ms):
+                report.capped.append(binding.client_id)
+                continue
             publish(sns, binding, note)
             report.sent.append(binding.client_id)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             if code == "EndpointDisabled":
-                report.disabled.append(binding.client_id)
-                try:
-                    binding.update(
-                        actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set("EndpointDisabled")]
-                    )
-                except PynamoDBException:
-                    # unmarked, it is tried again on the retry and refused again: no message is lost or doubled
-                    report.failed.append((binding.client_id, "MarkDisabledFailed"))
+                _disable(binding, code, report)
             else:
                 report.failed.append((binding.client_id, code))
         except BotoCoreError as exc:  # connection/timeout: retryable like a 5xx
             report.failed.append((binding.client_id, type(exc).__name__))
+        except PynamoDBException as exc:  # the SMS quota write throttled: retryable
+            report.failed.append((binding.client_id, exc.cause_response_code or type(exc).__name__))
     return report
+
+
+def _disable(binding: BindingItem, reason: str, report: SendReport) -> None:
+    """Stop trying a target that cannot be reached (marked on the binding)."""
+    report.disabled.append(binding.client_id)
+    try:
+        binding.update(actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set(reason)])
+    except PynamoDBException:
+        # unmarked, it is tried again on the retry and refused again: no message is lost or doubled
+        report.failed.append((binding.client_id, "MarkDisabledFailed"))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from boxwatch.contract import BOX_ID_PATTERN
 from boxwatch.errors import UnknownBox
@@ -43,6 +44,13 @@ class BindingSpec(BaseModel):
     target: str = Field(min_length=1, max_length=1024)
     target_kind: Literal["endpoint", "topic", "sms"] = "endpoint"
     locale: Literal["zh-CN", "en"] = "zh-CN"
+
+    @model_validator(mode="after")
+    def _phone_number(self) -> BindingSpec:
+        # SMS goes only to numbers a binding holds: an E.164 number, nothing else (notify.E164)
+        if self.target_kind == "sms" and not re.fullmatch(r"\+[1-9][0-9]{6,14}", self.target):
+            raise ValueError("an sms target is an E.164 phone number (+8613800138000)")
+        return self
 
 
 def box_item(spec: BoxSpec, settings: Settings) -> BoxItem:
