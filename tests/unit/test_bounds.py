@@ -124,3 +124,14 @@ def test_alarm_labels_from_a_box_are_printable() -> None:
     blank = AlarmEvent.parse({"thing": "BX-1", "received_at": 2, "seq": 1, "cause": "overtemp", "alarm_time": 1,
                               "value": 1, "threshold": 1, "unit": "\x00"})
     assert blank.unit == "degC"  # nothing printable: the cause's default unit
+
+
+def test_registry_names_are_printable() -> None:
+    from pydantic import ValidationError
+
+    from boxwatch.registry import BoxSpec
+
+    box = BoxSpec(id="BX-1", name="No.3\n\u202ebuilding", address="Zhongguancun\tSt 3\x00", lat=39.98, lng=116.31)
+    assert (box.name, box.address) == ("No.3 building", "Zhongguancun St 3")
+    with pytest.raises(ValidationError):
+        BoxSpec(id="BX-1", name="\x00\u202e", lat=39.98, lng=116.31)
