@@ -27,7 +27,7 @@ tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 iotdata = boto3.client("iot-data")
-STATUS = {"invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "unknown_box": 404,
+STATUS = {"invalid_input": 400, "unauthorized": 401, "not_found": 404, "unknown_box": 404,
           "conflict": 409}
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 BOX_ID = re.compile(BOX_ID_PATTERN)
@@ -53,11 +53,13 @@ def box_param(box_id: str) -> str:
 
 @app.exception_handler(Rejected)
 def refused(exc: Rejected) -> Response:
-    # every refusal is logged and counted; a 403 is an attempt on someone else's box
-    logger.warning(f"request refused: {exc.message}", extra={"error": exc.code, "route": app.current_event.route_key,
-                                                             **exc.details})
-    metrics.add_metric(name="Forbidden" if exc.code == "forbidden" else "RequestsRefused", unit=MetricUnit.Count,
-                       value=1)
+    # every refusal is logged and counted with its real reason; the answer says only what the
+    # caller may know (an unbound client hears "no such box", as for an unknown box)
+    reason = getattr(exc, "reason", exc.code)
+    logger.warning(f"request refused: {exc.message}", extra={"error": exc.code, "reason": reason,
+                                                             "route": app.current_event.route_key, **exc.details})
+    metrics.add_metric(name="Forbidden" if isinstance(exc, commands.Forbidden) else "RequestsRefused",
+                       unit=MetricUnit.Count, value=1)
     return Response(STATUS.get(exc.code, 400), "application/json", {"error": exc.code, "message": exc.message})
 
 
@@ -69,12 +71,13 @@ def power_off(box_id: str) -> Response:
     now_ms = app.current_event.request_context.time_epoch  # event time: the request as API Gateway got it
     out = commands.request_power_off(client_id(), box_param(box_id), key, now_ms, SETTINGS, iotdata)
     metrics.add_metric(name="PowerOffRequested" if out.created else "PowerOffRepeated", unit=MetricUnit.Count, value=1)
-    return Response(201 if out.created else 200, "application/json", commands.command_view(out.command))
+    return Response(201 if out.created else 200, "application/json", commands.command_view(out.command, client_id()))
 
 
 @app.get("/boxes/<box_id>/commands/<command_id>")
 def get_command(box_id: str, command_id: str) -> dict[str, Any]:
-    return commands.command_view(commands.get_command(client_id(), box_param(box_id), command_id))
+    viewer = client_id()
+    return commands.command_view(commands.get_command(viewer, box_param(box_id), command_id), viewer)
 
 
 @app.get("/me/boxes")

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "boxwatch_infra.commands.invoke_cmd",
     "boxwatch_infra.commands.boxes_cmd",
     "boxwatch_infra.commands.dlq_cmd",
+    "boxwatch_infra.commands.sms_cmd",
     "boxwatch_infra.device.cli",
     "boxwatch_infra.localcloud.cli",
 ]

@@ -139,14 +139,15 @@ def test_repeat_finishes_a_request_that_died_before_writing_the_order(sb: Sandbo
     assert sb.shadow("BX-1")["state"]["desired"]["command_id"] == body["command_id"]  # type: ignore[index]
 
 
-def test_unbound_client_gets_403_and_nothing_is_written(sb: Sandbox) -> None:
+def test_unbound_client_gets_404_and_nothing_is_written(sb: Sandbox) -> None:
+    # an unbound client hears what an unknown box answers (test_security_doors: same body)
     status, body = call(sb, load("api_power_off_unbound.json"))
-    assert status == 403 and body["error"] == "forbidden"
+    assert status == 404 and body["error"] == "not_found"
     assert sb.shadow("BX-2") is None
     # reading someone else's box is refused too
     event = load("api_box_alarms.json")
     event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "mallory"
-    assert call(sb, event)[0] == 403
+    assert call(sb, event)[0] == 404
 
 
 def test_unknown_box_is_404(sb: Sandbox) -> None:

@@ -48,9 +48,10 @@ def test_same_idempotency_key_gives_one_command(report: dict[str, Any]) -> None:
 
 def test_unbound_client_is_refused_and_nothing_is_written(report: dict[str, Any]) -> None:
     refused = command(report, "mallory", 40.0)
-    assert refused["http_status"] == 403 and refused["status"] == "refused" and refused["command_id"] is None
+    # answered as for an unknown box: an unbound client cannot tell box ids apart
+    assert refused["http_status"] == 404 and refused["status"] == "refused" and refused["command_id"] is None
     assert "BX-3" not in report["shadows"]  # mallory's own box untouched too
-    assert any(r["error"] == "forbidden" and r["client"] == "mallory" for r in report["rejected"])
+    assert any(r["error"] == "not_found" and r["client"] == "mallory" for r in report["rejected"])
 
 
 def test_unconfirmed_command_expires_and_leaves_no_desired_power_off(report: dict[str, Any]) -> None:
@@ -81,4 +82,4 @@ def test_neighbour_warned_by_fourth_alarm_powers_off_its_own_box() -> None:
     assert command(report, "ann", 90.0)["status"] == "succeeded"
     assert report["shadows"]["N1"]["state"]["reported"]["contactor"] == "open"
     # and fox, bound only to a tower, cannot cut the shop's power
-    assert command(report, "fox", 95.0)["http_status"] == 403
+    assert command(report, "fox", 95.0)["http_status"] == 404

@@ -19,6 +19,7 @@ PUSH: dict[str, set[str]] = {
     "sns:endpoint/*": {"sns:Publish"},
     "sns:${AWS::StackName}-client-*": {"sns:Publish"},
     "sns:NOT-arn:*": {"sns:Publish"},
+    "SmsQuotaTable": {"dynamodb:UpdateItem"},  # every SMS first takes one from its recipient's hour
 }
 
 # What each function uses, by resource logical id -> actions. A function missing here fails the
@@ -31,9 +32,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "AsyncFailureQueue": {"sqs:SendMessage"},  # Lambda's on-failure destination (SAM-generated)
-        "sns:endpoint/*": {"sns:Publish"},
-        "sns:${AWS::StackName}-client-*": {"sns:Publish"},
-        "sns:NOT-arn:*": {"sns:Publish"},  # SMS to phone numbers only (NotResource every SNS ARN)
+        **PUSH,  # SMS to phone numbers only (NotResource every SNS ARN), capped through SmsQuotaTable
     },
     "PresenceFunction": {  # issue 3: network.py
         "RejectedInputQueue": {"sqs:SendMessage"},

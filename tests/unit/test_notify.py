@@ -9,7 +9,7 @@ from boxwatch.notify import Notification, local_time
 
 def alarm_note() -> Notification:
     return Notification(
-        kind="alarm", box_id="BX-1", data={"cause": "overtemp", "seq": 1, "boxes": []},
+        kind="alarm", box_id="BX-1", data={"cause": "overtemp", "seq": 1, "boxes": []}, at_ms=1_767_225_600_000,
         context={"cause": "overtemp", "value": 92.5, "threshold": 85.0, "unit": "degC",
                  "local_time": local_time(1_767_225_600_000, "Asia/Shanghai"), "box_name": "No.3 building",
                  "address": "Zhongguancun St 3", "lat": 39.98, "lng": 116.31},
@@ -46,7 +46,7 @@ def test_sns_message_structure_has_default_fcm_and_apns_bodies() -> None:
 
 def test_nearby_list_names_boxes_with_distance() -> None:
     note = Notification(
-        kind="same_cause_nearby", box_id="BX-2", data={"boxes": ["BX-1"]},
+        kind="same_cause_nearby", box_id="BX-2", data={"boxes": ["BX-1"]}, at_ms=1_767_225_600_000,
         context={"cause": "overtemp", "box_name": "No.5", "count": 1, "radius_m": 1000, "window_min": 10,
                  "boxes_named": [{"id": "BX-1", "name": "No.3 building", "distance_m": 899.6}]},
     )

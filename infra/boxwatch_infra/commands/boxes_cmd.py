@@ -1,4 +1,4 @@
-"""Operator commands on a deployed stack: boxes import/register, clients bind.
+"""Operator commands on a deployed stack: boxes import/register, clients bind/invite.
 
 Table names come from the stack's outputs (CloudFormation), so the same commands work on AWS and
 on the local cloud (set AWS_ENDPOINT_URL).
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import re
 import sys
 from typing import Any
 
@@ -35,6 +37,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("--locale", default="zh-CN", choices=["zh-CN", "en"])
     b.add_argument("--stack", default="boxwatch")
     b.set_defaults(func=bind_client)
+    inv = clients.add_parser("invite", help="create a client's account (no self sign-up); prints its client id")
+    who = inv.add_mutually_exclusive_group(required=True)
+    who.add_argument("--phone", help="E.164 number (+8613800138000): the invitation comes by SMS")
+    who.add_argument("--email", help="the invitation comes by e-mail")
+    inv.add_argument("--resend", action="store_true", help="send the invitation of an existing account again")
+    inv.add_argument("--stack", default="boxwatch")
+    inv.set_defaults(func=invite_client)
+
+
+def stack_outputs(stack: str) -> dict[str, str]:
+    import boto3
+
+    desc = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
 
 
 def stack_settings(stack: str) -> Any:
@@ -104,4 +120,47 @@ def bind_client(args: argparse.Namespace) -> int:
     except UnknownBox as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    return 0
+
+
+PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def invite_client(args: argparse.Namespace) -> int:
+    """AdminCreateUser in the stack's ClientUserPool (the pool allows nothing else): the invitation
+    carries a temporary password; the account's `sub` is the client id that bindings name."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    if args.phone is not None and not PHONE.match(args.phone):
+        print("error: --phone is an E.164 number, e.g. +8613800138000", file=sys.stderr)
+        return 2
+    if args.email is not None and not EMAIL.match(args.email):
+        print("error: --email is not an e-mail address", file=sys.stderr)
+        return 2
+    pool = stack_outputs(args.stack)["ClientUserPoolId"]
+    # the operator vouches for the number or address; the temporary password sent there proves it
+    if args.phone is not None:
+        username, medium = args.phone, "SMS"
+        attributes = [{"Name": "phone_number", "Value": args.phone}, {"Name": "phone_number_verified", "Value": "true"}]
+    else:
+        username, medium = args.email, "EMAIL"
+        attributes = [{"Name": "email", "Value": args.email}, {"Name": "email_verified", "Value": "true"}]
+    extra = {"MessageAction": "RESEND"} if args.resend else {}
+    try:
+        user = boto3.client("cognito-idp").admin_create_user(
+            UserPoolId=pool, Username=username, UserAttributes=attributes, DesiredDeliveryMediums=[medium],
+            **extra)["User"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "UsernameExistsException":
+            print(f"error: {username} already has an account (--resend sends its invitation again)", file=sys.stderr)
+            return 2
+        raise
+    attrs = {a["Name"]: a["Value"] for a in user.get("Attributes", [])}
+    print(json.dumps({"client_id": attrs.get("sub"), "username": user.get("Username"), "status": user.get("UserStatus"),
+                      "invited_by": medium.lower()}))
+    print(f"bind it: boxwatch clients bind {attrs.get('sub')} <box id> --target ... --stack {args.stack}",
+          file=sys.stderr)
     return 0

@@ -134,6 +134,7 @@ def alarm_notification(box: BoxItem, alarm: AlarmEvent) -> Notification:
     return Notification(
         kind="alarm",
         box_id=box.box_id,
+        at_ms=alarm.received_at,
         data={"cause": alarm.cause.value, "seq": alarm.seq, "alarm_time": alarm.alarm_time,
               "value": alarm.value, "threshold": alarm.threshold, "unit": alarm.unit,
               "name": box.name, "address": box.address, "lat": box.lat, "lng": box.lng, "boxes": []},
@@ -148,6 +149,7 @@ def nearby_notification(box: BoxItem, alarm: AlarmEvent, neighbours: list[Neighb
     return Notification(
         kind="same_cause_nearby",
         box_id=box.box_id,
+        at_ms=alarm.received_at,
         # neighbours come nearest first; a push carries the nearest (4 KB), with the count of all
         data={"cause": alarm.cause.value, "seq": alarm.seq, "alarm_time": alarm.alarm_time,
               "count": len(neighbours), "boxes": [n.id for n in neighbours[:LISTED_IN_DATA]],

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from boxwatch import bounds
 from boxwatch.errors import Conflict, Rejected, Spoofed, UnknownBox
 from boxwatch.models import AlarmRecord, BindingItem, BoxItem, CommandItem, CommandKeyItem, connection
 from boxwatch.notify import Notification, SendReport, send
@@ -32,15 +33,21 @@ SETTLED = ("succeeded", "failed", "refused", "expired")
 RETELL_AFTER_MS = 60_000
 
 
-class Forbidden(Rejected):
-    code = "forbidden"
-
-
 class NotFound(Rejected):
     code = "not_found"
+    reason = "not_found"  # the real reason, for the log only
+
+
+class Forbidden(NotFound):
+    """Not bound to the box: answered exactly as an unknown box, so that box ids cannot be told
+    apart from outside; logged and counted as what it is (an attempt on someone else's box)."""
+
+    reason = "not_bound"
 
 
 COMMAND_ID = re.compile(r"^c-[0-9a-f]{20}$")
+# what the audit record keeps of the box's report (docs/device-contract.md), nothing else
+REPORTED_FIELDS = ("power", "contactor", "command_id", "command_status", "reason", "at")
 
 
 def command_id_for(client_id: str, key: str) -> str:
@@ -49,15 +56,18 @@ def command_id_for(client_id: str, key: str) -> str:
 
 
 def require_bound(client_id: str, box_id: str) -> None:
-    """Only a client bound to a box may read or command it: an unknown box is 404, any other 403.
-    The box is looked up only on refusal, so the common (bound) path costs one GetItem."""
+    """Only a client bound to a box may read or command it; anyone else gets the answer of an
+    unknown box (same status, same body). The box is looked up only on refusal, for the log and
+    in both cases (same cost), so the common (bound) path costs one GetItem."""
     if is_bound(client_id, box_id):
         return
     try:
         get_box(box_id)
     except UnknownBox:
-        raise NotFound("no such box", client=client_id, box=box_id) from None
-    raise Forbidden("you are not bound to this box", client=client_id, box=box_id)
+        exc = NotFound("no such box", client=client_id, box=box_id)
+        exc.reason = "unknown_box"
+        raise exc from None
+    raise Forbidden("no such box", client=client_id, box=box_id)
 
 
 def latest_alarms(box_id: str, limit: int) -> list[dict[str, Any]]:
@@ -67,8 +77,12 @@ def latest_alarms(box_id: str, limit: int) -> list[dict[str, Any]]:
              "threshold": r.threshold, "unit": r.unit} for r in records]
 
 
-def command_view(cmd: CommandItem) -> dict[str, Any]:
-    return {"command_id": cmd.command_id, "box_id": cmd.box_id, "client_id": cmd.client_id, "status": cmd.status,
+def command_view(cmd: CommandItem, viewer: str | None = None) -> dict[str, Any]:
+    """The command as `viewer` may see it: another client bound to the box sees its status, never
+    who asked (their `sub`); None = the requester's own view (replay, audit)."""
+    mine = viewer is None or viewer == cmd.client_id
+    return {"command_id": cmd.command_id, "box_id": cmd.box_id, "client_id": cmd.client_id if mine else None,
+            "requested_by_me": mine, "status": cmd.status,
             "requested_at": int(cmd.requested_at), "expires_at": int(cmd.expires_at), "alarm": cmd.alarm,
             "settled_at": None if cmd.settled_at is None else int(cmd.settled_at), "reason": cmd.reason}
 
@@ -252,6 +266,7 @@ def _notify_requester(cmd: CommandItem, sns: Any) -> SendReport:
     box = get_box(cmd.box_id)
     note = Notification(
         kind="power_off_result", box_id=cmd.box_id,
+        at_ms=int(cmd.requested_at if cmd.settled_at is None else cmd.settled_at),
         data={"status": cmd.status, "command_id": cmd.command_id, "reason": cmd.reason, "boxes": []},
         context={"box_name": box.name, "status": cmd.status, "command_id": cmd.command_id,
                  "reason": cmd.reason or ""},
@@ -274,6 +289,8 @@ def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -
     cid, outcome = reported.get("command_id"), reported.get("command_status")
     if not isinstance(cid, str) or outcome not in ("done", "refused", "failed"):
         return AckResult("ignored")
+    if not COMMAND_ID.match(cid):
+        return AckResult("ignored")  # no command of ours: never a key, a log line or a push
     before = previous.get("reported") or {}
     if (before.get("command_id"), before.get("command_status")) == (cid, outcome):
         return AckResult("ignored", cid)  # another part of the shadow changed
@@ -290,13 +307,14 @@ def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -
     elif outcome == "done":
         status, reason = "failed", "box reported done but its contactor is not open"
     else:  # failed (the contactor did not open) or refused (e.g. expired by the box's clock)
-        status, reason = outcome, str(reported.get("reason") or "no reason given")
+        # the box's words, bounded and printable: they reach the audit record, a log and a push
+        status, reason = outcome, bounds.text(reported.get("reason") or "", bounds.REASON_CHARS) or "no reason given"
     if cmd.status != "pending":
         return AckResult("duplicate", cid)
     # clear the order first, settle second: if we die in between, the retry finds the command still
     # pending and finishes; the other way round a retry would see it settled and leave the order
     _update_desired(iotdata, thing, CLEAR_ORDER, when=_holds(cid))
-    if not _settle(cmd, status, at_ms, reason, reported):
+    if not _settle(cmd, status, at_ms, reason, bounds.fields(reported, REPORTED_FIELDS, bounds.REASON_CHARS)):
         return AckResult("duplicate", cid)  # a concurrent delivery or the expiry settled it first
     return AckResult(status, cid, _tell_requester(cmd, sns))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from boxwatch import bounds
 from boxwatch.errors import InvalidInput, Spoofed
 
 BOX_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"  # AWS IoT thing-name alphabet
@@ -52,6 +53,13 @@ class AlarmEvent(BaseModel):
     circuit: str | None = Field(None, max_length=32)
     phase: str | None = Field(None, pattern=r"^(L1|L2|L3|N)$")
 
+    @field_validator("unit", "circuit")
+    @classmethod
+    def _printable(cls, value: str | None, info: Any) -> str | None:
+        # the box's own words reach a push (unit) and the table (both): printable, never refused
+        # for a stray control character (the alarm matters more than its label)
+        return bounds.optional_text(value, 8 if info.field_name == "unit" else 32)
+
     @model_validator(mode="after")
     def _unit(self) -> AlarmEvent:
         if self.unit is None:
@@ -70,10 +78,11 @@ class AlarmEvent(BaseModel):
         except ValidationError as exc:
             raise InvalidInput(
                 "alarm log failed validation",
-                thing=event.get("thing") if isinstance(event.get("thing"), str) else None,
-                problems=[
-                    {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
-                ][:10],
+                thing=bounds.text(event["thing"], 128) if isinstance(event.get("thing"), str) else None,
+                problems=[  # a field name is the sender's too: bounded before it reaches the log
+                    {"field": bounds.text(".".join(str(p) for p in e["loc"]), bounds.FIELD_CHARS),
+                     "problem": bounds.text(e["msg"], bounds.TEXT_CHARS)} for e in exc.errors()[:10]
+                ],
             ) from None
         if alarm.client_id is not None and alarm.client_id != alarm.thing:
             raise Spoofed("client id does not match the topic's box id", thing=alarm.thing, client_id=alarm.client_id)

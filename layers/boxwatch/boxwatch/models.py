@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Self
 
@@ -346,12 +347,37 @@ class CommandKeyItem(Model):
         return f"KEY#{client_id}#{idempotency_key}", "KEY"
 
 
+class SmsQuotaItem(Model):
+    """SMS sent to one phone number in one hour of event time (pk = SMS#<number hash>#<hour>).
+
+    IAM cannot scope an SMS Publish to chosen numbers, so the code caps it: each SMS first takes
+    one from its recipient's hour with a conditional write (`sent < per_hour`), so concurrent
+    senders never exceed the cap together. The number is hashed: no second copy of the bindings'
+    phone numbers in clear (a hash of a phone number is no secret against a determined attacker).
+    """
+
+    class Meta:
+        table_name = "boxwatch-sms-quota"
+
+    per_hour = 10  # SmsPerRecipientPerHour, set by bind_tables
+
+    pk = UnicodeAttribute(hash_key=True)
+    sent = NumberAttribute(default=0)
+    expires_at = NumberAttribute(null=True)  # DynamoDB TTL, epoch seconds
+
+    @staticmethod
+    def key(number: str, at_ms: int) -> str:
+        digest = hashlib.sha256(number.encode()).hexdigest()[:32]
+        return f"SMS#{digest}#{at_ms // 3_600_000}"
+
+
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
     "alarms_table": [AlarmRecord, AlarmCellEntry, AlarmReceivedEntry],
     "network_table": [OfflineEntry, IncidentItem, IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],
+    "sms_quota_table": [SmsQuotaItem],
 }
 
 
@@ -360,6 +386,7 @@ def bind_tables(settings: Settings) -> None:
     for field, models in ALL_MODELS.items():
         for model in models:
             model.Meta.table_name = getattr(settings, field)
+    SmsQuotaItem.per_hour = settings.sms_per_recipient_per_hour
 
 
 _CONNECTION: list[Connection] = []

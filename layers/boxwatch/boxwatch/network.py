@@ -181,6 +181,7 @@ def offline_after_alarm_notification(box: BoxItem, entry: OfflineEntry, alarm: R
     return Notification(
         kind="offline_after_alarm",
         box_id=box.box_id,
+        at_ms=offline_at,
         data={"cause": alarm.cause, "alarm_seq": alarm.seq, "alarm_time": alarm.alarm_time,
               "offline_at": offline_at, "reason": entry.reason, "boxes": []},
         context={"box_name": box.name, "local_time": local_time(offline_at, box.timezone),

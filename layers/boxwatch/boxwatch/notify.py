@@ -8,6 +8,7 @@ data that the app (and replay) reads.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,9 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import PynamoDBException, UpdateError
 
-from boxwatch.models import BindingItem
+from boxwatch import bounds
+from boxwatch.models import BindingItem, SmsQuotaItem
 
 CAUSE_NAMES = {
     "en": {
@@ -45,6 +47,8 @@ CAUSE_NAMES = {
 # full count; the complete set stays in DynamoDB (incident members, alarm cell entries).
 NAMED_IN_TEXT = 5
 LISTED_IN_DATA = 30
+# FCM (notification + data) and APNs both refuse a payload over 4 KB: `message()` never builds one
+PUSH_MAX_BYTES = 4096
 
 UNIT_NAMES = {"degC": "°C", "A": "A", "mA": "mA", "V": "V", "count": ""}
 
@@ -115,11 +119,14 @@ class Notification:
     kind: str
     box_id: str
     data: dict[str, Any]
+    at_ms: int  # event time (epoch ms) of what is told, never the box's clock: the SMS cap counts in it
     context: dict[str, Any] = field(default_factory=dict)
 
     def render(self, locale: str) -> tuple[str, str]:
         lang = locale if locale in ("en", "zh-CN") else "en"
-        ctx = dict(self.context)
+        # every string that fills the text is printable and bounded, wherever it came from
+        ctx: dict[str, Any] = {k: bounds.text(v, bounds.TEXT_CHARS) if isinstance(v, str) else v
+                               for k, v in self.context.items()}
         if "cause" in ctx:
             ctx.setdefault("cause_name", CAUSE_NAMES[lang].get(ctx["cause"], ctx["cause"]))
         if "unit" in ctx:
@@ -131,7 +138,8 @@ class Notification:
             metres = "米" if lang == "zh-CN" else " m"
             named = ctx["boxes_named"][:NAMED_IN_TEXT]
             ctx["box_list"] = sep.join(
-                f"{b['name']} ({b['id']}" + (f", {b['distance_m']:.0f}{metres})" if "distance_m" in b else ")")
+                f"{bounds.text(b['name'], bounds.NAME_CHARS)} ({bounds.text(b['id'], bounds.FIELD_CHARS)}"
+                + (f", {b['distance_m']:.0f}{metres})" if "distance_m" in b else ")")
                 for b in named
             )
             more = int(ctx.get("count", len(ctx["boxes_named"]))) - len(named)
@@ -140,22 +148,46 @@ class Notification:
         title, body = TEMPLATES[self.kind][lang]
         return title.format(**ctx), body.format(**ctx)
 
-    def message(self, locale: str) -> str:
-        """The SNS MessageStructure=json document."""
-        title, body = self.render(locale)
-        data = {"kind": self.kind, "box": self.box_id, **self.data}
+    def _platforms(self, title: str, body: str, data: dict[str, Any]) -> tuple[str, str]:
         gcm = {
             "notification": {"title": title, "body": body},
             "data": {"kind": self.kind, "boxwatch": json.dumps(data, ensure_ascii=False)},
             "android": {"priority": "high"},
         }
         apns = {"aps": {"alert": {"title": title, "body": body}, "sound": "default"}, "boxwatch": data}
+        return json.dumps(gcm, ensure_ascii=False), json.dumps(apns, ensure_ascii=False)
+
+    def _fitted(self, locale: str) -> tuple[str, str, dict[str, Any], str, str]:
+        """Title, body and data cut until both platform payloads fit PUSH_MAX_BYTES, whatever the
+        box reported: the body first (the data is what the app reads), then the longest list in
+        the data (its `count` stays whole), then the title."""
+        title, body = self.render(locale)
+        data = bounds.strings_in({"kind": self.kind, "box": self.box_id, **self.data}, bounds.TEXT_CHARS)
+        while True:
+            gcm, apns = self._platforms(title, body, data)
+            over = max(len(gcm.encode()), len(apns.encode())) - PUSH_MAX_BYTES
+            if over <= 0:
+                return title, body, data, gcm, apns
+            lists = [k for k, v in data.items() if isinstance(v, list) and v]
+            if body:
+                body = bounds.cut_utf8(body, max(len(body.encode()) - over, 0))
+            elif lists:
+                key = max(lists, key=lambda k: len(json.dumps(data[k], ensure_ascii=False)))
+                data = {**data, key: data[key][: len(data[key]) // 2]}
+            elif title:
+                title = bounds.cut_utf8(title, max(len(title.encode()) - over, 0))
+            else:
+                raise ValueError(f"{self.kind} push cannot fit {PUSH_MAX_BYTES} bytes")  # a bug, not input
+
+    def message(self, locale: str) -> str:
+        """The SNS MessageStructure=json document; its FCM and APNs payloads fit PUSH_MAX_BYTES."""
+        title, body, data, gcm, apns = self._fitted(locale)
         return json.dumps(
             {
                 "default": f"{title}\n{body}",
-                "GCM": json.dumps(gcm, ensure_ascii=False),
-                "APNS": json.dumps(apns, ensure_ascii=False),
-                "APNS_SANDBOX": json.dumps(apns, ensure_ascii=False),
+                "GCM": gcm,
+                "APNS": apns,
+                "APNS_SANDBOX": apns,
                 "email": f"{title}\n\n{body}\n\n{json.dumps(data, ensure_ascii=False)}",
             },
             ensure_ascii=False,
@@ -167,6 +199,26 @@ class SendReport:
     sent: list[str] = field(default_factory=list)  # client ids
     disabled: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (client id, error code)
+    capped: list[str] = field(default_factory=list)  # SMS recipients over their hour's cap: not sent, final
+
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def take_sms(number: str, at_ms: int) -> bool:
+    """One SMS of the number's hour (event time), if the hour has one left: a conditional write,
+    so concurrent senders never go over `SmsQuotaItem.per_hour` together."""
+    hour_end_s = (at_ms // 3_600_000 + 1) * 3600
+    try:
+        SmsQuotaItem(SmsQuotaItem.key(number, at_ms)).update(
+            actions=[SmsQuotaItem.sent.add(1), SmsQuotaItem.expires_at.set(hour_end_s + 86_400)],
+            condition=SmsQuotaItem.sent.does_not_exist() | (SmsQuotaItem.sent < SmsQuotaItem.per_hour),
+        )
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
 
 
 def publish(sns: Any, binding: BindingItem, note: Notification) -> None:
@@ -190,22 +242,34 @@ def send(sns: Any, bindings: list[BindingItem], note: Notification, skip: Collec
     for binding in bindings:
         if not binding.enabled or binding.client_id in skip:
             continue
+        if binding.target_kind == "sms" and not E164.match(binding.target):
+            _disable(binding, "InvalidPhoneNumber", report)  # an SMS goes to a phone number or nowhere
+            continue
         try:
+            # SMS costs money per message: at most per_hour to one number in an hour, whatever happens
+            if binding.target_kind == "sms" and not take_sms(binding.target, note.at_ms):
+                report.capped.append(binding.client_id)
+                continue
             publish(sns, binding, note)
             report.sent.append(binding.client_id)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             if code == "EndpointDisabled":
-                report.disabled.append(binding.client_id)
-                try:
-                    binding.update(
-                        actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set("EndpointDisabled")]
-                    )
-                except PynamoDBException:
-                    # unmarked, it is tried again on the retry and refused again: no message is lost or doubled
-                    report.failed.append((binding.client_id, "MarkDisabledFailed"))
+                _disable(binding, code, report)
             else:
                 report.failed.append((binding.client_id, code))
         except BotoCoreError as exc:  # connection/timeout: retryable like a 5xx
             report.failed.append((binding.client_id, type(exc).__name__))
+        except PynamoDBException as exc:  # the SMS quota write throttled: retryable
+            report.failed.append((binding.client_id, exc.cause_response_code or type(exc).__name__))
     return report
+
+
+def _disable(binding: BindingItem, reason: str, report: SendReport) -> None:
+    """Stop trying a target that cannot be reached (marked on the binding)."""
+    report.disabled.append(binding.client_id)
+    try:
+        binding.update(actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set(reason)])
+    except PynamoDBException:
+        # unmarked, it is tried again on the retry and refused again: no message is lost or doubled
+        report.failed.append((binding.client_id, "MarkDisabledFailed"))

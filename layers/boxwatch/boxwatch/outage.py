@@ -228,6 +228,7 @@ def neighbour_outage_notification(box: BoxItem, distance_m: float, group: Sequen
     return Notification(
         kind="neighbour_outage",
         box_id=box.box_id,
+        at_ms=last,
         data={"offline_boxes": offline, "boxes": offline, "offline_count": len(group), "incident": incident.incident_id,
               "area": area, "first_offline_at": first, "last_offline_at": last, "distance_m": round(distance_m, 1)},
         context={"count": len(group), "box_name": box.name, "boxes_named": named[:NAMED_IN_TEXT],

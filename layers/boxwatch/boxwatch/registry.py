@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from boxwatch import bounds
 from boxwatch.contract import BOX_ID_PATTERN
 from boxwatch.errors import UnknownBox
 from boxwatch.geo import cell_of
@@ -24,6 +26,15 @@ class BoxSpec(BaseModel):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
     timezone: str = "Asia/Shanghai"
+
+    @field_validator("name", "address")
+    @classmethod
+    def _printable(cls, value: str, info: Any) -> str:
+        # names and addresses fill pushes and logs: printable, one line (boxwatch.bounds)
+        cleaned = bounds.text(value, 500)
+        if info.field_name == "name" and not cleaned:
+            raise ValueError("a box name needs a printable character")
+        return cleaned
 
     @field_validator("timezone")
     @classmethod
@@ -43,6 +54,13 @@ class BindingSpec(BaseModel):
     target: str = Field(min_length=1, max_length=1024)
     target_kind: Literal["endpoint", "topic", "sms"] = "endpoint"
     locale: Literal["zh-CN", "en"] = "zh-CN"
+
+    @model_validator(mode="after")
+    def _phone_number(self) -> BindingSpec:
+        # SMS goes only to numbers a binding holds: an E.164 number, nothing else (notify.E164)
+        if self.target_kind == "sms" and not re.fullmatch(r"\+[1-9][0-9]{6,14}", self.target):
+            raise ValueError("an sms target is an E.164 phone number (+8613800138000)")
+        return self
 
 
 def box_item(spec: BoxSpec, settings: Settings) -> BoxItem:

@@ -35,6 +35,9 @@ class Settings(BaseModel):
 
     command_expiry_s: int = Field(120, gt=0, le=3600)
 
+    sms_quota_table: str = "boxwatch-sms-quota"
+    sms_per_recipient_per_hour: int = Field(10, ge=1, le=1000)
+
     @cached_property
     def alarm_res(self) -> int:
         return resolution_for_radius(self.neighbour_radius_m)
