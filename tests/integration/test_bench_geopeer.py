@@ -58,7 +58,8 @@ def test_every_scheme_finds_every_box_and_its_requests_are_counted() -> None:
     (case,) = cases
     schemes: dict[str, Any] = case["schemes"]
     # Then none misses a box within the radius, and each reads at least the true count
-    assert set(schemes) == {"dynamodbgeo", "h3_cover", *(f"h3_ranges_{b}" for b in geopeer.BUDGETS)}
+    assert set(schemes) == {"dynamodbgeo", "dynamodbgeo_tuned", "h3_cover",
+                            *(f"h3_ranges_{b}" for b in geopeer.BUDGETS)}
     for name, s in schemes.items():
         assert s["missed"] == 0, name
         assert s["items_read"] >= case["true_in_radius"] > 1, name
@@ -74,6 +75,9 @@ def test_every_scheme_finds_every_box_and_its_requests_are_counted() -> None:
     with Sandbox() as sb:
         peer = geopeer.DynamoDBGeo(sb, [])
         assert schemes["dynamodbgeo"]["queries"] == _mean([len(peer.ranges(c[1], c[2], 1000)) for c in centres])
+        assert schemes["dynamodbgeo_tuned"]["queries"] == _mean([len(peer.ranges(c[1], c[2], 1000, tuned=True))
+                                                                for c in centres])
+    assert schemes["dynamodbgeo_tuned"]["queries"] < schemes["dynamodbgeo"]["queries"]
 
 
 def test_faster_moto_between_reads_what_moto_reads() -> None:

@@ -7,6 +7,7 @@ every request is counted by the bench recorder (Queries, items evaluated, RCU fr
 - `dynamodbgeo`: the library as a user would run it (`GeoDataManager.queryRadius`, its table from
   `GeoTableUtil`, RegionCoverer defaults, hash key length 5): S2 cells cover the radius' bounding
   rectangle, one Query of its `geohash-index` LSI per cell range and hash key.
+  `dynamodbgeo_tuned`: the same table with at most 5 S2 cells per covering (about our Queries).
 - `h3_cover`: the lookup as shipped (`geo.covering_cells` at `resolution_for_radius`): one Query
   per H3 cell of an index whose partition key is the cell (as `by_area_cell`).
 - `h3_ranges_<n>`: `geo.radius_ranges`: partition key the coarse cell (the same resolution),
@@ -46,6 +47,7 @@ CENTRE = (39.9, 116.4)  # Beijing
 HASH_KEY_LENGTH = 5  # the issue's quick figures used 5; the Java library's default is 6
 FINE_STEPS = 2  # fine cells two resolutions below the coarse: ~1/49 of its area
 BUDGETS = (4, 5, 6)
+TUNED_MAX_CELLS = 5  # the peer tuned to about as many Queries as the recommended budget
 RECOMMENDED = "h3_ranges_5"
 
 Point = tuple[str, float, float]  # id, lat, lng
@@ -226,6 +228,17 @@ class DynamoDBGeo:
         util = dynamodbgeo.GeoTableUtil(self.config)
         util.create_table(util.getCreateTableRequest())
         self.manager = dynamodbgeo.GeoDataManager(self.config)
+        # the same table read with fewer S2 cells per covering (RegionCoverer's max_cells, default 8)
+        coverer = self.config.S2RegionCoverer
+
+        def fewer_cells() -> Any:
+            c = coverer()
+            c.max_cells = TUNED_MAX_CELLS
+            return c
+
+        tuned = dynamodbgeo.GeoDataManagerConfiguration(client, self.config.tableName)
+        tuned.hashKeyLength, tuned.S2RegionCoverer = hash_key_length, fewer_cells
+        self.tuned = dynamodbgeo.GeoDataManager(tuned)
         # the very items put_Point writes (`geo_item`; tests compare the two), in bulk
         bulk_put(sb, self.config.tableName, (self.geo_item(sb, *p) for p in points))
 
@@ -238,19 +251,20 @@ class DynamoDBGeo:
                 self.config.geohashAttributeName: {"N": str(geohash)},
                 self.config.geoJsonAttributeName: {"S": f"{lat},{lng}"}}
 
-    def ranges(self, lat: float, lng: float, radius_m: float) -> list[tuple[int, int, int]]:
+    def ranges(self, lat: float, lng: float, radius_m: float, tuned: bool = False) -> list[tuple[int, int, int]]:
         """(hash key, geohash min, geohash max) of each Query queryRadius makes, as it computes them."""
+        config = (self.tuned if tuned else self.manager).config
         request = self.lib.QueryRadiusRequest(self.lib.GeoPoint(lat, lng), radius_m, {}, sort=False)
         rect = self.lib.S2Util().getBoundingLatLngRectFromQueryRadiusInput(request)
-        covering = self.lib.Covering(self.config.S2RegionCoverer().get_covering(rect))
+        covering = self.lib.Covering(config.S2RegionCoverer().get_covering(rect))
         s2 = self.lib.S2Manager()
-        return [(s2.generateHashKey(r.rangeMin, self.config.hashKeyLength), r.rangeMin, r.rangeMax)
-                for r in covering.getGeoHashRanges(self.config.hashKeyLength)]
+        return [(s2.generateHashKey(r.rangeMin, config.hashKeyLength), r.rangeMin, r.rangeMax)
+                for r in covering.getGeoHashRanges(config.hashKeyLength)]
 
-    def lookup(self, lat: float, lng: float, radius_m: float) -> set[str]:
+    def lookup(self, lat: float, lng: float, radius_m: float, tuned: bool = False) -> set[str]:
         # a fresh query dict each time: the library keeps (and mutates) the one it is given
         request = self.lib.QueryRadiusRequest(self.lib.GeoPoint(lat, lng), radius_m, {}, sort=False)
-        return {i["box_id"]["S"] for i in self.manager.queryRadius(request)}
+        return {i["box_id"]["S"] for i in (self.tuned if tuned else self.manager).queryRadius(request)}
 
 
 # -------------------------------------------------------------------- measuring
@@ -288,7 +302,11 @@ def run_point_set(ps: PointSet, cases: list[Case]) -> list[dict[str, Any]]:
             r = case.radius_m
             schemes: dict[str, dict[str, Any]] = {
                 "dynamodbgeo": {**measure(sb, recorder, peer.lookup, centres, r, truth),
-                                "config": f"hash key length {HASH_KEY_LENGTH}, RegionCoverer defaults"},
+                                "config": f"hash key length {HASH_KEY_LENGTH}, RegionCoverer defaults (max 8 cells)"},
+                "dynamodbgeo_tuned": {**measure(sb, recorder, functools.partial(peer.lookup, tuned=True), centres, r,
+                                                truth),
+                                      "config": f"hash key length {HASH_KEY_LENGTH}, RegionCoverer max "
+                                                f"{TUNED_MAX_CELLS} cells"},
                 "h3_cover": {**measure(sb, recorder, covers[res].lookup, centres, r, truth),
                              "config": f"res {res} cells, partition key per cell"},
             }
