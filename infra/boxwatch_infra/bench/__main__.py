@@ -2,7 +2,8 @@
 
 Runs the suite, writes <out>/results.json, results.md and results.png, prints the table.
 The storm runs in a child process while the count-only measurements (per alarm, sweep) run here;
-cold start and end-to-end latency run afterwards, alone. Handler logs are discarded.
+when it ends, the neighbour lookup against dynamodbgeo (count-only too) takes its place in a
+child process. Cold start and end-to-end latency run afterwards, alone. Handler logs are discarded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -164,6 +166,39 @@ def sweep_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _metres(m: float) -> str:
+    return f"{m / 1000:g} km" if m >= 1000 else f"{m:g} m"
+
+
+def geopeer_rows(data: dict[str, Any]) -> list[Row]:
+    ours_key = data["recommended"]
+    budget = ours_key.rsplit("_", 1)[-1]
+    sec = (f"Neighbour lookup against a real peer, per lookup: H3 sort-key ranges (at most {budget} Queries) "
+           f"vs dynamodbgeo (S2, hash key length {data['hash_key_length']}); same boxes, same centres")
+    rows = []
+    for c in data["cases"]:
+        s = c["schemes"]
+        ours, peer, cover, tuned = s[ours_key], s["dynamodbgeo"], s["h3_cover"], s["dynamodbgeo_tuned"]
+        label = f"{c['points']}, r = {_metres(c['radius_m'])} ({c['lookups']} lookups)"
+        missed = {k: v["missed"] for k, v in s.items() if v["missed"]}
+        complete = "every box in the radius found by every scheme" if not missed else f"missed: {missed}"
+        rows.append(Row(sec, f"{label}: Queries", fmt(ours["queries"], 2), fmt(peer["queries"], 2),
+                        ratio(peer["queries"], ours["queries"]), "< dynamodbgeo", ours["queries"] < peer["queries"],
+                        note=f"H3 cell cover as shipped: {fmt(cover['queries'], 2)}; dynamodbgeo at 5 S2 cells: "
+                             f"{fmt(tuned['queries'], 2)}"))
+        rows.append(Row(sec, f"{label}: items read", fmt(ours["items_read"]), fmt(peer["items_read"]),
+                        ratio(peer["items_read"], ours["items_read"]),
+                        f"< dynamodbgeo (floor: {fmt(c['true_in_radius'])} in the radius)",
+                        ours["items_read"] < peer["items_read"] and not missed,
+                        note=f"H3 cell cover: {fmt(cover['items_read'])}; dynamodbgeo at 5 S2 cells: "
+                             f"{fmt(tuned['items_read'])}; {complete}"))
+        rows.append(Row(sec, f"{label}: RCU", fmt(ours["rcu"], 2), fmt(peer["rcu"], 2),
+                        ratio(peer["rcu"], ours["rcu"]), "≤ dynamodbgeo", ours["rcu"] <= peer["rcu"],
+                        note=f"H3 cell cover: {fmt(cover['rcu'], 2)}; dynamodbgeo at 5 S2 cells: "
+                             f"{fmt(tuned['rcu'], 2)}"))
+    return rows
+
+
 def cold_rows(data: dict[str, Any]) -> list[Row]:
     sec = f"Cold start (module import, fresh interpreter, median of {data['repeats']})"
     rows = []
@@ -219,6 +254,23 @@ def main(argv: list[str] | None = None) -> int:
     log(f"storm: {n_alarms:,} alarms over {n_boxes:,} boxes (child process)")
     storm_proc = subprocess.Popen([sys.executable, "-m", "boxwatch_infra.bench.storm", str(n_alarms), str(n_boxes),
                                    str(sample), str(storm_file)], stdout=subprocess.DEVNULL, stderr=storm_err)
+    geo_file = Path(tempfile.mkstemp(prefix="boxwatch-geopeer-", suffix=".json")[1])
+    geo_err = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in the finally below
+    geo_cmd = [sys.executable, "-m", "boxwatch_infra.bench.geopeer", *(["--quick"] if args.quick else []),
+               str(geo_file)]
+    geo_proc: list[subprocess.Popen[bytes]] = []
+    aborted = threading.Event()
+
+    def geopeer_after_storm() -> None:
+        # the second core is the storm's until it ends; then the peer comparison (counts only) takes it
+        storm_proc.wait()
+        if aborted.is_set():
+            return
+        log("neighbour lookup against dynamodbgeo (child process)")
+        geo_proc.append(subprocess.Popen(geo_cmd, stdout=subprocess.DEVNULL, stderr=geo_err))
+
+    starter = threading.Thread(target=geopeer_after_storm, daemon=True)
+    starter.start()
     phases: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -242,12 +294,29 @@ def main(argv: list[str] | None = None) -> int:
             storm_err.seek(0)
             raise RuntimeError(f"storm failed: {storm_err.read().strip().splitlines()[-5:]}")
         raw["storm"] = json.loads(storm_file.read_text())
+        with phase("waiting for the neighbour lookup against dynamodbgeo"):
+            starter.join()
+            if not geo_proc:
+                raise RuntimeError("the neighbour lookup bench did not start")
+            geo_proc[0].wait()
+        if geo_proc[0].returncode != 0:
+            geo_err.seek(0)
+            raise RuntimeError(f"neighbour lookup bench failed: {geo_err.read().strip().splitlines()[-5:]}")
+        raw["geopeer"] = json.loads(geo_file.read_text())
     finally:
+        aborted.set()
         if storm_proc.poll() is None:
             storm_proc.kill()
             storm_proc.wait()
+        starter.join()
+        for proc in geo_proc:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         storm_err.close()
         storm_file.unlink(missing_ok=True)
+        geo_err.close()
+        geo_file.unlink(missing_ok=True)
     with phase(f"cold start: {cfg.repeats} runs per module"):
         raw["cold_start"] = coldstart.run(cfg.repeats)
     rate, duration, e2e_boxes = cfg.e2e
@@ -256,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         raw["e2e"] = e2e.run(rate, duration, timeout_s=duration + 300, boxes=e2e_boxes)
 
     rows = (per_alarm_rows(raw["per_alarm"]) + storm_rows(raw["storm"]) + sweep_rows(raw["sweep"])
-            + cold_rows(raw["cold_start"]) + e2e_rows(raw["e2e"], rate, duration))
+            + geopeer_rows(raw["geopeer"]) + cold_rows(raw["cold_start"]) + e2e_rows(raw["e2e"], rate, duration))
     wall = time.perf_counter() - started
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": "make bench-quick" if args.quick else "make bench",
@@ -286,6 +355,14 @@ def notes(raw: dict[str, Any]) -> list[str]:
         "Query from the partition alone and to skip its transaction backup copy (`bench/fastmoto.py`: same "
         "results, same requests; without it moto's cost per alarm grows with everything stored).",
     ]
+    if "geopeer" in raw:
+        out.append("Neighbour lookup (`bench/geopeer.py`, docs/neighbour-lookup.md): each scheme in its own table with "
+                   "the same box payload; dynamodbgeo 0.0.3 run as its README sets it up (queryRadius on its "
+                   "geohash-index LSI, RegionCoverer defaults; 'at 5 S2 cells': the same table, max_cells 5); "
+                   "H3 sort-key ranges = `geo.radius_ranges`: partition "
+                   "key the cell at the radius' resolution, sort key its descendant two resolutions finer, runs of "
+                   "fine cells read with BETWEEN, smallest gaps bridged to stay within the Query budget. Budgets 4 "
+                   "and 6 are in results.json. RCU are eventually consistent reads (indexes).")
     storm = raw.get("storm", {})
     if "connection_reused" in storm.get("throughput", {}):
         out.append("Gap: `alarms._store` builds `pynamodb.Connection()` per alarm, i.e. a new botocore session "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import h3
 
@@ -107,3 +109,107 @@ def within(origin: LatLng, points: Iterable[tuple[str, LatLng]], radius_m: float
     """(id, distance) of the points within radius, nearest first."""
     out = [(pid, distance_m(origin, p)) for pid, p in points]
     return sorted(((pid, d) for pid, d in out if d <= radius_m), key=lambda x: x[1])
+
+
+# -------------------------------------------------------------------- range cover
+# A finer index for the same lookup: each point is keyed by its fine cell (sort key) under that
+# cell's coarse ancestor (partition key). The descendants of any H3 cell are one contiguous run in
+# index order, so the fine cells of the disk inside one coarse cell come out as a few runs, each
+# read by one Query (`BETWEEN first AND last`). Gaps between runs may be read too, to save Queries:
+# reading a gap of n fine cells costs about n cells' items, one Query less.
+
+
+@dataclass(frozen=True)
+class CellRange:
+    """One Query: partition key `parent`, sort key between `first` and `last` (fine cells, inclusive)."""
+
+    parent: str
+    first: str
+    last: str
+    cells: int  # fine cells the range spans, read whether or not they touch the disk
+
+
+def range_keys(lat: float, lng: float, coarse_res: int, fine_res: int) -> tuple[str, str]:
+    """(partition key, sort key) of a point for `radius_ranges`: its fine cell and that cell's ancestor.
+
+    The ancestor, not the coarse cell the point lies in: H3 children overhang their parent, so only
+    the ancestor makes every fine cell a descendant of the partition it is stored under.
+    """
+    if not 0 <= coarse_res <= fine_res <= 15:
+        raise ValueError("need 0 <= coarse_res <= fine_res <= 15")
+    fine = h3.latlng_to_cell(lat, lng, fine_res)
+    return str(h3.cell_to_parent(fine, coarse_res)), str(fine)
+
+
+def disk_cells(lat: float, lng: float, radius_m: float, res: int) -> list[str]:
+    """The cells of `covering_cells` (every cell at `res` with a point within the radius), faster
+    when the cells are much smaller than the radius: only cells whose centre is near the circle
+    get the exact distance test."""
+    origin = h3.latlng_to_cell(lat, lng, res)
+    min_edge = min(h3.edge_length(e, unit="m") for e in h3.origin_to_directed_edges(origin))
+    k = max(1, math.ceil(radius_m / (0.8 * min_edge)))  # as in covering_cells
+    tolerance = radius_m * 1e-6 + 0.5
+    centre = h3.cell_to_latlng(origin)
+    # every point of a cell is within its circumradius of its centre; neighbouring cells differ in
+    # size by a few per cent (pentagons: smaller), so twice the origin's bounds them all
+    reach = 2 * max(distance_m(centre, v) for v in h3.cell_to_boundary(origin))
+    out = []
+    for cell in h3.grid_disk(origin, k):
+        d = distance_m((lat, lng), h3.cell_to_latlng(cell))
+        if d <= radius_m or (d <= radius_m + reach + tolerance
+                             and distance_to_cell_m((lat, lng), cell) <= radius_m + tolerance):
+            out.append(str(cell))
+    return out
+
+
+def cell_ranges(cells: Iterable[str], coarse_res: int, max_ranges: int | None = None) -> list[CellRange]:
+    """The fewest-cells ranges that contain every one of `cells` (one resolution, finer than or at
+    `coarse_res`) in at most `max_ranges` Queries (never fewer than one per coarse ancestor).
+
+    Within a coarse cell, runs of consecutive descendants form ranges; to meet the budget the
+    smallest gaps are bridged first. Each bridge adds exactly its gap's cells and bridges do not
+    interact, so this reads the fewest fine cells any choice of that many ranges can.
+    """
+    by_parent: dict[str, list[int]] = {}
+    res: int | None = None
+    for cell in set(cells):
+        r = h3.get_resolution(cell)
+        if res is None:
+            res = r
+        elif r != res:
+            raise ValueError("cells of one resolution only")
+        if r < coarse_res:
+            raise ValueError("cells must not be coarser than coarse_res")
+        parent = str(h3.cell_to_parent(cell, coarse_res))
+        by_parent.setdefault(parent, []).append(h3.cell_to_child_pos(cell, coarse_res))
+    if res is None:
+        return []
+    runs: list[list[Any]] = []  # [parent, first pos, last pos]
+    for parent in sorted(by_parent):
+        positions = sorted(by_parent[parent])
+        runs.append([parent, positions[0], positions[0]])
+        for p in positions[1:]:
+            if p == runs[-1][2] + 1:
+                runs[-1][2] = p
+            else:
+                runs.append([parent, p, p])
+    gaps = sorted((runs[i + 1][1] - runs[i][2] - 1, i) for i in range(len(runs) - 1)
+                  if runs[i][0] == runs[i + 1][0])
+    budget = len(runs) if max_ranges is None else max(max_ranges, len(by_parent))
+    bridged = {i for _, i in gaps[: max(0, len(runs) - budget)]}
+    out: list[CellRange] = []
+    start = 0
+    for i in range(len(runs)):
+        if i in bridged:
+            continue  # run i continues into run i + 1
+        parent, lo, hi = runs[start][0], runs[start][1], runs[i][2]
+        out.append(CellRange(parent, str(h3.child_pos_to_cell(parent, res, lo)),
+                             str(h3.child_pos_to_cell(parent, res, hi)), hi - lo + 1))
+        start = i + 1
+    return out
+
+
+def radius_ranges(lat: float, lng: float, radius_m: float, coarse_res: int, fine_res: int,
+                  max_ranges: int | None = None) -> list[CellRange]:
+    """The Queries that find every point within `radius_m` of (lat, lng) keyed by `range_keys`."""
+    return cell_ranges(disk_cells(lat, lng, radius_m, fine_res), coarse_res, max_ranges)
