@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from boxwatch_infra.sandbox import Sandbox
-from tests.integration.faultkit import AlarmWorld, Crash, alarm_world, expire_in_progress, injected
+from tests.integration.faultkit import AlarmWorld, Crash, Fault, alarm_world, expire_in_progress, injected
 
 
 @pytest.fixture
@@ -27,10 +28,24 @@ def to_endpoint(world: AlarmWorld, client: str) -> Any:
     return lambda params: params.get("TargetArn") == world.endpoints[client]
 
 
-def test_sns_failure_for_one_client_is_retried_for_that_client_only(world: AlarmWorld) -> None:
-    # Given SNS fails (500) for c1 on the first attempt
+def test_sns_failure_for_one_client_is_retried_at_once_for_that_client_only(world: AlarmWorld) -> None:
+    # Given SNS fails (500) for c1 once
+    retries: list[str] = []
+    world.sb.before_retry.append(lambda fn, ev: retries.append(fn))
     with injected(world.sb) as faults:
         faults.client_error("sns", "Publish", "InternalError", status=500, when=to_endpoint(world, "c1"))
+        # When BX-1 alarms
+        [d] = world.alarm()
+    # Then the same invocation tries c1 again after a short backoff (Lambda's retry would come a
+    # minute later): every client once, in one invocation
+    assert d.error is None and d.result["status"] == "stored" and retries == []
+    assert world.pushes("alarm") == each_client_once(world)
+
+
+def test_sns_failure_for_one_client_twice_is_retried_by_lambda_for_that_client_only(world: AlarmWorld) -> None:
+    # Given SNS fails (500) for c1 on both tries of the first invocation
+    with injected(world.sb) as faults:
+        faults.client_error("sns", "Publish", "InternalError", status=500, times=2, when=to_endpoint(world, "c1"))
         # When BX-1 alarms
         [d] = world.alarm()
     # Then Lambda's retry sends to c1 only: every client once, the alarm stored once, no dead letter
@@ -80,6 +95,26 @@ def test_exception_between_storing_and_notifying_resumes_on_retry(world: AlarmWo
         [d] = world.alarm()
     # Then the retry finds the alarm stored and notifies everyone once
     assert d.result["status"] == "resumed"
+    assert world.pushes("alarm") == each_client_once(world)
+    assert len(world.alarm_records()) == 1
+
+
+def test_transaction_conflict_on_the_box_item_is_retried_in_the_invocation(world: AlarmWorld) -> None:
+    # Given DynamoDB cancels the alarm's transaction once because another transaction touched the
+    # box item at the same moment (TransactionConflict: no condition failed)
+    def conflict(op: str) -> BaseException:
+        reasons = [{"Code": "None"}, {"Code": "None"}, {"Code": "None"}, {"Code": "TransactionConflict"}]
+        return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                            "CancellationReasons": reasons, "ResponseMetadata": {"HTTPStatusCode": 400}}, op)
+
+    retries: list[str] = []
+    world.sb.before_retry.append(lambda fn, ev: retries.append(fn))
+    with injected(world.sb) as faults:
+        fault = Fault("dynamodb", "TransactWriteItems", 1, conflict)
+        faults.plans.append(fault)
+        [d] = world.alarm()
+    # Then the invocation re-reads the box and stores the alarm itself: no Lambda retry, all pushed
+    assert fault.fired == 1 and d.error is None and d.result["status"] == "stored" and retries == []
     assert world.pushes("alarm") == each_client_once(world)
     assert len(world.alarm_records()) == 1
 
@@ -271,9 +306,9 @@ def test_a_held_alarm_costs_what_a_pushed_one_costs(world: AlarmWorld) -> None:
 def test_nearby_update_push_failure_is_retried_for_that_client_only(world: AlarmWorld) -> None:
     # Given BX-2 (300 m away, client c9) alarmed first
     world.alarm(box="BX-2")
-    # When BX-1 alarms and SNS fails once for c9's nearby_update
+    # When BX-1 alarms and SNS fails for c9's nearby_update on both tries of the invocation
     with injected(world.sb) as faults:
-        faults.client_error("sns", "Publish", "InternalError", status=500, when=to_endpoint(world, "c9"))
+        faults.client_error("sns", "Publish", "InternalError", status=500, times=2, when=to_endpoint(world, "c9"))
         [d] = world.alarm(box="BX-1", t_s=20)
     # Then Lambda's retry (finding its own claim) tells c9 once; BX-1's clients hear everything once
     assert d.error is None and d.result["status"] == "resumed"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -46,14 +47,20 @@ from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
 SUMMARY_KIND = "alarm_summary"
-# concurrent alarms of one box race on its hold state; past this many lost races, Lambda retries
+# concurrent alarms of one box race on its hold state (or DynamoDB throttles the transaction);
+# past this many tries in one invocation, Lambda retries, a minute later: a safety push should not
+# wait that long for what 50 ms of backoff clears
 STORE_ATTEMPTS = 5
+BACKOFF_S = 0.025
+THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+             "InternalServerError"}
 # bindings copied onto a cell entry for later neighbours' nearby_update; beyond, they Query
 SNAPSHOT_MAX_CLIENTS = 100
 
 
 class StoreContention(RuntimeError):
-    """The box's hold state kept changing under concurrent alarms: retryable, never bad input."""
+    """Concurrent alarms of the box kept racing on its hold state, or DynamoDB kept throttling:
+    retryable (Lambda retries), never bad input."""
 
 
 @dataclass
@@ -189,7 +196,7 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
     cell = geo.cell_of(box.lat, box.lng, settings.alarm_res)
     expires = alarm.alarm_time // 1000 + settings.alarm_retention_days * 86_400
     summary_exists: bool | None = None  # learnt from a lost race on the summary item
-    for _ in range(STORE_ATTEMPTS):
+    for attempt in range(STORE_ATTEMPTS):
         hold = decide_hold(box, alarm, settings)
         record = AlarmRecord(
             *AlarmRecord.key(box.box_id, alarm.seq, digest),
@@ -228,8 +235,14 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                     tx.update(DueItem(summary.pk, summary.sk), actions=[DueItem.tally.add(1)],
                               condition=DueItem.pk.exists())
         except TransactWriteError as exc:
-            failed = {i for i, r in enumerate(exc.cancellation_reasons or [])
-                      if r is not None and r.code == "ConditionalCheckFailed"}
+            codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
+            failed = {i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+            if not failed and ("TransactionConflict" in codes or exc.cause_response_code in THROTTLED):
+                # another transaction on the box item at the same moment, or a throttle: try again
+                time.sleep(BACKOFF_S * 2 ** attempt)
+                if "TransactionConflict" in codes:
+                    box = _box(box.box_id)
+                continue
             if 0 in failed:
                 existing = AlarmRecord.get(*AlarmRecord.key(box.box_id, alarm.seq, digest), consistent_read=True)
                 if _same_content(existing, alarm):
@@ -246,7 +259,7 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                 continue
             raise
         return Stored(record, False, hold.held, digest is not None)
-    raise StoreContention(f"hold state of {box.box_id} kept changing under concurrent alarms")
+    raise StoreContention(f"storing {box.box_id}'s alarm failed {STORE_ATTEMPTS} times: contention or throttling")
 
 
 # ---------------------------------------------------------------------------------------- second alarm
@@ -450,7 +463,16 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
     try:
         for note, to in plan:
             skip = {key.split("#", 1)[1] for key in already if key.startswith(f"{note.kind}#")}
-            send(sns, to, note, skip=skip, report=result.reports[note.kind])
+            report = result.reports[note.kind]
+            before = len(report.failed)
+            send(sns, to, note, skip=skip, report=report)
+            if len(report.failed) > before:
+                # once more now, after a short backoff, before failing the invocation: Lambda's
+                # retry comes a minute later
+                again = {c for c, _ in report.failed[before:]}
+                del report.failed[before:]
+                time.sleep(BACKOFF_S)
+                send(sns, [b for b in to if b.client_id in again], note, report=report)
     except Exception:
         if sent_so_far() != already:
             _record_sent(record, sent_so_far())
