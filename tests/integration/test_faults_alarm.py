@@ -103,9 +103,11 @@ def test_transaction_conflict_on_the_box_item_is_retried_in_the_invocation(world
     # Given DynamoDB cancels the alarm's transaction once because another transaction touched the
     # box item at the same moment (TransactionConflict: no condition failed)
     def conflict(op: str) -> BaseException:
-        reasons = [{"Code": "None"}, {"Code": "None"}, {"Code": "None"}, {"Code": "TransactionConflict"}]
-        return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
-                            "CancellationReasons": reasons, "ResponseMetadata": {"HTTPStatusCode": 400}}, op)
+        response: Any = {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                         "CancellationReasons": [{"Code": "None"}, {"Code": "None"}, {"Code": "None"},
+                                                 {"Code": "TransactionConflict"}],
+                         "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return ClientError(response, op)
 
     retries: list[str] = []
     world.sb.before_retry.append(lambda fn, ev: retries.append(fn))
