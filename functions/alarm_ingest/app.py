@@ -1,5 +1,5 @@
 """AlarmIngest: an alarm log from AlarmIngestRule becomes a stored, located, correlated alarm
-pushed to every client bound to the box (first and second alarm)."""
+pushed to every client bound to the box (first and second alarm, flood hold-down)."""
 
 import os
 from typing import Any
@@ -40,9 +40,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except Rejected as exc:
         return REFUSE(exc, event, context.function_name)
     logger.info("alarm processed", extra={"box": result.box_id, "seq": result.seq, "status": result.status,
-                                          "neighbours": [n.id for n in result.neighbours]})
+                                          "held": result.held, "neighbours": [n.id for n in result.neighbours][:30]})
     metrics.add_metric(name="AlarmsDuplicate" if result.status == "duplicate" else "AlarmsStored",
                        unit=MetricUnit.Count, value=1)
+    if result.status != "duplicate" and result.seq_reused:
+        # a box whose counter restarted (or firmware reusing numbers): stored as a new alarm, flagged
+        logger.warning("sequence number reused with other content: stored as a new alarm",
+                       extra={"box": result.box_id, "seq": result.seq, "record": result.record_sk})
+        metrics.add_metric(name="AlarmSeqReused", unit=MetricUnit.Count, value=1)
+    if result.status != "duplicate" and result.held:
+        metrics.add_metric(name="AlarmsHeld", unit=MetricUnit.Count, value=1)
     sent = sum(len(r.sent) for r in result.reports.values())
     metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=sent)
-    return {"status": result.status, "box": result.box_id, "seq": result.seq, "notified": sent}
+    return {"status": result.status, "box": result.box_id, "seq": result.seq, "notified": sent,
+            "held": result.held, "seq_reused": result.seq_reused}

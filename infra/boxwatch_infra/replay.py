@@ -24,7 +24,9 @@ from boxwatch_infra.sandbox import Sandbox, decode_push
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 
 # data fields of a push that the report carries besides t/client/box/kind/cause/boxes
-REPORT_FIELDS = ("offline_boxes", "status", "command_id", "alarm_seq", "seq")
+REPORT_FIELDS = ("offline_boxes", "status", "command_id", "alarm_seq", "seq", "count")
+# epoch-ms data fields reported in scenario seconds, like `t`
+REPORT_TIMES = ("window_start", "window_end")
 
 
 class ClientSpec(BaseModel):
@@ -127,7 +129,7 @@ class Replay:
         if not periods:
             return 0.0
         s = self.sb.settings
-        return max(s.offline_watch_s, s.outage_max_gap_s, s.command_expiry_s) + 2 * max(periods)
+        return max(s.offline_watch_s, s.outage_max_gap_s, s.command_expiry_s, s.alarm_repeat_hold_s) + 2 * max(periods)
 
     # ---------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
@@ -203,6 +205,7 @@ class Replay:
                 entry = {"t": self.t, "client": self.endpoint_client.get(arn, arn), "box": data.get("box"),
                          "kind": data.get("kind"), "cause": data.get("cause"), "boxes": data.get("boxes", [])}
                 entry.update({k: data[k] for k in REPORT_FIELDS if k in data})
+                entry.update({k: (int(data[k]) - self.start_ms) / 1000 for k in REPORT_TIMES if k in data})
                 self.notifications.append(entry)
             self._seen[arn] = len(messages)
 

@@ -4,7 +4,10 @@
 `sub` = client id, `Idempotency-Key: key`), at the virtual time. `{type: power_state, box, state,
 key}` is the box reporting its shadow: with `key`, the report settles the command that the
 power_off with that key created (`state: off` = done with the contactor open; `failed` / `refused`
-= that outcome, `reason` optional); without `key`, a plain power/contactor report. The report gains
+= that outcome, `reason` optional); without `key`, a plain power/contactor report;
+`concurrent_updates: N` makes the box change its shadow N more times while the handlers settle the
+report (each right after a handler read the shadow: contention). `{type: ttl_expired, client, key}`
+is DynamoDB's TTL deleting the reservation of that client's idempotency key. The report gains
 `commands` (one entry per power_off) and `shadows` (every box's final shadow). docs/power-off.md
 """
 
@@ -17,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from boxwatch.models import CommandItem
+from boxwatch.models import CommandItem, CommandKeyItem
 from boxwatch_infra.replay import FINISH_HOOKS, Replay, ScenarioError, event_type
 
 REQUEST_NS = uuid.UUID("0b6c3f4e-23c1-4f59-9a1e-5a3cbd0a7e42")
@@ -128,7 +131,47 @@ def _power_state(replay: Replay, event: dict[str, Any]) -> None:
         if state not in ("on", "off"):
             raise ScenarioError(f"plain power_state takes state on|off, got {state!r}")
         reported = {"power": state, "contactor": "open" if state == "off" else "closed", "at": replay.now_ms}
-    replay.sb.device_shadow_update(box, {"state": {"reported": reported}})
+    concurrent = event.get("concurrent_updates", 0)
+    if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 0:
+        raise ScenarioError(f"concurrent_updates must be a non-negative integer, got {concurrent!r}")
+    if not concurrent:
+        replay.sb.device_shadow_update(box, {"state": {"reported": reported}})
+        return
+    sb = replay.sb
+    left = [concurrent]
+
+    def box_changes_meanwhile(service: str, operation: str, params: dict[str, Any], call: Any) -> Any:
+        # after a handler read the shadow, the box publishes another change before the handler writes
+        result = call()
+        if (service, operation) == ("iot-data", "GetThingShadow") and sb.counter.function and left[0] > 0 \
+                and params.get("thingName") == box:
+            left[0] -= 1
+            active, function = sb.counter.active, sb.counter.function
+            sb.counter.active, sb.counter.function = False, None  # the box's own update, not the handler's
+            try:
+                sb.client("iot-data").update_thing_shadow(thingName=box, payload=json.dumps(
+                    {"state": {"reported": {"rssi": -60 - left[0]}}}).encode())
+            finally:
+                sb.counter.active, sb.counter.function = active, function
+        return result
+
+    sb.counter.interceptors.insert(0, box_changes_meanwhile)
+    try:
+        sb.device_shadow_update(box, {"state": {"reported": reported}})
+    finally:
+        sb.counter.interceptors.remove(box_changes_meanwhile)
+
+
+@event_type("ttl_expired")
+def _ttl_expired(replay: Replay, event: dict[str, Any]) -> None:
+    client, key = event.get("client"), event.get("key")
+    if not all(isinstance(v, str) and v for v in (client, key)):
+        raise ScenarioError("ttl_expired needs client and key")
+    assert isinstance(client, str) and isinstance(key, str)
+    try:
+        CommandKeyItem.get(*CommandKeyItem.key(client, key)).delete()
+    except CommandKeyItem.DoesNotExist:
+        raise ScenarioError(f"no reservation of key {key!r} for {client!r}") from None
 
 
 def _report(replay: Replay) -> None:

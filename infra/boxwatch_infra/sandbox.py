@@ -8,6 +8,7 @@ the template's IoT rules to the function they target.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -197,7 +198,8 @@ class Sandbox:
         if service != "iot-data" or operation != "UpdateThingShadow":
             return call()
         thing, name = params["thingName"], params.get("shadowName")
-        previous = self._shadow_doc(thing, name)
+        # a copy: moto updates the previous version's state dicts in place (a shallow copy)
+        previous = copy.deepcopy(self._shadow_doc(thing, name))
         result = call()
         current = self._shadow_doc(thing, name)
         if name is None and current is not None:

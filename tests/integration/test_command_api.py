@@ -313,11 +313,122 @@ def test_unconfirmed_command_expires_in_event_time(sb: Sandbox) -> None:
     assert "desired" not in sb.shadow("BX-1")["state"]  # type: ignore[index]
     [note] = [p for p in pushes(sb) if p["kind"] == "power_off_result"]
     assert (note["client"], note["status"]) == ("alice", "expired")
-    # and a late report from the box changes nothing; the next sweep has nothing to do
-    sb.device_shadow_update("BX-1", box_report(body["command_id"], command_status="done", contactor="open"))
-    assert call(sb, load("api_get_command.json"))[1]["status"] == "expired"
+    # and the next sweep has nothing to do
     assert sb.invoke("CommandExpiry", schedule_at(body["expires_at"] + 90_000))["expired"] == []
     assert len([p for p in pushes(sb) if p["kind"] == "power_off_result"]) == 1
+
+
+def test_late_done_after_expiry_settles_succeeded_with_both_times(sb: Sandbox) -> None:
+    # Given alice's command expired at the sweep
+    _, body = call(sb, load("api_power_off.json"))
+    expired_at = body["expires_at"] + 30_000
+    assert sb.invoke("CommandExpiry", schedule_at(expired_at))["expired"] == [body["command_id"]]
+    # When the box, which did open its contactor, reports done afterwards (and the report is redelivered)
+    sb.now_ms = expired_at + 50_000
+    sb.device_shadow_update("BX-1", box_report(body["command_id"], command_status="done", contactor="open"))
+    again = load("shadow_documents_ack.json")
+    again["timestamp"] = sb.now_ms // 1000
+    assert sb.invoke("CommandAck", again)["status"] == "duplicate"
+    # Then the box's report is the truth: succeeded, late, with both times in the audit record
+    _, cmd = call(sb, load("api_get_command.json"))
+    assert (cmd["status"], cmd["late"], cmd["expired_at"], cmd["settled_at"]) == (
+        "succeeded", True, expired_at, expired_at + 50_000)
+    # and alice is told twice in all: expired, then succeeded; later sweeps add nothing
+    assert [p["status"] for p in pushes(sb) if p["kind"] == "power_off_result"] == ["expired", "succeeded"]
+    sb.invoke("CommandExpiry", schedule_at(expired_at + 300_000))
+    assert len([p for p in pushes(sb) if p["kind"] == "power_off_result"]) == 2
+
+
+@pytest.mark.parametrize("outcome", ["failed", "refused"])
+def test_late_failure_after_expiry_is_recorded_only(sb: Sandbox, outcome: str) -> None:
+    _, body = call(sb, load("api_power_off.json"))
+    sb.invoke("CommandExpiry", schedule_at(body["expires_at"] + 30_000))
+    # When the box reports a failure after the expiry
+    sb.device_shadow_update("BX-1", box_report(body["command_id"], command_status=outcome, reason="busy",
+                                               contactor="closed"))
+    # Then the command stays expired, the report is in the audit record, nobody is told again
+    _, cmd = call(sb, load("api_get_command.json"))
+    assert cmd["status"] == "expired" and cmd["late_report"]["command_status"] == outcome
+    assert [p["status"] for p in pushes(sb) if p["kind"] == "power_off_result"] == ["expired"]
+
+
+class ShadowRace:
+    """The box changes its shadow right after each of our reads, `times` times (version conflicts)."""
+
+    def __init__(self, sb: Sandbox, times: int) -> None:
+        self.sb, self.left = sb, times
+
+    def __call__(self, service: str, operation: str, params: dict[str, Any], go: Callable[[], Any]) -> Any:
+        result = go()
+        if (service, operation) == ("iot-data", "GetThingShadow") and self.left > 0 and self.sb.counter.function:
+            self.left -= 1
+            self.sb.client("iot-data").update_thing_shadow(
+                thingName="BX-1", payload=json.dumps({"state": {"reported": {"rssi": -70 - self.left}}}).encode())
+        return result
+
+
+def test_confirmation_under_shadow_contention_is_retried_not_dead_lettered() -> None:
+    # Given Lambda's asynchronous retries (as the IoT rule invokes CommandAck)
+    with Sandbox(async_invokes=True) as sb:
+        sb.create_things(["BX-1"])
+        register_box(BoxSpec(id="BX-1", name="No.3 building", lat=39.98, lng=116.31), sb.settings)
+        endpoints = sb.create_push_endpoints(["alice"])
+        bind(BindingSpec(client_id="alice", box_id="BX-1", target=endpoints["alice"], locale="en"))
+        sb.endpoint_client = {endpoints["alice"]: "alice"}  # type: ignore[attr-defined]
+        _, body = call(sb, load("api_power_off.json"))
+        # When the box confirms while its shadow changes under CommandAck more often than it retries inside
+        race = ShadowRace(sb, times=7)
+        sb.counter.interceptors.insert(0, race)
+        sb.device_shadow_update("BX-1", box_report(body["command_id"], command_status="done", contactor="open",
+                                                   power="off"))
+        sb.counter.interceptors.remove(race)
+        # Then the contention was retried (inside, then by Lambda): succeeded, told once, no dead letter
+        assert race.left == 0
+        assert call(sb, load("api_get_command.json"))[1]["status"] == "succeeded"
+        assert [p["status"] for p in pushes(sb) if p["kind"] == "power_off_result"] == ["succeeded"]
+        assert dead_letters(sb) == []
+        assert "desired" not in sb.shadow("BX-1")["state"]  # type: ignore[index]
+
+
+def test_contention_is_not_a_refusal() -> None:
+    from boxwatch.commands import ShadowContention
+    from boxwatch.errors import Rejected
+
+    assert not issubclass(ShadowContention, Rejected)
+
+
+# ------------------------------------------------------------------------------------------ key reuse
+def test_key_reused_after_its_reservation_expired_is_a_new_command(sb: Sandbox) -> None:
+    # Given alice's command, settled
+    status, first = call(sb, load("api_power_off.json"))
+    sb.device_shadow_update("BX-1", box_report(first["command_id"], command_status="done", contactor="open"))
+    # and its key's reservation deleted by DynamoDB's TTL (moto never runs TTL: delete it here)
+    ddb = sb.client("dynamodb")
+    key = {"pk": {"S": f"KEY#alice#{load('api_power_off.json')['headers']['idempotency-key']}"}, "sk": {"S": "KEY"}}
+    assert "Item" in ddb.get_item(TableName=sb.tables["CommandsTable"], Key=key)
+    ddb.delete_item(TableName=sb.tables["CommandsTable"], Key=key)
+    # When alice's phone uses the same key again, a day later
+    later = load("api_power_off.json")
+    later["requestContext"]["timeEpoch"] += 86_400_000
+    status2, second = call(sb, later)
+    # Then it is a new command (201, another id), written to the shadow; the first one is untouched
+    assert (status, status2) == (201, 201) and second["command_id"] != first["command_id"]
+    assert second["status"] == "pending"
+    assert sb.shadow("BX-1")["state"]["desired"]["command_id"] == second["command_id"]  # type: ignore[index]
+    assert call(sb, load("api_get_command.json"))[1]["status"] == "succeeded"
+    # and the same request again is the same (new) command
+    status3, third = call(sb, later)
+    assert (status3, third["command_id"]) == (200, second["command_id"])
+
+
+def test_key_past_its_ttl_but_not_yet_deleted_is_a_new_command(sb: Sandbox) -> None:
+    # Given a reservation past its TTL that DynamoDB has not deleted yet (it takes up to days)
+    _, first = call(sb, load("api_power_off.json"))
+    later = load("api_power_off.json")
+    later["requestContext"]["timeEpoch"] += 31 * 86_400_000
+    # When the key is used again / Then a new command
+    status, second = call(sb, later)
+    assert status == 201 and second["command_id"] != first["command_id"]
 
 
 def test_expiry_refuses_an_event_without_time(sb: Sandbox) -> None:

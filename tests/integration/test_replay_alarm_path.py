@@ -40,6 +40,9 @@ def test_second_alarm_inside_radius_and_window(report: dict[str, Any]) -> None:
     second = notes(report, box="BX-2", kind="same_cause_nearby")
     # Then BX-2's client is told BX-1 is in the same situation
     assert [(n["client"], n["boxes"]) for n in second] == [("bob", ["BX-1"])]
+    # and BX-1's client who is not bound to BX-2 hears of BX-2 (bob already knows: he is bound to both)
+    assert [(n["client"], n["box"], n["boxes"]) for n in notes(report, kind="nearby_update", t=60.0)] == [
+        ("alice", "BX-1", ["BX-2"])]
 
 
 def test_no_second_alarm_at_105_percent_of_radius_or_for_another_cause(report: dict[str, Any]) -> None:
@@ -52,8 +55,12 @@ def test_window_edges(report: dict[str, Any]) -> None:
     # 1 s outside the window: no second alarm
     assert notes(report, box="BX-5", kind="alarm")
     assert not notes(report, box="BX-5", kind="same_cause_nearby")
-    # exactly at the window's edge (alarm time 600 s after BX-1's): second alarm naming BX-1 only
-    assert [n["boxes"] for n in notes(report, box="BX-6", kind="same_cause_nearby")] == [["BX-1"]]
+    # exactly at the window's edge (alarm time 600 s after BX-1's): second alarm naming BX-1, and
+    # BX-5 (640 m away, alarm time 1 s after BX-6's: the window reaches either way)
+    assert [n["boxes"] for n in notes(report, box="BX-6", kind="same_cause_nearby")] == [["BX-1", "BX-5"]]
+    # and the earlier boxes' clients not bound to BX-6 hear of it once (alice and bob of BX-1, frank of BX-5)
+    assert sorted((n["client"], n["box"], n["boxes"][0]) for n in notes(report, kind="nearby_update", t=700.0)) == [
+        ("alice", "BX-1", "BX-6"), ("bob", "BX-1", "BX-6"), ("frank", "BX-5", "BX-6")]
 
 
 def test_duplicate_sequence_notifies_nobody(report: dict[str, Any]) -> None:

@@ -26,9 +26,10 @@ PUSH: dict[str, set[str]] = {
 # test on purpose: whoever adds a function declares what it may touch.
 USES: dict[str, dict[str, set[str]]] = {
     "AlarmIngestFunction": {
-        "BoxesTable": {"dynamodb:GetItem"},
+        "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # UpdateItem: hold state, in the transaction
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
-        "AlarmsTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+        "AlarmsTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem",
+                        "dynamodb:BatchGetItem"},
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "AsyncFailureQueue": {"sqs:SendMessage"},  # Lambda's on-failure destination (SAM-generated)
@@ -39,6 +40,14 @@ USES: dict[str, dict[str, set[str]]] = {
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "NetworkTable": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
         "AlarmsTable": {"dynamodb:Query"},
+        "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
+        "AsyncFailureQueue": {"sqs:SendMessage"},
+        **PUSH,
+    },
+    "AlarmSweepFunction": {  # due.py: flood summaries
+        "${AlarmsTable.Arn}/index/due_by_time": {"dynamodb:Query"},
+        "AlarmsTable": {"dynamodb:UpdateItem"},
+        "RejectedInputQueue": {"sqs:SendMessage"},
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,

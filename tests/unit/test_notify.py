@@ -75,3 +75,52 @@ def test_a_second_alarm_with_hundreds_of_neighbours_fits_in_a_push() -> None:
     data = json.loads(json.loads(doc["GCM"])["data"]["boxwatch"])
     assert data["count"] == 800 and data["boxes"][0] == "BX-00002" and len(data["boxes"]) == 30
     assert "另外 795 个" in note.render("zh-CN")[1]
+
+
+def test_a_nearby_update_names_the_newcomer_first_and_fits_in_a_push() -> None:
+    from boxwatch.alarms import Neighbour, nearby_update_notification
+    from boxwatch.contract import AlarmEvent
+    from boxwatch.models import BoxItem
+    from boxwatch.settings import Settings
+
+    # Given a newcomer BX-NEW and 800 neighbour boxes, the recipient's own box among them
+    box = BoxItem("BX-NEW", name="Newcomer building", address="", lat=39.98, lng=116.31, timezone="Asia/Shanghai",
+                  alarm_cell="x", area_cell="x")
+    alarm = AlarmEvent.parse({"thing": "BX-NEW", "v": 1, "seq": 9, "cause": "overtemp",
+                              "alarm_time": 1_767_225_600_000, "received_at": 1_767_225_600_100, "value": 92.5,
+                              "threshold": 80.0})
+    near = [Neighbour(f"BX-{i:05d}", f"Residential building No. {i} of the district", 10.0 + i,
+                      1_767_225_500_000, 1, 39.98 + i * 1e-5, 116.31) for i in range(800)]
+    mine = near[3]
+    # When the recipient's clients are told
+    note = nearby_update_notification(box, alarm, mine, near, Settings.model_validate({}))
+    # Then the data names their box, the newcomer first, the others nearest first, and counts all
+    data = note.data
+    assert note.box_id == "BX-00003" and data["seq"] == 9 and data["cause"] == "overtemp"
+    assert data["boxes"][:3] == ["BX-NEW", "BX-00000", "BX-00001"] and "BX-00003" not in data["boxes"]
+    assert data["count"] == 800 and len(data["boxes"]) == 30
+    for locale in ("zh-CN", "en"):
+        doc = json.loads(note.message(locale))
+        assert len(doc["GCM"].encode()) <= 4096 and len(doc["APNS"].encode()) <= 4096
+    title, body = note.render("en")
+    assert "Newcomer building" in title and "Residential building No. 3" in title
+    assert "Newcomer building (BX-NEW, 13 m)" in body and "and 795 more" in body
+    assert "继您的配电箱报警之后" in note.render("zh-CN")[1]
+
+
+def test_an_alarm_summary_tells_count_cause_and_window() -> None:
+    from boxwatch.alarms import summary_notification
+    from boxwatch.models import DueItem
+
+    item = DueItem("DUE#alarm_summary#BX-1#overcurrent#1767225600000", kind="alarm_summary",
+                   subject="BX-1#overcurrent#1767225600000", due_at=1_767_225_900_000, box_id="BX-1", tally=27,
+                   data={"cause": "overcurrent", "window_start": 1_767_225_600_000, "window_end": 1_767_225_900_000,
+                         "box_name": "Workshop 1", "timezone": "Asia/Shanghai"})
+    note = summary_notification(item)
+    assert note.data == {"cause": "overcurrent", "count": 27, "window_start": 1_767_225_600_000,
+                         "window_end": 1_767_225_900_000, "boxes": []}
+    title, body = note.render("en")
+    assert title == "27 more overcurrent alarms at Workshop 1"
+    assert "08:00:00" in body and "08:05:00" in body and "5 min" in body
+    assert "另有 27 条过流报警" in note.render("zh-CN")[0]
+    assert len(json.loads(note.message("zh-CN"))["GCM"].encode()) <= 4096

@@ -1,12 +1,22 @@
 """The alarm path: store an alarm log once, locate it, find same-cause neighbours, notify.
 
-First alarm: every client bound to the box gets the located alarm.
-Second alarm: if other boxes within `neighbour_radius_m` raised the same cause within
-`neighbour_window_s` before this alarm, the box's clients are told which (one message, all boxes).
+docs/claims.md states the rules; in short:
+First alarm: every client bound to the box gets the located alarm, unless the flood hold-down
+holds it (more than `alarm_burst` alarms of one box and cause within a hold window of
+`alarm_repeat_hold_s` on received_at): held alarms are stored and correlated, and the alarm sweep
+sends one `alarm_summary` per window that held any.
+Second alarm: alarms of one cause within `neighbour_radius_m` whose alarm times differ by at most
+`neighbour_window_s`, in either direction, are neighbours. The alarm processed second tells its
+box's clients (`same_cause_nearby`); the clients of the earlier boxes get a `nearby_update` naming
+it, at most one per client and cause per window.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,17 +25,42 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import geo
 from boxwatch.contract import AlarmEvent
-from boxwatch.errors import Conflict
+from boxwatch.errors import Conflict, UnknownBox
 from boxwatch.idempotency import Idempotency
-from boxwatch.models import AlarmCellEntry, AlarmReceivedEntry, AlarmRecord, BoxItem, connection
+from boxwatch.models import (
+    AlarmCellEntry,
+    AlarmReceivedEntry,
+    AlarmRecord,
+    BindingItem,
+    BoxItem,
+    DueItem,
+    NearbyClaim,
+    connection,
+)
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, local_time, send
-from boxwatch.registry import bindings_of_box, get_box
+from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
+
+SUMMARY_KIND = "alarm_summary"
+# concurrent alarms of one box race on its hold state (or DynamoDB throttles the transaction);
+# past this many tries in one invocation, Lambda retries, a minute later: a safety push should not
+# wait that long for what 50 ms of backoff clears
+STORE_ATTEMPTS = 5
+BACKOFF_S = 0.025
+THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+             "InternalServerError"}
+# bindings copied onto a cell entry for later neighbours' nearby_update; beyond, they Query
+SNAPSHOT_MAX_CLIENTS = 100
+
+
+class StoreContention(RuntimeError):
+    """Concurrent alarms of the box kept racing on its hold state, or DynamoDB kept throttling:
+    retryable (Lambda retries), never bad input."""
 
 
 @dataclass
@@ -35,6 +70,10 @@ class Neighbour:
     distance_m: float
     alarm_time: int
     seq: int
+    lat: float | None = None
+    lng: float | None = None
+    # the box's enabled bindings when it alarmed ([client, target, kind, locale]); None: not known
+    clients: list[list[str]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "distance_m": round(self.distance_m, 1),
@@ -48,13 +87,17 @@ class IngestResult:
     seq: int
     neighbours: list[Neighbour] = field(default_factory=list)
     reports: dict[str, SendReport] = field(default_factory=dict)
+    held: bool = False  # held by the flood hold-down: stored and counted, not pushed
+    seq_reused: bool = False  # a new alarm whose seq was stored before with other content
+    record_sk: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able: what the idempotency record keeps as the delivery's response (the nearest
         neighbours only, as a push does: a dense storm must not make this a 100 KB item)."""
         return {"status": self.status, "box_id": self.box_id, "seq": self.seq,
                 "neighbours": [n.as_dict() for n in self.neighbours[:LISTED_IN_DATA]],
-                "neighbour_count": len(self.neighbours),
+                "neighbour_count": len(self.neighbours), "held": self.held, "seq_reused": self.seq_reused,
+                "record_sk": self.record_sk,
                 "reports": {k: {"sent": r.sent, "disabled": r.disabled, "failed": [list(f) for f in r.failed]}
                             for k, r in self.reports.items()}}
 
@@ -66,7 +109,16 @@ class IngestResult:
                         for n in d.get("neighbours", [])],
             reports={k: SendReport(list(r["sent"]), list(r["disabled"]), [(c, e) for c, e in r["failed"]])
                      for k, r in d.get("reports", {}).items()},
+            held=bool(d.get("held", False)), seq_reused=bool(d.get("seq_reused", False)),
+            record_sk=d.get("record_sk"),
         )
+
+
+def content_hash(alarm: AlarmEvent) -> str:
+    """The alarm's content (cause, alarm time, value, threshold) as 16 hex digits: its identity
+    besides (box, seq) when a sequence number is reused."""
+    raw = json.dumps([alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold])
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 def _same_content(existing: AlarmRecord, alarm: AlarmEvent) -> bool:
@@ -74,48 +126,149 @@ def _same_content(existing: AlarmRecord, alarm: AlarmEvent) -> bool:
         alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold)
 
 
-def _store(alarm: AlarmEvent, box: BoxItem, settings: Settings) -> AlarmRecord | None:
-    """Write the record and its cell entry atomically; return the existing record on a redelivery."""
+# ---------------------------------------------------------------------------------------- hold-down
+@dataclass(frozen=True)
+class Hold:
+    held: bool
+    start: int  # the window's start: received_at (ms) of the alarm that opened it
+    n: int  # alarms processed in the window, this one included
+    holds: dict[str, dict[str, int]]  # the box's hold state after this alarm
+
+
+def decide_hold(box: BoxItem, alarm: AlarmEvent, settings: Settings) -> Hold:
+    """Which hold window of (box, cause) the alarm falls in and whether it is held (docs/claims.md)."""
+    cause, r = alarm.cause.value, alarm.received_at
+    hold_ms = settings.alarm_repeat_hold_s * 1000
+    state = (box.holds or {}).get(cause)
+    if state is None or r >= int(state["r0"]) + hold_ms:
+        start, n = r, 1
+    else:
+        # the open window; an alarm received before its start but processed after it (a retry)
+        # counts in it too: the hold-down follows processing order
+        start, n = int(state["r0"]), int(state["n"]) + 1
+    holds = {c: s for c, s in (box.holds or {}).items() if c != cause and r < int(s["r0"]) + hold_ms}
+    holds[cause] = {"r0": start, "n": n}
+    return Hold(n > settings.alarm_burst, start, n, holds)
+
+
+def summary_item(box: BoxItem, alarm: AlarmEvent, hold: Hold, settings: Settings) -> DueItem:
+    end = hold.start + settings.alarm_repeat_hold_s * 1000
+    return DueItem(
+        *DueItem.key(SUMMARY_KIND, f"{box.box_id}#{alarm.cause.value}#{hold.start}"),
+        kind=SUMMARY_KIND, subject=f"{box.box_id}#{alarm.cause.value}#{hold.start}", due="1", due_at=end,
+        box_id=box.box_id, tally=1,
+        data={"cause": alarm.cause.value, "window_start": hold.start, "window_end": end, "box_name": box.name,
+              "timezone": box.timezone},
+        expires_at=end // 1000 + settings.alarm_retention_days * 86_400,
+    )
+
+
+# ---------------------------------------------------------------------------------------- store
+@dataclass
+class Stored:
+    record: AlarmRecord
+    existing: bool  # a redelivery found it stored: resume its fan-out
+    held: bool
+    reused: bool  # stored under its content-keyed identity
+
+
+def _box(box_id: str) -> BoxItem:
+    try:
+        # consistent: the hold state must be the latest, or the conditional write fails for nothing
+        return BoxItem.get(box_id, consistent_read=True)
+    except BoxItem.DoesNotExist:
+        raise UnknownBox(f"box {box_id!r} is not registered", box=box_id) from None
+
+
+def _snapshot(bindings: list[BindingItem]) -> list[list[str]] | None:
+    enabled = [[b.client_id, b.target, b.target_kind, b.locale] for b in bindings if b.enabled]
+    return enabled if len(enabled) <= SNAPSHOT_MAX_CLIENTS else None
+
+
+def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], settings: Settings) -> Stored:
+    """Write the record, its index entries, the box's hold state and, for a held alarm, its hold
+    window's summary counter, in one transaction (one request); on a redelivery return the record.
+
+    The record's key is (box, seq); if that holds other content, the box's counter restarted and
+    the alarm is stored under (box, seq, content hash): never dropped for its sequence number.
+    """
+    digest: str | None = None
     cell = geo.cell_of(box.lat, box.lng, settings.alarm_res)
     expires = alarm.alarm_time // 1000 + settings.alarm_retention_days * 86_400
-    record = AlarmRecord(
-        *AlarmRecord.key(box.box_id, alarm.seq),
-        box_id=box.box_id, seq=alarm.seq, cause=alarm.cause.value, alarm_time=alarm.alarm_time,
-        received_at=alarm.received_at, value=alarm.value, threshold=alarm.threshold, unit=alarm.unit,
-        circuit=alarm.circuit, phase=alarm.phase, cell=cell, expires_at=expires,
-    )
-    entry = AlarmCellEntry(
-        *AlarmCellEntry.key(cell, alarm.cause.value, alarm.alarm_time, box.box_id, alarm.seq),
-        box_id=box.box_id, name=box.name, lat=box.lat, lng=box.lng, seq=alarm.seq,
-        alarm_time=alarm.alarm_time,
-        # the cell index only serves the correlation window; keep it a day past that
-        expires_at=alarm.alarm_time // 1000 + settings.neighbour_window_s + 86_400,
-    )
-    received = AlarmReceivedEntry(
-        *AlarmReceivedEntry.key(box.box_id, alarm.received_at, alarm.seq, alarm.alarm_time),
-        box_id=box.box_id, seq=alarm.seq, cause=alarm.cause.value, alarm_time=alarm.alarm_time,
-        received_at=alarm.received_at, record_sk=record.sk, expires_at=expires,
-    )
-    try:
-        with TransactWrite(connection=connection()) as tx:
-            tx.save(record, condition=AlarmRecord.pk.does_not_exist())
-            tx.save(entry)
-            tx.save(received)
-    except TransactWriteError as exc:
-        reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
-        if "ConditionalCheckFailed" not in reasons:
+    summary_exists: bool | None = None  # learnt from a lost race on the summary item
+    for attempt in range(STORE_ATTEMPTS):
+        hold = decide_hold(box, alarm, settings)
+        record = AlarmRecord(
+            *AlarmRecord.key(box.box_id, alarm.seq, digest),
+            box_id=box.box_id, seq=alarm.seq, cause=alarm.cause.value, alarm_time=alarm.alarm_time,
+            received_at=alarm.received_at, value=alarm.value, threshold=alarm.threshold, unit=alarm.unit,
+            circuit=alarm.circuit, phase=alarm.phase, cell=cell, expires_at=expires,
+            held=True if hold.held else None, hold_start=hold.start, seq_reused=True if digest else None,
+        )
+        entry = AlarmCellEntry(
+            *AlarmCellEntry.key(cell, alarm.cause.value, alarm.alarm_time, box.box_id, alarm.seq, digest),
+            box_id=box.box_id, name=box.name, lat=box.lat, lng=box.lng, seq=alarm.seq,
+            alarm_time=alarm.alarm_time, received_at=alarm.received_at, clients=_snapshot(bindings),
+            # the cell index only serves the correlation window (either side); keep it a day past that
+            expires_at=alarm.alarm_time // 1000 + settings.neighbour_window_s + 86_400,
+        )
+        received = AlarmReceivedEntry(
+            *AlarmReceivedEntry.key(box.box_id, alarm.received_at, alarm.seq, alarm.alarm_time),
+            box_id=box.box_id, seq=alarm.seq, cause=alarm.cause.value, alarm_time=alarm.alarm_time,
+            received_at=alarm.received_at, record_sk=record.sk, expires_at=expires,
+        )
+        rev = None if box.hold_rev is None else int(box.hold_rev)
+        same_state = BoxItem.hold_rev.does_not_exist() if rev is None else BoxItem.hold_rev == rev
+        summary = summary_item(box, alarm, hold, settings)
+        first_held = hold.n == settings.alarm_burst + 1 if summary_exists is None else not summary_exists
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.save(record, condition=AlarmRecord.pk.does_not_exist())
+                tx.save(entry)
+                tx.save(received)
+                tx.update(BoxItem(box.box_id), actions=[BoxItem.holds.set(hold.holds),
+                                                        BoxItem.hold_rev.set((rev or 0) + 1)],
+                          condition=BoxItem.box_id.exists() & same_state)
+                if hold.held and first_held:
+                    tx.save(summary, condition=DueItem.pk.does_not_exist())
+                elif hold.held:
+                    tx.update(DueItem(summary.pk, summary.sk), actions=[DueItem.tally.add(1)],
+                              condition=DueItem.pk.exists())
+        except TransactWriteError as exc:
+            codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
+            failed = {i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+            if not failed and ("TransactionConflict" in codes or exc.cause_response_code in THROTTLED):
+                # another transaction on the box item at the same moment, or a throttle: try again
+                time.sleep(BACKOFF_S * 2 ** attempt)
+                if "TransactionConflict" in codes:
+                    box = _box(box.box_id)
+                continue
+            if 0 in failed:
+                existing = AlarmRecord.get(*AlarmRecord.key(box.box_id, alarm.seq, digest), consistent_read=True)
+                if _same_content(existing, alarm):
+                    return Stored(existing, True, bool(existing.held), digest is not None)
+                if digest is not None:  # two contents with one 64-bit hash: never seen, never guessed
+                    raise Conflict("alarm content hash collision", box=box.box_id, seq=alarm.seq) from None
+                digest = content_hash(alarm)
+                continue
+            if 3 in failed:  # another alarm of this box changed its hold state first
+                box = _box(box.box_id)
+                continue
+            if 4 in failed:
+                summary_exists = first_held
+                continue
             raise
-        existing = AlarmRecord.get(*AlarmRecord.key(box.box_id, alarm.seq), consistent_read=True)
-        if not _same_content(existing, alarm):
-            raise Conflict("sequence number reused with different content", box=box.box_id, seq=alarm.seq) from None
-        return existing
-    return None
+        return Stored(record, False, hold.held, digest is not None)
+    raise StoreContention(f"storing {box.box_id}'s alarm failed {STORE_ATTEMPTS} times: contention or throttling")
 
 
+# ---------------------------------------------------------------------------------------- second alarm
 def same_cause_neighbours(box: BoxItem, cause: str, alarm_time: int, settings: Settings) -> list[Neighbour]:
-    """Other boxes within the radius with a `cause` alarm in [t - window, t]: one Query per cell."""
-    lo = f"{cause}#{alarm_time - settings.neighbour_window_s * 1000:013d}"
-    hi = f"{cause}#{alarm_time:013d}#\uffff"
+    """Other boxes within the radius with a `cause` alarm in [t - window, t + window] (alarm
+    times, both edges inclusive): one Query per cell. Nearest first; per box its latest alarm."""
+    window = settings.neighbour_window_s * 1000
+    lo = f"{cause}#{alarm_time - window:013d}"
+    hi = f"{cause}#{alarm_time + window:013d}#\uffff"
     found: dict[str, Neighbour] = {}
     for cell in geo.covering_cells(box.lat, box.lng, settings.neighbour_radius_m, settings.alarm_res):
         for entry in AlarmCellEntry.query(f"CELL#{cell}", AlarmCellEntry.sk.between(lo, hi), consistent_read=True):
@@ -126,10 +279,70 @@ def same_cause_neighbours(box: BoxItem, cause: str, alarm_time: int, settings: S
                 continue
             seen = found.get(entry.box_id)
             if seen is None or entry.alarm_time > seen.alarm_time:
-                found[entry.box_id] = Neighbour(entry.box_id, entry.name, d, int(entry.alarm_time), int(entry.seq))
+                found[entry.box_id] = Neighbour(entry.box_id, entry.name, d, int(entry.alarm_time), int(entry.seq),
+                                                float(entry.lat), float(entry.lng), entry.clients)
     return sorted(found.values(), key=lambda n: (n.distance_m, n.id))
 
 
+@dataclass
+class NearbyTarget:
+    binding: BindingItem
+    box: Neighbour  # the client's own box among the neighbours, nearest to the newcomer
+
+
+def nearby_targets(neighbours: list[Neighbour], own: list[BindingItem]) -> list[NearbyTarget]:
+    """Every enabled client of a neighbour box who is not bound to the newcomer's box, once, with
+    their box nearest to the newcomer (neighbours come nearest first)."""
+    bound_here = {b.client_id for b in own}
+    out: dict[str, NearbyTarget] = {}
+    for n in neighbours:
+        if n.clients is None:  # a box with too many bindings to copy: read them
+            bindings = [b for b in bindings_of_box(n.id) if b.enabled]
+        else:
+            bindings = [BindingItem(n.id, c, target=t, target_kind=k, locale=loc, enabled=True)
+                        for c, t, k, loc in n.clients]
+        for b in bindings:
+            if b.client_id not in bound_here and b.client_id not in out:
+                out[b.client_id] = NearbyTarget(b, n)
+    return list(out.values())
+
+
+def claim_nearby(targets: list[NearbyTarget], alarm: AlarmEvent, me: str, settings: Settings) -> list[NearbyTarget]:
+    """The targets not inside a nearby_update window of this cause, each claimed with a
+    conditional write (the window [r, r + neighbour_window_s) on received_at opens with the claim).
+
+    With two or more targets their windows are read first in one BatchGetItem, so that clients
+    inside a window (most of them, in a spreading fire) cost nothing more. The claim names this
+    alarm (`me`): its retry finds its own claims and sends what is not sent yet.
+    """
+    window = settings.neighbour_window_s * 1000
+    rb, cause = alarm.received_at, alarm.cause.value
+    open_at: dict[str, tuple[int, str]] = {}
+    if len(targets) >= 2:
+        keys = [NearbyClaim.key(t.binding.client_id, cause) for t in targets]
+        for claim in NearbyClaim.batch_get(keys, consistent_read=True):
+            open_at[claim.pk] = (int(claim.r), claim.by)
+    won = []
+    for t in targets:
+        pk, sk = NearbyClaim.key(t.binding.client_id, cause)
+        seen = open_at.get(pk)
+        if seen is not None and seen[1] != me and seen[0] > rb - window:
+            continue
+        try:
+            NearbyClaim(pk, sk).update(
+                actions=[NearbyClaim.r.set(rb), NearbyClaim.by.set(me),
+                         NearbyClaim.expires_at.set(rb // 1000 + settings.neighbour_window_s + 86_400)],
+                condition=NearbyClaim.pk.does_not_exist() | (NearbyClaim.r <= rb - window) | (NearbyClaim.by == me),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            continue  # inside the window of an update this client already got
+        won.append(t)
+    return won
+
+
+# ---------------------------------------------------------------------------------------- notifications
 def alarm_notification(box: BoxItem, alarm: AlarmEvent) -> Notification:
     return Notification(
         kind="alarm",
@@ -161,46 +374,117 @@ def nearby_notification(box: BoxItem, alarm: AlarmEvent, neighbours: list[Neighb
     )
 
 
+def nearby_update_notification(box: BoxItem, alarm: AlarmEvent, recipient: Neighbour, neighbours: list[Neighbour],
+                               settings: Settings) -> Notification:
+    """To the clients of `recipient` (a box that alarmed earlier): `box` joined. `boxes` lists the
+    newcomer first, then the other neighbours of the newcomer nearest to it first; `box` (the
+    notification's box) is the recipient's own box."""
+    others = [n for n in neighbours if n.id != recipient.id]
+    listed = [box.box_id] + [n.id for n in others]
+
+    def from_recipient(n: Neighbour) -> dict[str, Any]:
+        named: dict[str, Any] = {"id": n.id, "name": n.name}
+        if n.lat is not None and n.lng is not None and recipient.lat is not None and recipient.lng is not None:
+            named["distance_m"] = geo.distance_m((recipient.lat, recipient.lng), (n.lat, n.lng))
+        return named
+
+    named = [{"id": box.box_id, "name": box.name, "distance_m": recipient.distance_m}]
+    named += [from_recipient(n) for n in others[:NAMED_IN_TEXT - 1]]
+    return Notification(
+        kind="nearby_update",
+        box_id=recipient.id,
+        at_ms=alarm.received_at,
+        data={"cause": alarm.cause.value, "seq": alarm.seq, "alarm_time": alarm.alarm_time,
+              "count": len(listed), "boxes": listed[:LISTED_IN_DATA]},
+        context={"cause": alarm.cause.value, "box_name": recipient.name, "newcomer_name": box.name,
+                 "count": len(listed), "radius_m": settings.neighbour_radius_m, "boxes_named": named},
+    )
+
+
+def summary_notification(item: DueItem) -> Notification:
+    data = item.data or {}
+    start, end = int(data["window_start"]), int(data["window_end"])
+    tz = str(data.get("timezone") or "Asia/Shanghai")
+    return Notification(
+        kind=SUMMARY_KIND,
+        box_id=str(item.box_id),
+        at_ms=end,
+        data={"cause": data["cause"], "count": int(item.tally), "window_start": start, "window_end": end,
+              "boxes": []},
+        context={"cause": data["cause"], "count": int(item.tally), "box_name": data.get("box_name", item.box_id),
+                 "start_local": local_time(start, tz), "end_local": local_time(end, tz),
+                 "minutes": (end - start) / 60_000},
+    )
+
+
+def send_alarm_summary(item: DueItem, sns: Any, skip: Collection[str]) -> SendReport:
+    """The alarm sweep's handler for a hold window that held alarms: one push to the box's clients."""
+    return send(sns, bindings_of_box(str(item.box_id)), summary_notification(item), skip=skip)
+
+
+# ---------------------------------------------------------------------------------------- processing
 class NotificationFailed(RuntimeError):
     """Some pushes failed for a retryable reason: the invocation fails so that Lambda retries it."""
 
 
-def _record_sent(box_id: str, seq: int, sent: set[str]) -> None:
+def _record_sent(record: AlarmRecord, sent: set[str]) -> None:
     """Remember who already got the alarm, so that the retry skips them (failure path only)."""
-    AlarmRecord(*AlarmRecord.key(box_id, seq)).update(actions=[AlarmRecord.sent.set(sorted(sent))])
+    AlarmRecord(record.pk, record.sk).update(actions=[AlarmRecord.sent.set(sorted(sent))])
 
 
 def _process(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
-    box = get_box(alarm.thing)
-    existing = _store(alarm, box, settings)
-    if existing is not None and existing.notified_at is not None:  # notified before idempotency records existed
-        return IngestResult("duplicate", box.box_id, alarm.seq)
+    box = _box(alarm.thing)
+    # before the store: the cell entry keeps a copy for the nearby_update of later neighbours
+    bindings = bindings_of_box(box.box_id)
+    stored = _store(alarm, box, bindings, settings)
+    record = stored.record
+    if stored.existing and record.notified_at is not None:  # notified before idempotency records existed
+        return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=record.sk)
 
     neighbours = same_cause_neighbours(box, alarm.cause.value, alarm.alarm_time, settings)
-    bindings = bindings_of_box(box.box_id)
-    result = IngestResult("stored" if existing is None else "resumed", box.box_id, alarm.seq, neighbours)
-    already: set[str] = set(existing.sent or []) if existing is not None else set()
-    notes = [alarm_notification(box, alarm)]
-    if neighbours:
-        notes.append(nearby_notification(box, alarm, neighbours, settings))
-    for note in notes:
-        result.reports[note.kind] = SendReport()
+    result = IngestResult("resumed" if stored.existing else "stored", box.box_id, alarm.seq, neighbours,
+                          held=stored.held, seq_reused=stored.reused and not stored.existing, record_sk=record.sk)
+    already: set[str] = set(record.sent or []) if stored.existing else set()
+    plan: list[tuple[Notification, list[BindingItem]]] = []
+    if not stored.held:
+        plan.append((alarm_notification(box, alarm), bindings))
+        if neighbours:
+            plan.append((nearby_notification(box, alarm, neighbours, settings), bindings))
+    targets = [t for t in nearby_targets(neighbours, bindings) if f"nearby_update#{t.binding.client_id}" not in already]
+    won = claim_nearby(targets, alarm, f"{box.box_id}#{record.sk}", settings) if targets else []
+    by_box: dict[str, list[NearbyTarget]] = {}
+    for t in won:
+        by_box.setdefault(t.box.id, []).append(t)
+    for group in by_box.values():
+        plan.append((nearby_update_notification(box, alarm, group[0].box, neighbours, settings),
+                     [t.binding for t in group]))
+    for note, _ in plan:
+        result.reports.setdefault(note.kind, SendReport())
 
     def sent_so_far() -> set[str]:
         return already | {f"{kind}#{c}" for kind, r in result.reports.items() for c in r.sent}
 
     try:
-        for note in notes:
+        for note, to in plan:
             skip = {key.split("#", 1)[1] for key in already if key.startswith(f"{note.kind}#")}
-            send(sns, bindings, note, skip=skip, report=result.reports[note.kind])
+            report = result.reports[note.kind]
+            before = len(report.failed)
+            send(sns, to, note, skip=skip, report=report)
+            if len(report.failed) > before:
+                # once more now, after a short backoff, before failing the invocation: Lambda's
+                # retry comes a minute later
+                again = {c for c, _ in report.failed[before:]}
+                del report.failed[before:]
+                time.sleep(BACKOFF_S)
+                send(sns, [b for b in to if b.client_id in again], note, report=report)
     except Exception:
         if sent_so_far() != already:
-            _record_sent(box.box_id, alarm.seq, sent_so_far())
+            _record_sent(record, sent_so_far())
         raise
     failed = [f for r in result.reports.values() for f in r.failed]
     if failed:
         if sent_so_far() != already:
-            _record_sent(box.box_id, alarm.seq, sent_so_far())
+            _record_sent(record, sent_so_far())
         raise NotificationFailed(f"push failed for {len(failed)} client(s): {failed[:5]}")
     return result
 
@@ -210,8 +494,10 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any, idempotency: I
 
     The powertools record keyed on (box, seq) makes a redelivery of a processed alarm return at
     once (one DynamoDB request) and holds concurrent deliveries off while one is in progress.
-    A delivery whose predecessor failed finds the alarm record stored and resumes the fan-out,
-    skipping the clients the failed attempt recorded as sent (docs/reliability.md).
+    A delivery whose (box, seq) record holds other content is a new alarm (the counter restarted)
+    and goes through a second record keyed on (box, seq, content). A delivery whose predecessor
+    failed finds the alarm record stored and resumes the fan-out, skipping the clients the failed
+    attempt recorded as sent (docs/reliability.md).
     """
     alarm.check_time(settings.alarm_max_age_s, settings.alarm_max_future_s)
     delivery = {"thing": alarm.thing, "seq": alarm.seq,
@@ -223,19 +509,27 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any, idempotency: I
         done.append(_process(alarm, settings, sns))
         return done[0].as_dict()
 
-    try:
-        out = idempotent_function(
-            once, data_keyword_argument="delivery", persistence_store=idempotency.persistence,
-            config=idempotency.config, key_prefix="alarm",
+    def through(idem: Idempotency, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = idempotent_function(
+            once, data_keyword_argument="delivery", persistence_store=idem.persistence,
+            config=idem.config, key_prefix=prefix,
         )(delivery=delivery)
-    except IdempotencyValidationError:
-        raise Conflict("sequence number reused with different content", box=alarm.thing, seq=alarm.seq) from None
+        return out
+
+    try:
+        try:
+            out = through(idempotency, "alarm")
+        except IdempotencyValidationError:
+            if idempotency.reused is None:
+                raise Conflict("sequence number reused with different content", box=alarm.thing,
+                               seq=alarm.seq) from None
+            out = through(idempotency.reused, "alarm-reused")
     except IdempotencyPersistenceLayerError:
         if not done:
             raise
         # everyone was pushed but the record could not be completed: it would expire IN_PROGRESS
         # and a redelivery would push again, so mark the alarm itself notified (failure path only)
-        AlarmRecord(*AlarmRecord.key(done[0].box_id, alarm.seq)).update(
+        AlarmRecord(f"BOX#{done[0].box_id}", str(done[0].record_sk)).update(
             actions=[AlarmRecord.notified_at.set(alarm.received_at)])
         return done[0]
     return IngestResult.from_dict(out)

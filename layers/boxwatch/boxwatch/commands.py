@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +29,18 @@ from boxwatch.registry import get_box, is_bound
 from boxwatch.settings import Settings
 
 SETTLED = ("succeeded", "failed", "refused", "expired")
+# a shadow changing under us (the box reporting, another order) is retried here with backoff, then
+# by Lambda (the error is not a refusal): 5 tries over ~0.3 s
+SHADOW_TRIES = 5
+SHADOW_BACKOFF_S = 0.02
+KEY_TTL_S = 30 * 86_400  # an idempotency key's reservation; reused after that, it makes a new command
 # longer than CommandAck's timeout: a command settled this long ago without its push was left by a
 # crash or a failed publish, not by an invocation still running
 RETELL_AFTER_MS = 60_000
+
+
+class ShadowContention(RuntimeError):
+    """The shadow's version kept changing while we wrote it: retryable, never bad input."""
 
 
 class NotFound(Rejected):
@@ -80,11 +90,19 @@ def latest_alarms(box_id: str, limit: int) -> list[dict[str, Any]]:
 def command_view(cmd: CommandItem, viewer: str | None = None) -> dict[str, Any]:
     """The command as `viewer` may see it: another client bound to the box sees its status, never
     who asked (their `sub`); None = the requester's own view (replay, audit)."""
+    def ms(value: Any) -> int | None:
+        return None if value is None else int(value)
+
     mine = viewer is None or viewer == cmd.client_id
-    return {"command_id": cmd.command_id, "box_id": cmd.box_id, "client_id": cmd.client_id if mine else None,
+    view = {"command_id": cmd.command_id, "box_id": cmd.box_id, "client_id": cmd.client_id if mine else None,
             "requested_by_me": mine, "status": cmd.status,
             "requested_at": int(cmd.requested_at), "expires_at": int(cmd.expires_at), "alarm": cmd.alarm,
-            "settled_at": None if cmd.settled_at is None else int(cmd.settled_at), "reason": cmd.reason}
+            "settled_at": ms(cmd.settled_at), "reason": cmd.reason}
+    if cmd.late:  # succeeded after it had expired: both times
+        view.update(late=True, expired_at=ms(cmd.expired_at))
+    if cmd.late_report is not None:  # a failure/refusal reported after expiry, recorded only
+        view.update(late_report=cmd.late_report, late_reported_at=ms(cmd.late_reported_at))
+    return view
 
 
 # ---------------------------------------------------------------------------------------------- shadow
@@ -100,11 +118,14 @@ def _shadow(iotdata: Any, box_id: str) -> dict[str, Any] | None:
 
 def _update_desired(iotdata: Any, box_id: str, desired: dict[str, Any],
                     when: Callable[[str | None], bool] | None = None) -> bool:
-    """Write `desired` with the version just read, retrying once on a concurrent update.
+    """Write `desired` with the version just read, retrying with backoff on a concurrent update.
 
     With `when`, change nothing unless it accepts the command id the shadow holds now (a newer
-    command must not be cleared by an older one's settlement, nor overwritten by a repeat)."""
-    for _ in range(2):
+    command must not be cleared by an older one's settlement, nor overwritten by a repeat).
+    Raises ShadowContention (retryable) when the shadow kept changing."""
+    for attempt in range(SHADOW_TRIES):
+        if attempt:
+            time.sleep(SHADOW_BACKOFF_S * 2 ** (attempt - 1))
         doc = _shadow(iotdata, box_id)
         if when is not None:
             current = ((doc or {}).get("state", {}).get("desired") or {}).get("command_id")
@@ -119,7 +140,7 @@ def _update_desired(iotdata: Any, box_id: str, desired: dict[str, Any],
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConflictException":
                 raise
-    raise Conflict("the box's shadow kept changing; try again", box=box_id)
+    raise ShadowContention(f"the shadow of {box_id} kept changing ({SHADOW_TRIES} tries)")
 
 
 CLEAR_ORDER = {"power": None, "command_id": None, "expires_at": None}
@@ -142,11 +163,14 @@ class PowerOffOutcome:
 
 
 def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settings: Settings,
-                      iotdata: Any, _retried: bool = False) -> PowerOffOutcome:
+                      iotdata: Any, _retried: bool = False, _generation: int | None = None) -> PowerOffOutcome:
     require_bound(client_id, box_id)
     key_pk, key_sk = CommandKeyItem.key(client_id, key)
+    now_s = now_ms // 1000
     try:
         existing = CommandKeyItem.get(key_pk, key_sk, consistent_read=True)
+        if existing.expires_at_ttl is not None and int(existing.expires_at_ttl) <= now_s:
+            raise CommandKeyItem.DoesNotExist()  # expired; DynamoDB's TTL deletes it within days
         if existing.box_id != box_id:
             raise Conflict("this idempotency key was already used for another box", box=box_id,
                            other_box=existing.box_id)
@@ -160,29 +184,35 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
             _update_desired(iotdata, box_id, _order(cmd), when=lambda current: current is None)
         return PowerOffOutcome(cmd, False)
 
-    cid = command_id_for(client_id, key)
+    # the key's first command has the id derived from (client, key); a key reused after its
+    # reservation expired names a new command, whose id also depends on the request time
+    cid = command_id_for(client_id, key if _generation is None else f"{key}\x00{_generation}")
     alarms = latest_alarms(box_id, 1)
     expires = now_ms + settings.command_expiry_s * 1000
     cmd = CommandItem(*CommandItem.key(cid), command_id=cid, box_id=box_id, client_id=client_id,
                       idempotency_key=key, status="pending", requested_at=now_ms, expires_at=expires,
                       alarm=alarms[0] if alarms else None, pending="1")
     reservation = CommandKeyItem(key_pk, key_sk, command_id=cid, box_id=box_id,
-                                 expires_at_ttl=now_ms // 1000 + 30 * 86_400)
+                                 expires_at_ttl=now_s + KEY_TTL_S)
     try:
         # reserve the key and record the command before touching the box: a concurrent retry of
         # the same request finds the reservation instead of writing a second order
         with TransactWrite(connection=connection()) as tx:
-            tx.save(reservation, condition=CommandKeyItem.pk.does_not_exist())
+            tx.save(reservation,
+                    condition=CommandKeyItem.pk.does_not_exist() | (CommandKeyItem.expires_at_ttl <= now_s))
             tx.save(cmd, condition=CommandItem.pk.does_not_exist())
     except TransactWriteError as exc:
-        reasons = exc.cancellation_reasons or []
-        if _retried or not any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons):
-            raise
-        # a concurrent request with the same key won the race: answer with its command
-        return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried=True)
+        failed = [r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []]
+        if failed[:1] == [True] and not _retried:
+            # a concurrent request with the same key won the race: answer with its command
+            return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried=True)
+        if failed[1:2] == [True] and _generation is None:
+            # the key's reservation expired but its old command keeps the id: a new command
+            return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried, now_ms)
+        raise
     try:
         _update_desired(iotdata, box_id, _order(cmd))
-    except (ClientError, Conflict) as exc:
+    except (ClientError, ShadowContention) as exc:
         # the order never reached the box: say so now rather than let it expire silently
         _settle(cmd, "failed", now_ms, f"shadow update failed: {exc}", None)  # updates cmd in place
     return PowerOffOutcome(cmd, True)
@@ -276,9 +306,10 @@ def _notify_requester(cmd: CommandItem, sns: Any) -> SendReport:
 
 @dataclass
 class AckResult:
-    status: str  # ignored | duplicate | succeeded | failed | refused
+    status: str  # ignored | duplicate | succeeded | failed | refused | late_failed | late_refused
     command_id: str | None = None
     notified: int = 0
+    late: bool = False  # settled by a report that came after the command expired
 
 
 def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -> AckResult:
@@ -309,6 +340,8 @@ def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -
     else:  # failed (the contactor did not open) or refused (e.g. expired by the box's clock)
         # the box's words, bounded and printable: they reach the audit record, a log and a push
         status, reason = outcome, bounds.text(reported.get("reason") or "", bounds.REASON_CHARS) or "no reason given"
+    if cmd.status == "expired":
+        return _late_report(cmd, status, at_ms, reason, bounds.fields(reported, REPORTED_FIELDS, bounds.REASON_CHARS), sns)
     if cmd.status != "pending":
         return AckResult("duplicate", cid)
     # clear the order first, settle second: if we die in between, the retry finds the command still
@@ -317,6 +350,35 @@ def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -
     if not _settle(cmd, status, at_ms, reason, bounds.fields(reported, REPORTED_FIELDS, bounds.REASON_CHARS)):
         return AckResult("duplicate", cid)  # a concurrent delivery or the expiry settled it first
     return AckResult(status, cid, _tell_requester(cmd, sns))
+
+
+def _late_report(cmd: CommandItem, status: str, at_ms: int, reason: str | None, reported: dict[str, Any],
+                 sns: Any) -> AckResult:
+    """A report for a command that expired meanwhile. The box's report is the truth: `done` with
+    the contactor open settles it as succeeded (late, both times kept) and the requester is told
+    again; a late failure or refusal is recorded only (expired already said it did not happen).
+    The expiry cleared the order from the shadow before it settled, so there is nothing to clear."""
+    if status != "succeeded":
+        try:
+            cmd.update(actions=[CommandItem.late_report.set(reported), CommandItem.late_reported_at.set(at_ms)],
+                       condition=(CommandItem.status == "expired") & CommandItem.late_report.does_not_exist())
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return AckResult("duplicate", cmd.command_id)
+            raise
+        return AckResult("late_" + status, cmd.command_id)
+    try:
+        # back into the pending index until the requester is told, as any settlement (_finish)
+        cmd.update(actions=[CommandItem.status.set("succeeded"), CommandItem.expired_at.set(int(cmd.settled_at or 0)),
+                            CommandItem.settled_at.set(at_ms), CommandItem.late.set(True),
+                            CommandItem.reason.set("confirmed by the box after the command had expired"),
+                            CommandItem.reported.set(reported), CommandItem.pending.set("1")],
+                   condition=CommandItem.status == "expired")
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return AckResult("duplicate", cmd.command_id)  # a concurrent delivery settled it first
+        raise
+    return AckResult("succeeded", cmd.command_id, _tell_requester(cmd, sns), late=True)
 
 
 def expire_due(now_ms: int, iotdata: Any, sns: Any) -> list[str]:
@@ -333,7 +395,11 @@ def expire_due(now_ms: int, iotdata: Any, sns: Any) -> list[str]:
             continue
         # order cleared before the settle, as in acknowledge: a crash in between is finished by the
         # next sweep, which still finds the command pending
-        _update_desired(iotdata, cmd.box_id, CLEAR_ORDER, when=_holds(cmd.command_id))
+        try:
+            _update_desired(iotdata, cmd.box_id, CLEAR_ORDER, when=_holds(cmd.command_id))
+        except ShadowContention:
+            continue  # the box is busy with its shadow: the next sweep expires it
+
         if not _settle(cmd, "expired", now_ms, "not confirmed by the box before it expired", None):
             continue
         _tell_requester(cmd, sns)

@@ -29,21 +29,34 @@ def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
 class Idempotency:
     persistence: DynamoDBPersistenceLayer
     config: IdempotencyConfig
+    # for deliveries whose key is taken by other content (a sequence number reused): a second
+    # record keyed on the content too; a persistence layer keeps the first config it was given
+    reused: Idempotency | None = None
 
     def register_lambda_context(self, context: Any) -> None:
         self.config.register_lambda_context(context)
+        if self.reused is not None:
+            self.reused.register_lambda_context(context)
 
 
 def alarm_idempotency(settings: Settings) -> Idempotency:
     """Records keyed on (box, seq), validated on the alarm's content, kept as long as a
-    redelivery of the alarm can still be accepted (AlarmMaxAgeS + clock skew + a day)."""
+    redelivery of the alarm can still be accepted (AlarmMaxAgeS + clock skew + a day).
+
+    A delivery whose (box, seq) record holds other content is a new alarm (the box's counter
+    restarted): it gets its own record keyed on (box, seq, content) in `reused`. The common path
+    keeps the (box, seq) key, so records written before this existed still catch redeliveries.
+    """
+    expires = settings.alarm_max_age_s + settings.alarm_max_future_s + 86_400
+
+    def config(key: str) -> IdempotencyConfig:
+        return IdempotencyConfig(event_key_jmespath=key, payload_validation_jmespath="content",
+                                 raise_on_no_idempotency_key=True, expires_after_seconds=expires,
+                                 response_hook=_mark_duplicate)
+
     return Idempotency(
         persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
-        config=IdempotencyConfig(
-            event_key_jmespath="[thing, seq]",
-            payload_validation_jmespath="content",
-            raise_on_no_idempotency_key=True,
-            expires_after_seconds=settings.alarm_max_age_s + settings.alarm_max_future_s + 86_400,
-            response_hook=_mark_duplicate,
-        ),
+        config=config("[thing, seq]"),
+        reused=Idempotency(persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+                           config=config("[thing, seq, content]")),
     )

@@ -50,6 +50,10 @@ class BoxItem(Model):
     status_since = NumberAttribute(default=0)  # epoch ms, event time
     status_reason = UnicodeAttribute(null=True)
     presence_version = NumberAttribute(default=0)
+    # flood hold-down: {cause: {"r0": window start (received_at ms), "n": alarms processed in it}},
+    # written in the alarm's own transaction, guarded by hold_rev (concurrent alarms of one box)
+    holds = JSONAttribute(null=True)
+    hold_rev = NumberAttribute(null=True)
     by_area_cell = BoxAreaIndex()
 
 
@@ -85,7 +89,8 @@ class BindingItem(Model):
 class AlarmRecord(Model):
     """One alarm log, keyed by box and sequence: the idempotency key and the box's history.
 
-    pk = BOX#<box>, sk = SEQ#<seq, zero-padded>.
+    pk = BOX#<box>, sk = SEQ#<seq, 16 digits>; a sequence number reused with other content (a box
+    whose counter restarted) is stored as SEQ#<seq, 16 digits>#<content hash, 16 hex>.
     """
 
     class Meta:
@@ -108,11 +113,15 @@ class AlarmRecord(Model):
     notified_at = NumberAttribute(null=True)  # legacy: completion now lives in the idempotency record
     # "<kind>#<client>" already pushed, written only when a fan-out fails half-way (the retry skips them)
     sent = JSONAttribute(null=True)
+    held = BooleanAttribute(null=True)  # held by the flood hold-down: stored, counted, not pushed
+    hold_start = NumberAttribute(null=True)  # the hold window it fell in (received_at ms of its first alarm)
+    seq_reused = BooleanAttribute(null=True)  # its seq was stored before with other content
     expires_at = NumberAttribute(null=True)  # DynamoDB TTL, epoch seconds
 
     @staticmethod
-    def key(box_id: str, seq: int) -> tuple[str, str]:
-        return f"BOX#{box_id}", f"SEQ#{seq:016d}"
+    def key(box_id: str, seq: int, content_hash: str | None = None) -> tuple[str, str]:
+        sk = f"SEQ#{seq:016d}" if content_hash is None else f"SEQ#{seq:016d}#{content_hash}"
+        return f"BOX#{box_id}", sk
 
 
 class AlarmCellEntry(Model):
@@ -133,11 +142,17 @@ class AlarmCellEntry(Model):
     lng = NumberAttribute()
     seq = NumberAttribute()
     alarm_time = NumberAttribute()
+    received_at = NumberAttribute(null=True)
+    # the box's enabled bindings when it alarmed, [[client, target, target_kind, locale], ...]: a later
+    # neighbour tells them (nearby_update) without a Query per neighbour box; None = too many, Query
+    clients = JSONAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
     @staticmethod
-    def key(cell: str, cause: str, alarm_time: int, box_id: str, seq: int) -> tuple[str, str]:
-        return f"CELL#{cell}", f"{cause}#{alarm_time:013d}#{box_id}#{seq}"
+    def key(cell: str, cause: str, alarm_time: int, box_id: str, seq: int,
+            content_hash: str | None = None) -> tuple[str, str]:
+        tail = "" if content_hash is None else f"#{content_hash}"
+        return f"CELL#{cell}", f"{cause}#{alarm_time:013d}#{box_id}#{seq}{tail}"
 
 
 class AlarmReceivedEntry(Model):
@@ -164,6 +179,69 @@ class AlarmReceivedEntry(Model):
     @staticmethod
     def key(box_id: str, received_at: int, seq: int, alarm_time: int) -> tuple[str, str]:
         return f"BOX#{box_id}", f"RCV#{received_at:013d}#{seq:016d}#{alarm_time:013d}"
+
+
+class NearbyClaim(Model):
+    """The nearby_update window of one client and cause: pk = CLIENT#<client>, sk = NEARBY#<cause>.
+
+    `r` is the received_at (ms) of the alarm whose update opened the window [r, r + window);
+    `by` names that alarm (<box>#<record sk>), so that its own retry recognises the claim.
+    """
+
+    class Meta:
+        table_name = "boxwatch-alarms"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    r = NumberAttribute()
+    by = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(client_id: str, cause: str) -> tuple[str, str]:
+        return f"CLIENT#{client_id}", f"NEARBY#{cause}"
+
+
+class DueIndex(GlobalSecondaryIndex["DueItem"]):
+    """Sparse: only items still to do carry `due`, so the alarm sweep reads what is due, not history."""
+
+    class Meta:
+        index_name = "due_by_time"
+        projection = AllProjection()
+
+    due = UnicodeAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class DueItem(Model):
+    """Something the alarm sweep must do at or after `due_at` (ms, event time), once.
+
+    pk = DUE#<kind>#<subject>, sk = DUE. Kinds: `alarm_summary` (subject <box>#<cause>#<window
+    start ms>: a flood hold window that held `tally` alarms). The sweep leases an item, runs the
+    kind's handler, and removes `due` when done; `sent` keeps who was told if a push failed.
+    """
+
+    class Meta:
+        table_name = "boxwatch-alarms"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default="DUE")
+    kind = UnicodeAttribute()
+    subject = UnicodeAttribute()
+    due = UnicodeAttribute(null=True)  # "1" until done (sparse index key)
+    due_at = NumberAttribute()
+    box_id = UnicodeAttribute(null=True)
+    data = JSONAttribute(null=True)  # what the kind's handler needs (names, times)
+    tally = NumberAttribute(default=0)  # alarm_summary: alarms held in the window
+    lease_until = NumberAttribute(null=True)  # a sweep is working on it until then (event time, ms)
+    sent = JSONAttribute(null=True)  # clients already told, written only when a push failed
+    done_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+    due_by_time = DueIndex()
+
+    @staticmethod
+    def key(kind: str, subject: str) -> tuple[str, str]:
+        return f"DUE#{kind}#{subject}", "DUE"
 
 
 # -------------------------------------------------------------------- network status (NetworkTable)
@@ -322,6 +400,10 @@ class CommandItem(Model):
     settled_at = NumberAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     reported = JSONAttribute(null=True)  # the box's report that settled it
+    expired_at = NumberAttribute(null=True)  # a late success keeps when the sweep had expired it
+    late = BooleanAttribute(null=True)  # settled by a report that came after its expiry
+    late_report = JSONAttribute(null=True)  # a failed/refused report after expiry: recorded only
+    late_reported_at = NumberAttribute(null=True)
     pending = UnicodeAttribute(null=True)  # "1" while pending (sparse index key)
     by_expiry = PendingCommandIndex()
 
@@ -374,7 +456,7 @@ class SmsQuotaItem(Model):
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
-    "alarms_table": [AlarmRecord, AlarmCellEntry, AlarmReceivedEntry],
+    "alarms_table": [AlarmRecord, AlarmCellEntry, AlarmReceivedEntry, NearbyClaim, DueItem],
     "network_table": [OfflineEntry, IncidentItem, IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],
     "sms_quota_table": [SmsQuotaItem],

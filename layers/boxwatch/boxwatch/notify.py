@@ -76,6 +76,28 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "{box_name} 周边 {radius_m:.0f} 米内、最近 {window_min:.0f} 分钟内：{box_list}。",
         ),
     },
+    "nearby_update": {
+        "en": (
+            "{newcomer_name} near {box_name} also reports {cause_name}",
+            "Since your box's alarm, more boxes within {radius_m:.0f} m report {cause_name}: {box_list}.",
+        ),
+        "zh-CN": (
+            "{box_name} 附近的 {newcomer_name} 也报警：{cause_name}",
+            "继您的配电箱报警之后，周边 {radius_m:.0f} 米内又有配电箱报警（{cause_name}）：{box_list}。",
+        ),
+    },
+    "alarm_summary": {
+        "en": (
+            "{count} more {cause_name} alarms at {box_name}",
+            "{box_name} raised {count} more {cause_name} alarm(s) between {start_local} and {end_local} "
+            "({minutes:.0f} min), not pushed one by one. Check on site.",
+        ),
+        "zh-CN": (
+            "{box_name} 另有 {count} 条{cause_name}报警",
+            "{box_name} 在 {start_local} 至 {end_local}（{minutes:.0f} 分钟）内另有 {count} 条{cause_name}报警，"
+            "未逐条推送，请现场检查。",
+        ),
+    },
     "offline_after_alarm": {
         "en": (
             "{box_name} went offline after its alarm",

@@ -27,6 +27,9 @@ class Settings(BaseModel):
     alarm_max_age_s: int = Field(7 * 86_400, gt=0)
     alarm_max_future_s: int = Field(300, ge=0)
     alarm_retention_days: int = Field(90, gt=0)
+    # flood hold-down per (box, cause): this many alarms pushed one by one per hold window
+    alarm_burst: int = Field(3, ge=1, le=1000)
+    alarm_repeat_hold_s: int = Field(300, gt=0, le=86_400)
 
     offline_watch_s: int = Field(300, gt=0)
     outage_radius_m: float = Field(500.0, gt=0, le=50_000)

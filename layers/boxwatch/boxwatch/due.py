@@ -1,0 +1,82 @@
+"""The alarm sweep: things that must happen at a time, once (flood summaries; any `DueItem` kind).
+
+A `DueItem` carries `due` ("1") and `due_at` until it is done, so the sparse index `due_by_time`
+holds only what is still to do: one Query reads what is due now, and the sweep's cost follows the
+due items, never the fleet or the history. Each item is leased (a conditional write: two
+deliveries of one schedule, or overlapping sweeps, never both run it), handed to its kind's
+handler, and leaves the index once everyone was told. A push that failed keeps the item in the
+index with the clients already told in `sent`: the next sweep tells the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException, UpdateError
+
+from boxwatch.alarms import SUMMARY_KIND, send_alarm_summary
+from boxwatch.models import DueItem
+from boxwatch.notify import SendReport
+
+# longer than the sweep's timeout (60 s): a lease outlives the invocation that took it, so only a
+# crashed sweep's items wait for it, and only this long
+LEASE_MS = 120_000
+PER_SWEEP = 1000  # the rest waits for the next run: a backlog never holds a sweep past its timeout
+
+Handler = Callable[[DueItem, Any, Collection[str]], SendReport]
+HANDLERS: dict[str, Handler] = {SUMMARY_KIND: send_alarm_summary}
+
+
+@dataclass
+class DueResult:
+    at_ms: int
+    done: list[str] = field(default_factory=list)  # subjects, per kind: "<kind>:<subject>"
+    failed: list[str] = field(default_factory=list)  # retried on the next sweep
+    busy: int = 0  # leased by another sweep, or done meanwhile
+    unknown: list[str] = field(default_factory=list)  # a kind this code has no handler for
+    sent: int = 0
+
+
+def _lease(item: DueItem, now_ms: int) -> bool:
+    try:
+        # ALL_NEW: the item as it is now (the index copy may lag behind a late count)
+        item.update(actions=[DueItem.lease_until.set(now_ms + LEASE_MS)],
+                    condition=DueItem.due.exists() & (DueItem.lease_until.does_not_exist()
+                                                      | (DueItem.lease_until <= now_ms)))
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def sweep_due(now_ms: int, sns: Any) -> DueResult:
+    """Run every due item whose `due_at` <= now (the schedule's event time)."""
+    result = DueResult(now_ms)
+    for item in DueItem.due_by_time.query("1", DueItem.due_at <= now_ms, limit=PER_SWEEP):
+        name = f"{item.kind}:{item.subject}"
+        handler = HANDLERS.get(item.kind)
+        if handler is None:
+            result.unknown.append(name)
+            continue
+        try:
+            if not _lease(item, now_ms):
+                result.busy += 1
+                continue
+            told = set(item.sent or [])
+            report = handler(item, sns, told)
+            told |= set(report.sent) | set(report.disabled)
+            result.sent += len(report.sent)
+            if report.failed:
+                item.update(actions=[DueItem.sent.set(sorted(told)), DueItem.lease_until.remove()])
+                result.failed.append(name)
+                continue
+            item.update(actions=[DueItem.due.remove(), DueItem.lease_until.remove(), DueItem.done_at.set(now_ms)])
+            result.done.append(name)
+        except (PynamoDBException, ClientError, BotoCoreError):
+            # throttled or failing: this item waits for the next sweep (its lease, if taken, expires)
+            result.failed.append(name)
+    return result
