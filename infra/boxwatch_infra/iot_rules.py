@@ -3,7 +3,8 @@
 Supports the subset of IoT SQL (2016-03-23) the project uses and fails loudly at load time on
 anything else: `SELECT *, <expr> AS <name>, ... FROM '<topic filter>' [WHERE <cond>]` where
 <expr> is `*`, `topic()`, `topic(n)`, `timestamp()`, `clientid()`, `principal()`, a dotted field
-path or a literal, and <cond> compares such expressions with = <> != < > <= >= joined by AND/OR/NOT.
+path or a literal, and <cond> compares such expressions with = <> != < > <= >= or tests
+`isUndefined(<path>)`, joined by AND/OR/NOT.
 """
 
 from __future__ import annotations
@@ -118,6 +119,20 @@ def _cond(text: str) -> Callable[[MessageContext], bool]:
     if text.upper().startswith("NOT "):
         inner = _cond(text[4:])
         return lambda c: not inner(c)
+    m = re.fullmatch(r"isUndefined\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)", text, re.I)
+    if m:
+        path = m.group(1).split(".")
+
+        def undefined(c: MessageContext) -> bool:
+            # a key that is absent (not one that is null: IoT SQL's Null is defined)
+            cur = c.payload
+            for p in path:
+                if not isinstance(cur, dict) or p not in cur:
+                    return True
+                cur = cur[p]
+            return False
+
+        return undefined
     m = re.match(r"^(.+?)\s*(<>|!=|<=|>=|=|<|>)\s*(.+)$", text)
     if not m:
         raise UnsupportedSql(f"unsupported IoT SQL condition: {text!r}")

@@ -126,7 +126,8 @@ def test_a_box_back_before_the_other_dropped_is_not_linked(quick: dict[str, Any]
 
 def test_nobody_hears_twice(quick: dict[str, Any], flaps: dict[str, Any], backlog: dict[str, Any]) -> None:
     for report in (quick, flaps, backlog):
-        keys = Counter((n["client"], n["kind"], n["box"], n.get("alarm_seq"), tuple(n.get("offline_boxes", ())))
+        keys = Counter((n["client"], n["kind"], n["box"], n.get("seq"), n.get("alarm_seq"),
+                        tuple(n.get("offline_boxes", ())))
                        for n in report["notifications"])
         assert max(keys.values(), default=1) == 1
         assert not report["rejected"]
