@@ -124,6 +124,13 @@ def test_a_box_back_before_the_other_dropped_is_not_linked(quick: dict[str, Any]
     assert not [i for i in quick["network"]["incidents"] if "I" in i["members"]]
 
 
+def test_a_member_dropping_again_is_no_news(quick: dict[str, Any]) -> None:
+    # K and L dropped (told at 420); K was back at 430 and dropped again at 440, linked to L's episode
+    assert [(n["t"], n["offline_boxes"]) for n in notes(quick, client="nkk")] == [(420.0, ["K", "L"])]
+    (incident,) = [i for i in quick["network"]["incidents"] if "K" in i["members"]]
+    assert incident["members"] == ["K", "L"] and incident["state"] == "open"
+
+
 def test_nobody_hears_twice(quick: dict[str, Any], flaps: dict[str, Any], backlog: dict[str, Any]) -> None:
     for report in (quick, flaps, backlog):
         keys = Counter((n["client"], n["kind"], n["box"], n.get("seq"), n.get("alarm_seq"),

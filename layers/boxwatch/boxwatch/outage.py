@@ -436,14 +436,17 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
     if not chosen:
         return True
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
+    content = content_hash(members)
     ok = True
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told_before.get(client_id)
-        if old is not None and int(old.told_upto) >= group_seq:
-            continue  # nothing new for this client: never the same content twice
+        # nothing new for this client (a member box back in a later episode is no new box): never
+        # the same content twice
+        if old is not None and (int(old.told_upto) >= group_seq or old.content_hash == content):
+            continue
         record = IncidentClientItem(
             *IncidentClientItem.key(incident.incident_id, client_id), client_id=client_id, box_id=box.box_id,
-            told_upto=group_seq, content_hash=content_hash(members), sends=(old.sends if old else 0) + 1,
+            told_upto=group_seq, content_hash=content, sends=(old.sends if old else 0) + 1,
             updated_at=at_ms, expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
         # claim before sending, so that two overlapping sweeps cannot both send this update
         claim = IncidentClientItem.pk.does_not_exist() if old is None else IncidentClientItem.sends == old.sends
