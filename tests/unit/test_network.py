@@ -163,17 +163,18 @@ def brute_force(cands: list[Candidate]) -> set[frozenset[tuple[str, int]]]:
                 and geo.distance_m((a.lat, a.lng), (b.lat, b.lng)) <= RADIUS):
             edges[a.key].add(b.key)
             edges[b.key].add(a.key)
-    seen: set[str] = set()
+    seen: set[tuple[str, int]] = set()
     out = set()
     for start in edges:
         if start in seen:
             continue
-        comp, todo = set(), [start]
+        comp: set[tuple[str, int]] = set()
+        todo = [start]
         while todo:
-            x = todo.pop()
-            if x not in comp:
-                comp.add(x)
-                todo.extend(edges[x] - comp)
+            node = todo.pop()
+            if node not in comp:
+                comp.add(node)
+                todo.extend(edges[node] - comp)
         seen |= comp
         out.add(frozenset(comp))
     return out
