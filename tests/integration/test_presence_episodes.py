@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from boxwatch import network
 from boxwatch.models import BoxItem, OfflineEntry, PresenceLogItem
 from boxwatch.registry import BoxSpec, import_boxes
 from boxwatch_infra.replay_network import lifecycle_event
@@ -61,3 +62,27 @@ def test_episode_ends_and_status_hold_under_any_delivery_order(sb: Sandbox, n: i
     assert (bool(item.online), int(item.presence_version), int(item.status_since)) == (
         kind == "connected", version, ts)
     assert int(item.last_connect_version) == max(v for v, _ in connects)
+
+
+def test_a_connect_racing_a_disconnect_still_ends_its_episode(sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a box read online at its last connect (so a connect may skip looking for open episodes)
+    box = next(BOX_IDS)
+    list(import_boxes([BoxSpec(id=box, name=box, lat=39.9, lng=116.4)], sb.settings))
+
+    def deliver(kind: str, version: int, ts: int) -> None:
+        sb.now_ms = ts
+        doc = lifecycle_event(box, kind, ts, version, 1, None if kind == "connected" else "CONNECTION_LOST")
+        sb.publish_mqtt(f"$aws/events/presence/{kind}/{box}", doc, "", ts)
+
+    deliver("connected", 1, T0)
+    as_read = BoxItem.get(box)
+    # When a disconnect is applied between that read and the reconnect's transaction
+    deliver("disconnected", 2, T0 + 10_000)
+    monkeypatch.setattr(network, "get_box", lambda box_id: as_read)
+    event = network.PresenceEvent.model_validate(
+        {**lifecycle_event(box, "connected", T0 + 20_000, 3, 2), "received_at": T0 + 20_000})
+    result = network.record_presence(event, sb.settings, sb.client("sns"), network.third_alarm_idempotency(sb.settings))
+    # Then the reconnect is applied and the episode it ends is ended
+    assert result.status == "applied"
+    (row,) = [r for r in PresenceLogItem.query(f"BOX#{box}") if r.kind == "D"]
+    assert int(OfflineEntry.get(row.offline_pk, row.offline_sk).ended_at) == T0 + 20_000

@@ -172,28 +172,46 @@ def _cancelled_by(exc: TransactWriteError) -> list[bool]:
     return [r is not None and r.code == "ConditionalCheckFailed" for r in (exc.cancellation_reasons or [])]
 
 
-def _record(box: BoxItem, event: PresenceEvent, apply: bool) -> Literal["applied", "stale", "duplicate"]:
+Recorded = Literal["applied", "stale", "duplicate"]
+
+
+def _nothing_open(box: BoxItem) -> bool:
+    """The box as read is online at the version of its last connect: none of its episodes is open
+    (a disconnect above that version would have been applied, or found a higher event applied)."""
+    version = 0 if box.presence_version is None else int(box.presence_version)
+    last = 0 if box.last_connect_version is None else int(box.last_connect_version)
+    return bool(box.online) and version == last
+
+
+def _record(box: BoxItem, event: PresenceEvent, apply: bool, nothing_open: bool = False) -> tuple[Recorded, bool]:
     """Log the event, index it and, if it supersedes the box's status, apply it: one transaction.
 
     The log row's condition makes a repeat a duplicate; the box's condition lets a newer event that
     won a race since we read the box keep the status (the event is then recorded as late).
+    `nothing_open`: also require the box to be as read (online at its last connect's version), so
+    that a connect may skip looking for episodes to end; if it changed meanwhile, the event is
+    recorded without that assumption. Returns the status and whether `nothing_open` held.
     """
     items = lifecycle_items(box, event)
+    condition = _supersedes_condition(event)
+    if nothing_open:
+        condition = condition & (BoxItem.presence_version == int(box.presence_version or 0)) & (
+            BoxItem.online == True)  # noqa: E712
     try:
         with TransactWrite(connection=connection()) as tx:
             tx.save(items[0], condition=PresenceLogItem.pk.does_not_exist())
             for item in items[1:]:
                 tx.save(item)
             if apply:
-                tx.update(BoxItem(box.box_id), actions=_status_actions(event), condition=_supersedes_condition(event))
+                tx.update(BoxItem(box.box_id), actions=_status_actions(event), condition=condition)
     except TransactWriteError as exc:
         failed = _cancelled_by(exc)
         if failed[:1] == [True]:
-            return "duplicate"
+            return "duplicate", False
         if apply and failed[-1:] == [True]:
-            return _record(box, event, apply=False)
+            return _record(box, event, apply=nothing_open)  # without the assumption, or as late
         raise
-    return "applied" if apply else "stale"
+    return ("applied" if apply else "stale"), nothing_open and apply
 
 
 def _raise_connect_version(box: BoxItem, event: PresenceEvent) -> None:
@@ -251,15 +269,23 @@ def record_presence(event: PresenceEvent, settings: Settings, sns: Any, idempote
     finished: episode ends and the third alarm, both idempotent."""
     box = get_box(event.box_id)
     stored = None if box.presence_version is None else int(box.presence_version)
-    status = _record(box, event, supersedes(event.version, event.online, stored, bool(box.online)))
+    apply = supersedes(event.version, event.online, stored, bool(box.online))
+    # a connect to a box online at its last connect's version ends nothing: no log Query (checked
+    # again in the transaction; if the box changed meanwhile, the first attempt is cancelled)
+    shortcut = apply and event.online and _nothing_open(box)
+    status, nothing_open = _record(box, event, apply, nothing_open=shortcut)
     result = PresenceResult(status, box.box_id, event.online, event.version)
     if event.online:
         if status != "applied":
             _raise_connect_version(box, event)
-        _close_episodes(box.box_id, event.version, event.timestamp)
+        if not nothing_open:
+            _close_episodes(box.box_id, event.version, event.timestamp)
         return result
     entry = offline_entry(box, event)
-    _episode_end_if_known(box.box_id, entry)
+    if status != "applied":
+        # an applied disconnect has no arrived connect above it: the transaction's condition proved
+        # that no higher event was applied, and a later connect finds this episode itself
+        _episode_end_if_known(box.box_id, entry)
     if not event.clean:
         drop = Drop(box.box_id, event.timestamp, event.version, event.disconnect_reason)
         result.third_alarm_seq = offline_after_alarm(box, drop, settings, sns, idempotency, result.reports)

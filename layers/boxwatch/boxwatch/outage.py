@@ -527,7 +527,19 @@ def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, se
     return inc
 
 
-def _late_third_alarms(drops: list[ArrivalEntry], boxes: dict[str, BoxItem], at_ms: int, settings: Settings,
+def _due_checks(drops: list[ArrivalEntry], at_ms: int, settings: Settings) -> list[tuple[ArrivalEntry, int]]:
+    """The unclean drops whose next late third-alarm check is due (oldest first, at most
+    LATE_CHECKS_PER_SWEEP), with the check level it reaches."""
+    first, second = late_checks_ms(settings)
+    due: list[tuple[ArrivalEntry, int]] = []
+    for d in drops:
+        level = 2 if int(d.arrived_at) + second <= at_ms else 1 if int(d.arrived_at) + first <= at_ms else 0
+        if not d.clean and level > int(d.alarm_checks or 0):
+            due.append((d, level))
+    return due[:LATE_CHECKS_PER_SWEEP]
+
+
+def _late_third_alarms(due: list[tuple[ArrivalEntry, int]], boxes: dict[str, BoxItem], settings: Settings,
                        sns: Any, idempotency: Idempotency, result: SweepResult) -> None:
     """Twice per drop, after its arrival: an alarm received before the drop but stored after it was
     processed (a concurrent or retried AlarmIngest), and any third alarm a failure left unfinished.
@@ -535,14 +547,10 @@ def _late_third_alarms(drops: list[ArrivalEntry], boxes: dict[str, BoxItem], at_
     Two or three requests per drop; an area outage of thousands would hold the sweep past its
     timeout, so a sweep checks at most LATE_CHECKS_PER_SWEEP (oldest first) and the next goes on.
     """
-    first, second = late_checks_ms(settings)
-    due: list[tuple[ArrivalEntry, int]] = []
-    for d in drops:
-        level = 2 if int(d.arrived_at) + second <= at_ms else 1 if int(d.arrived_at) + first <= at_ms else 0
-        if not d.clean and level > int(d.alarm_checks or 0) and d.box_id in boxes:
-            due.append((d, level))
     checked: list[ArrivalEntry] = []
-    for d, level in due[:LATE_CHECKS_PER_SWEEP]:
+    for d, level in due:
+        if d.box_id not in boxes:
+            continue
         reports: dict[str, SendReport] = {}
         drop = Drop(d.box_id, int(d.timestamp), int(d.version), d.reason)
         try:
@@ -604,8 +612,9 @@ def sweep(at_ms: int, settings: Settings, sns: Any, idempotency: Idempotency) ->
 
     # the boxes involved: members (liveness, positions), boxes back online (new recipients), late checks
     connects = [a for a in arrivals if a.kind == "C" and int(a.arrived_at) > eval_from]
+    due = _due_checks(drops, at_ms, settings)
     ids = sorted({b for inc in incidents.values() for b in inc.members} | {a.box_id for a in connects}
-                 | {d.box_id for d in drops if not d.clean})
+                 | {d.box_id for d, _ in due})
     boxes = {b.box_id: b for b in BoxItem.batch_get(ids, consistent_read=True)} if ids else {}
 
     for inc in sorted(incidents.values(), key=lambda i: i.incident_id):
@@ -652,5 +661,5 @@ def sweep(at_ms: int, settings: Settings, sns: Any, idempotency: Idempotency) ->
                 if not _conditional_failed(exc):
                     raise
     # after the clusters: the fourth alarm must not wait behind a long list of late checks
-    _late_third_alarms(drops, boxes, at_ms, settings, sns, idempotency, result)
+    _late_third_alarms(due, boxes, settings, sns, idempotency, result)
     return result
