@@ -12,11 +12,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from boxwatch.deadletter import Refusals
 from boxwatch.errors import Rejected
 from boxwatch.models import bind_tables
-from boxwatch.network import PresenceEvent, record_presence
+from boxwatch.network import PresenceEvent, record_presence, third_alarm_idempotency
 from boxwatch.settings import Settings
 
 SETTINGS = Settings.from_env(os.environ)
 bind_tables(SETTINGS)
+IDEMPOTENCY = third_alarm_idempotency(SETTINGS)  # one third alarm per watched alarm, shared with the sweep
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
@@ -31,15 +32,16 @@ REFUSE = Refusals(logger, metrics, sqs, SETTINGS.rejected_input_queue, what="lif
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    IDEMPOTENCY.register_lambda_context(context)
     try:
-        result = record_presence(PresenceEvent.parse(event), SETTINGS, sns)
+        result = record_presence(PresenceEvent.parse(event), SETTINGS, sns, IDEMPOTENCY)
     except Rejected as exc:
         return REFUSE(exc, event, context.function_name)
     logger.info("lifecycle event processed", extra={"box": result.box_id, "status": result.status,
                                                     "online": result.online, "version": result.version,
                                                     "third_alarm_seq": result.third_alarm_seq})
     # stale = late, duplicate or out of order: counted so a misbehaving broker or device shows up
-    metrics.add_metric(name="PresenceStale" if result.status == "stale" else "PresenceApplied",
+    metrics.add_metric(name="PresenceApplied" if result.status == "applied" else "PresenceStale",
                        unit=MetricUnit.Count, value=1)
     sent = sum(len(r.sent) for r in result.reports.values())
     metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=sent)

@@ -1,4 +1,4 @@
-"""Replay event types for network status (issue 3): AWS IoT lifecycle events.
+"""Replay event types for network status: AWS IoT lifecycle events.
 
 `{type: connected, box}` and `{type: disconnected, box, reason}` become the JSON documents AWS IoT
 Core publishes on `$aws/events/presence/<type>/<box>`, run through the template's rules. Each box
@@ -155,7 +155,8 @@ def _report(replay: Replay) -> None:
         "incidents": [
             {"id": i.incident_id, "state": i.state, "members": sorted(members[i.incident_id]),
              "announced": sorted(b for b, q in members[i.incident_id].items() if q <= int(i.announced_upto)),
-             "opened_at": secs(i.opened_at), "resolved_at": secs(i.resolved_at), "merged_into": i.merged_into}
+             "opened_at": secs(i.opened_at), "resolved_at": secs(i.resolved_at), "merged_into": i.merged_into,
+             "blip": bool(i.blip)}
             for i in sorted(incidents, key=lambda i: i.incident_id)
         ],
     }

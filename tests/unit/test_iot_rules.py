@@ -121,6 +121,22 @@ def test_undefined_select_items_are_left_out() -> None:
     assert UNDEFINED is not None and not UNDEFINED
 
 
+def test_presence_rule_adds_its_arrival_time_and_refuses_a_payload_that_sets_it() -> None:
+    rule = next(r for r in rules_from_template(Template()) if r.function == "PresenceFunction")
+    event = {"clientId": "BX-1", "eventType": "connected", "timestamp": 1000, "versionNumber": 1}
+    assert rule.apply(ctx("$aws/events/presence/connected/BX-1", event)) == {**event, "received_at": 1234}
+    # a payload that brings its own received_at (or a null one) is not delivered at all
+    assert rule.apply(ctx("$aws/events/presence/connected/BX-1", {**event, "received_at": 5})) is None
+    assert rule.apply(ctx("$aws/events/presence/connected/BX-1", {**event, "received_at": None})) is None
+
+
+def test_is_undefined_on_nested_paths() -> None:
+    rule = Rule.parse("r", "F", "SELECT * FROM 'a' WHERE isUndefined(x.y) AND NOT isUndefined(z)")
+    assert rule.apply(ctx("a", {"z": 1})) is not None
+    assert rule.apply(ctx("a", {"z": 1, "x": {"y": 0}})) is None
+    assert rule.apply(ctx("a", {"x": {}})) is None
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT get(x, 1) AS y FROM 'a'",
     "SELECT * FROM a",

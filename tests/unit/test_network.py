@@ -1,5 +1,5 @@
 """Network status without AWS: lifecycle event contract, event ordering, the third alarm's watch
-window, offline clustering (against brute force) and the notifications' rendering."""
+window, offline-episode clustering (against brute force) and the notifications' rendering."""
 
 from __future__ import annotations
 
@@ -14,15 +14,24 @@ from hypothesis import strategies as st
 
 from boxwatch import geo
 from boxwatch.errors import InvalidInput
-from boxwatch.models import BoxItem, IncidentItem, OfflineEntry
+from boxwatch.models import BoxItem, IncidentItem
 from boxwatch.network import (
+    Drop,
     PresenceEvent,
-    RecentAlarm,
+    WatchedAlarm,
     alarm_within_watch,
     offline_after_alarm_notification,
     supersedes,
 )
-from boxwatch.outage import Candidate, ScheduledEvent, cluster, lookback_ms, neighbour_outage_notification
+from boxwatch.outage import (
+    Candidate,
+    ScheduledEvent,
+    arrival_window_ms,
+    cluster,
+    evaluate_window_ms,
+    late_checks_ms,
+    neighbour_outage_notification,
+)
 from boxwatch.settings import Settings
 
 EVENTS = Path(__file__).parents[2] / "events"
@@ -110,14 +119,29 @@ def test_duplicate_and_late_events_do_not_supersede() -> None:
     assert supersedes(1, True, None, True)
 
 
+def test_the_rule_stamps_arrival_and_an_event_without_it_arrived_at_its_own_time() -> None:
+    doc = load("presence_disconnected_keepalive.json")
+    assert PresenceEvent.parse(doc).arrived_at == doc["timestamp"]
+    assert PresenceEvent.parse({**doc, "received_at": 1_767_225_900_000}).arrived_at == 1_767_225_900_000
+
+
 # -------------------------------------------------------------------- third alarm window
-def test_watch_window_edges() -> None:
-    alarm = RecentAlarm(seq=4, cause="overtemp", alarm_time=1_000_000)
-    assert alarm_within_watch([alarm], 1_000_000 + 300_000, 300) == alarm  # exactly the watch time
+def watched(seq: int, received_at: int, alarm_time: int | None = None) -> WatchedAlarm:
+    return WatchedAlarm(f"RCV#{received_at:013d}#{seq:016d}", seq, "overtemp",
+                        received_at if alarm_time is None else alarm_time, received_at)
+
+
+def test_watch_window_edges_on_the_received_clock() -> None:
+    # the box's clock says 50 s, IoT Core received it at 1,000 s: the watch runs from reception
+    alarm = watched(4, 1_000_000, alarm_time=50_000)
+    assert alarm_within_watch([alarm], 1_000_000, 300) == alarm  # d = r
+    assert alarm_within_watch([alarm], 1_000_000 + 300_000, 300) == alarm  # d = r + watch
     assert alarm_within_watch([alarm], 1_000_000 + 300_001, 300) is None  # 1 ms after it
-    assert alarm_within_watch([alarm], 999_999, 300) is None  # an alarm after the disconnect
-    older = RecentAlarm(seq=3, cause="overcurrent", alarm_time=900_000)
-    assert alarm_within_watch([alarm, older], 1_100_000, 300) == alarm  # the latest one is named
+    assert alarm_within_watch([alarm], 999_999, 300) is None  # received after the disconnect
+    older = watched(3, 900_000, alarm_time=2_000_000)  # older reception, later (skewed) alarm time
+    assert alarm_within_watch([alarm, older], 1_100_000, 300) == alarm  # the latest received one
+    tie = watched(9, 1_000_000)
+    assert alarm_within_watch([alarm, tie], 1_100_000, 300) == tie  # same reception: the higher seq
 
 
 # -------------------------------------------------------------------- clustering
@@ -125,42 +149,62 @@ RADIUS, GAP, RES = 500.0, 60, Settings.model_validate({}).area_res
 ORIGIN = (39.95, 116.30)
 
 
-def brute_force(cands: list[Candidate]) -> set[frozenset[str]]:
-    """Transitive closure of the pair rule by plain graph search, O(n^2)."""
-    edges = {c.box_id: set() for c in cands}  # type: dict[str, set[str]]
+def brute_force(cands: list[Candidate]) -> set[frozenset[tuple[str, int]]]:
+    """Transitive closure of docs/claims.md's link rule by plain graph search over all pairs, O(n^2)."""
+    edges = {c.key: set() for c in cands}  # type: dict[tuple[str, int], set[tuple[str, int]]]
     for a, b in itertools.combinations(cands, 2):
-        if abs(a.offline_at - b.offline_at) <= GAP * 1000 and geo.distance_m((a.lat, a.lng), (b.lat, b.lng)) <= RADIUS:
-            edges[a.box_id].add(b.box_id)
-            edges[b.box_id].add(a.box_id)
-    seen: set[str] = set()
+        if a.box_id == b.box_id:
+            continue
+        x, y = sorted((a, b), key=lambda c: c.offline_at)
+        offline_then = x.ended_at is None or y.offline_at < x.ended_at
+        if x.offline_at == y.offline_at:
+            offline_then = offline_then or y.ended_at is None or x.offline_at < y.ended_at
+        if (y.offline_at - x.offline_at <= GAP * 1000 and offline_then
+                and geo.distance_m((a.lat, a.lng), (b.lat, b.lng)) <= RADIUS):
+            edges[a.key].add(b.key)
+            edges[b.key].add(a.key)
+    seen: set[tuple[str, int]] = set()
     out = set()
     for start in edges:
         if start in seen:
             continue
-        comp, todo = set(), [start]
+        comp: set[tuple[str, int]] = set()
+        todo = [start]
         while todo:
-            x = todo.pop()
-            if x not in comp:
-                comp.add(x)
-                todo.extend(edges[x] - comp)
+            node = todo.pop()
+            if node not in comp:
+                comp.add(node)
+                todo.extend(edges[node] - comp)
         seen |= comp
         out.add(frozenset(comp))
     return out
 
 
-def at(i: int, north_m: float, east_m: float, t_s: int) -> Candidate:
+def at(i: int, north_m: float, east_m: float, t_s: int, back_s: int | None = None, version: int = 2) -> Candidate:
     lat = ORIGIN[0] + math.degrees(north_m / geo.EARTH_RADIUS_M)
     lng = ORIGIN[1] + math.degrees(east_m / (geo.EARTH_RADIUS_M * math.cos(math.radians(ORIGIN[0]))))
-    return Candidate(f"B{i:02d}", f"box {i}", lat, lng, t_s * 1000)
+    return Candidate(f"B{i:02d}", f"box {i}", lat, lng, t_s * 1000, version=version,
+                     ended_at=None if back_s is None else back_s * 1000)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(-1500, 1500), st.floats(-1500, 1500), st.integers(0, 400)),
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 11), st.floats(-1500, 1500), st.floats(-1500, 1500), st.integers(0, 400),
+                          st.one_of(st.none(), st.integers(0, 120))),
                 min_size=0, max_size=25))
-def test_clusters_equal_the_brute_force_closure(points: list[tuple[float, float, int]]) -> None:
-    cands = [at(i, n, e, t) for i, (n, e, t) in enumerate(points)]
-    got = {frozenset(c.box_id for c in g) for g in cluster(cands, RADIUS, GAP, RES)}
+def test_clusters_equal_the_brute_force_closure(points: list[tuple[int, float, float, int, int | None]]) -> None:
+    # Given episodes (a box may have several: flaps), each open or ended some seconds after it began
+    cands = [at(box, n, e, t, None if back is None else t + back, version=i)
+             for i, (box, n, e, t, back) in enumerate(points)]
+    got = {frozenset(c.key for c in g) for g in cluster(cands, RADIUS, GAP, RES)}
     assert got == brute_force(cands)
+
+
+def test_a_box_back_before_the_other_dropped_is_not_linked() -> None:
+    # A [100, 130), B drops at 130: A was no longer offline; at 129 it was
+    assert len(cluster([at(1, 0, 0, 100, back_s=130), at(2, 0, 100, 130)], RADIUS, GAP, RES)) == 2
+    assert len(cluster([at(1, 0, 0, 100, back_s=130), at(2, 0, 100, 129)], RADIUS, GAP, RES)) == 1
+    # the later one's own end does not matter: it was offline when it dropped
+    assert len(cluster([at(1, 0, 0, 100), at(2, 0, 100, 129, back_s=129)], RADIUS, GAP, RES)) == 1
 
 
 def test_chain_links_boxes_beyond_radius_and_gap_but_not_twice_the_gap() -> None:
@@ -171,15 +215,18 @@ def test_chain_links_boxes_beyond_radius_and_gap_but_not_twice_the_gap() -> None
     assert len(cluster(pair, RADIUS, GAP, RES)) == 2
 
 
-def test_open_incident_members_stay_linked() -> None:
-    # the bridge came back online: its former partners remain one incident while it is open
+def test_episodes_of_one_incident_stay_linked() -> None:
+    # linked once (through a bridge no longer in view): held together by their incident
     far = [at(1, 0, 0, 100), at(2, 0, 900, 150)]
     assert len(cluster(far, RADIUS, GAP, RES)) == 2
-    assert len(cluster(far, RADIUS, GAP, RES, linked=[["B01", "B02", "GONE"]])) == 1
+    assert len(cluster(far, RADIUS, GAP, RES, linked_groups=[[("B01", 2), ("B02", 2), ("GONE", 1)]])) == 1
 
 
-def test_lookback_covers_an_interval_the_gap_and_one_late_interval() -> None:
-    assert lookback_ms(Settings.model_validate({})) == (60 + 60 + 60) * 1000
+def test_windows_by_arrival_cover_a_failed_sweep_and_both_late_checks() -> None:
+    s = Settings.model_validate({})
+    assert evaluate_window_ms(s) == 3 * 60_000  # the last interval and two more
+    assert late_checks_ms(s) == (60_000, 240_000)  # a concurrent AlarmIngest, then its retries
+    assert arrival_window_ms(s) == 240_000 + 180_000
 
 
 # -------------------------------------------------------------------- rendering
@@ -191,9 +238,8 @@ def box(box_id: str, north: float, east: float) -> BoxItem:
 
 @pytest.mark.parametrize("locale", ["en", "zh-CN"])
 def test_both_warnings_render_in_each_locale(locale: str) -> None:
-    entry = OfflineEntry(*OfflineEntry.key(1_767_225_900_000, "N1"), box_id="N1", name="Shop N1", lat=0, lng=0,
-                         offline_at=1_767_225_900_000, reason="CONNECTION_LOST", version=2)
-    third = offline_after_alarm_notification(box("N1", 0, 0), entry, RecentAlarm(7, "overtemp", 1_767_225_780_000))
+    drop = Drop("N1", 1_767_225_900_000, 2, "CONNECTION_LOST")
+    third = offline_after_alarm_notification(box("N1", 0, 0), drop, watched(7, 1_767_225_780_000))
     title, body = third.render(locale)
     assert "Shop N1" in title and "7" in body and "2.0" in body
     group = [at(1, 0, 0, 100), at(2, 0, 300, 130)]

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from boxwatch.models import BoxItem, OfflineEntry
-from boxwatch.network import PresenceEvent, offline_entry
+from pynamodb.models import Model
+
+from boxwatch.models import BoxItem
+from boxwatch.network import PresenceEvent, lifecycle_items
 from boxwatch.registry import BoxSpec, box_item
 from boxwatch_infra.bench.fastmoto import faster_moto, reused_connection
 from boxwatch_infra.bench.fleet import START_MS, load_boxes
@@ -44,8 +47,10 @@ def nearest(specs: list[BoxSpec], k: int) -> list[BoxSpec]:
 
 
 def take_offline(sb: Sandbox, dark: list[BoxSpec], at_ms: int) -> None:
-    """What Presence writes for each disconnect: the box's status and its offline index entry."""
-    with BoxItem.batch_write() as boxes, OfflineEntry.batch_write() as entries:
+    """What Presence writes for each disconnect: the box's status, its log row, arrival entry and
+    offline episode (BatchWriteItem, one writer per item type)."""
+    rows: dict[type[Model], list[Model]] = defaultdict(list)
+    with BoxItem.batch_write() as boxes:
         for i, spec in enumerate(dark):
             t = at_ms + (i % 20) * 1000  # the area drops within 20 s
             event = PresenceEvent.model_validate({"clientId": spec.id, "eventType": "disconnected", "timestamp": t,
@@ -54,7 +59,12 @@ def take_offline(sb: Sandbox, dark: list[BoxSpec], at_ms: int) -> None:
             item.online, item.status_since, item.status_reason, item.presence_version = (
                 False, t, event.disconnect_reason, 1)
             boxes.save(item)
-            entries.save(offline_entry(item, event))
+            for row in lifecycle_items(item, event):
+                rows[type(row)].append(row)
+    for model, items in rows.items():
+        with model.batch_write() as batch:
+            for row in items:
+                batch.save(row)
 
 
 def scheduled_event(sb: Sandbox, at_ms: int) -> dict[str, Any]:

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     reg.add_argument("--timezone", default="Asia/Shanghai")
     reg.add_argument("--stack", default="boxwatch")
     reg.set_defaults(func=register_one)
+    rei = boxes.add_parser("reindex", help="move boxes indexed by an older version to the cells lookups query")
+    rei.add_argument("--stack", default="boxwatch")
+    rei.set_defaults(func=reindex)
 
     clients = sub.add_parser("clients", help="client bindings").add_subparsers(dest="clients_cmd", required=True)
     b = clients.add_parser("bind", help="bind a client to a box")
@@ -106,6 +109,14 @@ def register_one(args: argparse.Namespace) -> int:
     item = register_box(BoxSpec(id=args.id, name=args.name, address=args.address, lat=args.lat, lng=args.lng,
                                 timezone=args.timezone), settings)
     print(f"{item.box_id}: alarm cell {item.alarm_cell}, area cell {item.area_cell}")
+    return 0
+
+
+def reindex(args: argparse.Namespace) -> int:
+    from boxwatch.registry import reindex_boxes
+
+    moved = reindex_boxes(stack_settings(args.stack))
+    print(f"reindexed {moved} boxes", file=sys.stderr)
     return 0
 
 

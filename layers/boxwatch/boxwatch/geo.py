@@ -1,9 +1,9 @@
 """H3 geometry: which cells to query so that a radius around a point is covered completely.
 
-A point's neighbours within `radius_m` may sit in cells other than its own. We pick an index
-resolution whose hexagon edges are longer than the radius (so a 1-ring usually suffices), then keep
-only the ring cells whose boundary actually comes within the radius: typically 2-4 cells, never a
-missed one (tests/unit/test_geo.py checks this against brute force).
+A point's neighbours within `radius_m` may sit in cells other than its own. Boxes and alarms are
+indexed at one fixed resolution (`INDEX_RES`); a lookup takes the cells of its k-ring whose boundary
+actually comes within the radius: 1-4 cells at the default radii, never a missed one
+(tests/unit/test_geo.py checks this against brute force).
 """
 
 from __future__ import annotations
@@ -17,6 +17,13 @@ from typing import Any
 import h3
 
 EARTH_RADIUS_M = 6371007.180918475  # the sphere h3 uses, so our distances agree with its own
+
+# The resolution boxes (area cell) and alarms (alarm cell) are indexed at. Fixed, never derived from
+# a deploy parameter: a lookup with any radius queries the cells covering it at this resolution, so
+# a redeploy with another OutageRadiusM / NeighbourRadiusM still finds what was indexed before.
+# Res 7 (hexagon edge ~1.4 km) is what the defaults (500 m / 1000 m) derived before: 1-4 Queries per
+# lookup up to ~1 km, ~30 at 5 km; a radius of tens of km needs hundreds (docs/network-status.md).
+INDEX_RES = 7
 
 LatLng = tuple[float, float]
 

@@ -54,6 +54,9 @@ class BoxItem(Model):
     # written in the alarm's own transaction, guarded by hold_rev (concurrent alarms of one box)
     holds = JSONAttribute(null=True)
     hold_rev = NumberAttribute(null=True)
+    # the highest versionNumber of a `connected` event that arrived, applied or late: an offline
+    # episode started by a disconnect of version v has ended once this is above v
+    last_connect_version = NumberAttribute(null=True)
     by_area_cell = BoxAreaIndex()
 
 
@@ -246,12 +249,15 @@ class DueItem(Model):
 
 # -------------------------------------------------------------------- network status (NetworkTable)
 OFFLINE_BUCKET_MS = 60_000  # offline index partition width; fixed so that entries stay findable
+ARRIVAL_BUCKET_MS = 300_000  # arrival index partition width: a sweep reads its few minutes in 1-2 Queries
 
 
 class OfflineEntry(Model):
-    """A box that went offline, indexed by event time so the sweep reads only recent changes.
+    """One offline episode: a disconnect (clean or not, applied or arrived late) and, once a later
+    connect has arrived, its end. Indexed by the disconnect's lifecycle timestamp, so the sweep finds
+    the drops near another drop's instant.
 
-    pk = OFF#<minute bucket>, sk = <offline ms, 13 digits>#<box>: one Query per minute of lookback.
+    pk = OFF#<minute of the offline time>, sk = <offline ms, 13 digits>#<box>#<version, 16 digits>.
     """
 
     class Meta:
@@ -263,17 +269,115 @@ class OfflineEntry(Model):
     name = UnicodeAttribute()
     lat = NumberAttribute()
     lng = NumberAttribute()
-    offline_at = NumberAttribute()  # epoch ms, the lifecycle event's timestamp
+    offline_at = NumberAttribute()  # epoch ms, the lifecycle event's timestamp: the episode's start
     reason = UnicodeAttribute(null=True)
     clean = BooleanAttribute(default=False)  # client-initiated disconnect: no third alarm
     version = NumberAttribute()
-    third_alarm_seq = NumberAttribute(null=True)  # claimed before the third alarm is sent (once)
-    alarm_checked = BooleanAttribute(null=True)  # the sweep looked for a late-delivered alarm
+    arrived_at = NumberAttribute(null=True)  # when IoT Core received the event (the rule's timestamp())
+    # the episode's end: the timestamp of the box's arrived connect with the smallest version above ours
+    ended_at = NumberAttribute(null=True)
+    end_version = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
     @staticmethod
-    def key(offline_at: int, box_id: str) -> tuple[str, str]:
-        return f"OFF#{offline_at // OFFLINE_BUCKET_MS}", f"{offline_at:013d}#{box_id}"
+    def key(offline_at: int, box_id: str, version: int) -> tuple[str, str]:
+        return f"OFF#{offline_at // OFFLINE_BUCKET_MS}", f"{offline_at:013d}#{box_id}#{version:016d}"
+
+
+class PresenceLogItem(Model):
+    """Every lifecycle event a box had, by version: what makes episode ends exact whatever the
+    arrival order. pk = BOX#<box>, sk = V#<version, 16 digits>#<C|D> (the event's identity: a
+    repeat is a duplicate). A disconnect's row names its OfflineEntry."""
+
+    class Meta:
+        table_name = "boxwatch-network"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()  # C (connected) | D (disconnected)
+    timestamp = NumberAttribute()
+    arrived_at = NumberAttribute()
+    offline_pk = UnicodeAttribute(null=True)
+    offline_sk = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(box_id: str, version: int, online: bool) -> tuple[str, str]:
+        return f"BOX#{box_id}", f"V#{version:016d}#{'C' if online else 'D'}"
+
+
+class ArrivalEntry(Model):
+    """A lifecycle event by ARRIVAL time: what a sweep has not seen yet, however late the event is.
+
+    pk = ARR#<arrival ms // ARRIVAL_BUCKET_MS>, sk = <arrival ms, 13 digits>#<box>#<version, 16>#<C|D>.
+    """
+
+    class Meta:
+        table_name = "boxwatch-network"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    box_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # C | D
+    version = NumberAttribute()
+    timestamp = NumberAttribute()  # the lifecycle event's own time
+    arrived_at = NumberAttribute()
+    lat = NumberAttribute()
+    lng = NumberAttribute()
+    clean = BooleanAttribute(default=False)
+    reason = UnicodeAttribute(null=True)
+    alarm_checks = NumberAttribute(default=0)  # late third-alarm checks the sweep made (D only)
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(arrived_at: int, box_id: str, version: int, online: bool) -> tuple[str, str]:
+        return (f"ARR#{arrived_at // ARRIVAL_BUCKET_MS}",
+                f"{arrived_at:013d}#{box_id}#{version:016d}#{'C' if online else 'D'}")
+
+
+class EpisodeIncidentItem(Model):
+    """Which incident an offline episode belongs to, written when the incident resolves: a drop
+    arriving late that links to a member of a resolved incident joins that incident.
+    pk = BOX#<box>, sk = INC#<version, 16 digits>."""
+
+    class Meta:
+        table_name = "boxwatch-network"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    incident_id = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(box_id: str, version: int) -> tuple[str, str]:
+        return f"BOX#{box_id}", f"INC#{version:016d}"
+
+
+class ThirdAlarmItem(Model):
+    """The third alarm of one watched alarm: at most one per alarm, finished by whoever retries.
+
+    pk = THIRD#<box>, sk = the alarm's AlarmReceivedEntry sort key (RCV#<received_at>#<seq>#<alarm_time>).
+    `sent` lists the clients already pushed (written when a fan-out fails half-way, so that the
+    retry skips them); `done` once every client was told.
+    """
+
+    class Meta:
+        table_name = "boxwatch-network"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    box_id = UnicodeAttribute(null=True)
+    alarm_seq = NumberAttribute(null=True)
+    alarm_time = NumberAttribute(null=True)
+    alarm_received_at = NumberAttribute(null=True)
+    offline_at = NumberAttribute(null=True)  # the drop that was told
+    sent = JSONAttribute(null=True)
+    done = BooleanAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(box_id: str, alarm_key: str) -> tuple[str, str]:
+        return f"THIRD#{box_id}", alarm_key
 
 
 class OpenIncidentIndex(GlobalSecondaryIndex["IncidentItem"]):
@@ -315,6 +419,7 @@ class IncidentItem(Model):
     center_lat = NumberAttribute(null=True)
     center_lng = NumberAttribute(null=True)
     radius_m = NumberAttribute(null=True)  # area: every member within radius_m of the center
+    blip = BooleanAttribute(null=True)  # every member was back when the cluster was first decided: nobody told
     revision = VersionAttribute()  # optimistic lock between overlapping sweeps
     expires_at = NumberAttribute(null=True)
     open_incidents = OpenIncidentIndex()
@@ -346,13 +451,15 @@ class _UnderIncident(Model):
 
 
 class IncidentMemberItem(_UnderIncident):
-    """One box of an incident, in one offline episode: sk = MEMBER#<box>."""
+    """One box of an incident and its offline episodes in it: sk = MEMBER#<box>."""
 
     PREFIX = "MEMBER"
 
     box_id = UnicodeAttribute()
-    t = NumberAttribute()  # the box's offline time (epoch ms): which episode joined
-    seq = NumberAttribute()  # joining order, see IncidentItem
+    t = NumberAttribute()  # the offline time (epoch ms) of its latest episode in the incident
+    seq = NumberAttribute()  # joining order of that episode, see IncidentItem
+    version = NumberAttribute(null=True)  # the latest episode's disconnect version: open until a connect above it
+    versions = JSONAttribute(null=True)  # every episode (disconnect version) of the box in the incident
     expires_at = NumberAttribute(null=True)  # set when the incident resolves
 
 
@@ -457,7 +564,8 @@ ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
     "alarms_table": [AlarmRecord, AlarmCellEntry, AlarmReceivedEntry, NearbyClaim, DueItem],
-    "network_table": [OfflineEntry, IncidentItem, IncidentMemberItem, IncidentClientItem],
+    "network_table": [OfflineEntry, PresenceLogItem, ArrivalEntry, EpisodeIncidentItem, ThirdAlarmItem, IncidentItem,
+                      IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],
     "sms_quota_table": [SmsQuotaItem],
 }

@@ -1,16 +1,19 @@
 """Offline clusters (fourth alarm): boxes near each other dropping together warn the neighbours.
 
-A sweep runs at event time T (the scheduled event's own `time`). It reads only what changed:
-the offline index for [T - lookback, T] (one Query per minute bucket), the open incidents (a sparse
-index) and the current status of those boxes (BatchGetItem). Boxes still offline are clustered:
-two belong together when they are within `outage_radius_m` and their offline times differ by at
-most `outage_max_gap_s`, transitively; the still-offline members of an open incident stay linked,
-so an incident grows but never splits while it is open.
+The rules are docs/claims.md "Fourth alarm". Each disconnect (clean or not) of a box starts an
+offline episode [s, e), ended by the box's connect with the smallest higher version that has
+arrived. Two drops x, y (s_x <= s_y, different boxes) are linked when the boxes are within
+`outage_radius_m`, `s_y - s_x <= outage_max_gap_s` and x was still offline when y dropped
+(`s_y < e_x`); clusters are the connected components of links.
 
-A cluster of two or more boxes is an incident. The clients of every online box within the radius
-of any member are warned once; when the cluster grows, each gets at most one update per sweep
-that names at least one box it was not told about (so never the same content twice). An incident
-resolves once none of its members is still offline in the outage it recorded.
+A sweep runs at event time T (the scheduled event's own `time`) and decides with what has arrived
+by T. It reads only what changed: the lifecycle events that ARRIVED in its last minutes (one or two
+Queries of the arrival index, so an event arriving late is not lost to a lookback), the episodes
+near each new drop's instant (the offline index by event time), the open incidents and the boxes
+involved. A cluster of two or more boxes is an incident; while at least one member episode is
+open it is live, and the clients of every online non-member box within the radius of a member are
+warned once, then once per sweep in which it grew (never the same content twice). A cluster whose
+members are all back when it is first decided is recorded as a resolved blip, nobody told.
 See docs/network-status.md.
 """
 
@@ -22,29 +25,36 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pynamodb.exceptions import PutError, UpdateError
-from pynamodb.expressions.update import Action
 
 from boxwatch import geo
 from boxwatch.errors import InvalidInput
+from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
+    ARRIVAL_BUCKET_MS,
     OFFLINE_BUCKET_MS,
+    ArrivalEntry,
     BindingItem,
     BoxItem,
+    EpisodeIncidentItem,
     IncidentClientItem,
     IncidentItem,
     IncidentMemberItem,
     OfflineEntry,
 )
-from boxwatch.network import offline_after_alarm
+from boxwatch.network import LIFECYCLE_DAYS, Drop, ThirdAlarmFailed, offline_after_alarm
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, send
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
 OPEN = "OPEN"
-LATE_CHECKS_PER_SWEEP = 1_000  # ~2,000 requests, well inside the sweep's timeout
+LATE_CHECKS_PER_SWEEP = 2_000  # ~4,000 requests at most, well inside the sweep's timeout
 INCIDENT_DAYS = 90  # resolved incidents (and what clients were told) kept for audit, then TTL
+# The second late third-alarm check, after Lambda's asynchronous retries of a failed AlarmIngest
+# (about 1 and 2 minutes apart) had their chance to store an alarm received before the drop.
+LATE_ALARM_S = 240
 
 
 class ScheduledEvent(BaseModel):
@@ -73,110 +83,216 @@ class ScheduledEvent(BaseModel):
             ) from None
 
 
-def lookback_ms(settings: Settings) -> int:
-    """How far back a sweep reads the offline index.
-
-    A box is first seen by the sweep after it (< one interval later); its cluster partner may have
-    dropped up to the gap before it; and one more interval tolerates late lifecycle events.
-    """
-    return (2 * settings.sweep_interval_s + settings.outage_max_gap_s) * 1000
+def evaluate_window_ms(settings: Settings) -> int:
+    """Drops that arrived this long before a sweep are (re)clustered by it: the last interval, and
+    two more so that a failed or late sweep leaves nothing unclustered."""
+    return 3 * settings.sweep_interval_s * 1000
 
 
-def alarm_grace_ms(settings: Settings) -> int:
-    """How long after a disconnect the sweep looks once more for an alarm delivered late."""
-    return settings.sweep_interval_s * 1000
+def late_checks_ms(settings: Settings) -> tuple[int, int]:
+    """After a drop's arrival, when the sweep looks again for an alarm stored after it was processed:
+    one interval (a concurrent AlarmIngest), then LATE_ALARM_S (AlarmIngest's retries)."""
+    return settings.sweep_interval_s * 1000, max(LATE_ALARM_S, 2 * settings.sweep_interval_s) * 1000
+
+
+def arrival_window_ms(settings: Settings) -> int:
+    """How far back (arrival time) a sweep reads the arrival index: the second late check, plus
+    the evaluation window so that a few failed sweeps leave nothing behind."""
+    return late_checks_ms(settings)[1] + evaluate_window_ms(settings)
 
 
 # -------------------------------------------------------------------- clustering (pure)
 @dataclass
 class Candidate:
+    """An offline episode: a box's disconnect (version) at `offline_at`, ended at `ended_at` (None: open)."""
+
     box_id: str
     name: str
     lat: float
     lng: float
     offline_at: int  # epoch ms
-    incident: str | None = None  # the open incident it already belongs to
-
-
-@dataclass
-class OpenIncident:
-    item: IncidentItem
-    members: dict[str, tuple[int, int]]  # box -> (offline time of its episode, member number)
+    incident: str | None = None  # the incident it already belongs to
+    version: int = 0
+    ended_at: int | None = None
 
     @property
-    def incident_id(self) -> str:
-        return str(self.item.incident_id)
+    def key(self) -> tuple[str, int]:
+        return self.box_id, self.version
 
-    def seq_if_current(self, c: Candidate) -> int | None:
-        """The member number of `c` if it is a member in this same offline episode."""
-        m = self.members.get(c.box_id)
-        return m[1] if m is not None and m[0] == c.offline_at else None
+
+def linked(x: Candidate, y: Candidate, radius_m: float, gap_s: int) -> bool:
+    """The link rule of docs/claims.md, evaluated at the later drop's instant."""
+    if x.box_id == y.box_id:
+        return False
+    first, second = (x, y) if (x.offline_at, x.key) <= (y.offline_at, y.key) else (y, x)
+    if second.offline_at - first.offline_at > gap_s * 1000:
+        return False
+
+    def still_offline(a: Candidate, at: int) -> bool:
+        return a.ended_at is None or at < a.ended_at
+
+    # at equal times either may be "the earlier one"
+    ok = still_offline(first, second.offline_at) or (
+        first.offline_at == second.offline_at and still_offline(second, first.offline_at))
+    return ok and geo.distance_m((x.lat, x.lng), (y.lat, y.lng)) <= radius_m
 
 
 def cluster(cands: Sequence[Candidate], radius_m: float, gap_s: int, res: int,
-            linked: Iterable[Sequence[str]] = ()) -> list[list[Candidate]]:
-    """Connected components of "within radius and within gap", plus the `linked` groups.
+            linked_groups: Iterable[Sequence[tuple[str, int]]] = ()) -> list[list[Candidate]]:
+    """Connected components of `linked`, plus the `linked_groups` (episode keys held together).
 
-    Pairs are found through H3 cells (each box against the boxes in its covering cells), so the
+    Pairs are found through H3 cells (each episode against those in its covering cells), so the
     work grows with the candidates and their density, not with their square.
     """
-    parent = {c.box_id: c.box_id for c in cands}
+    parent = {c.key: c.key for c in cands}
 
-    def find(x: str) -> str:
+    def find(x: tuple[str, int]) -> tuple[str, int]:
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
-    def union(a: str, b: str) -> None:
+    def union(a: tuple[str, int], b: tuple[str, int]) -> None:
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
-    for group in linked:
-        present = [b for b in group if b in parent]
-        for b in present[1:]:
-            union(present[0], b)
+    for group in linked_groups:
+        present = [k for k in group if k in parent]
+        for k in present[1:]:
+            union(present[0], k)
     by_cell: dict[str, list[Candidate]] = defaultdict(list)
     for c in cands:
         by_cell[geo.cell_of(c.lat, c.lng, res)].append(c)
-    gap_ms = gap_s * 1000
     for c in cands:
         for cell in geo.covering_cells(c.lat, c.lng, radius_m, res):
             for d in by_cell.get(cell, ()):
-                # each pair once, from its smaller id (the cover is complete, so d's cell is found)
-                if d.box_id <= c.box_id or abs(c.offline_at - d.offline_at) > gap_ms:
+                # each pair once, from its smaller key (the cover is complete, so d's cell is found)
+                if d.key <= c.key or abs(c.offline_at - d.offline_at) > gap_s * 1000:
                     continue
-                if geo.distance_m((c.lat, c.lng), (d.lat, d.lng)) <= radius_m:
-                    union(c.box_id, d.box_id)
-    groups: dict[str, list[Candidate]] = defaultdict(list)
+                if linked(c, d, radius_m, gap_s):
+                    union(c.key, d.key)
+    groups: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
     for c in cands:
-        groups[find(c.box_id)].append(c)
-    out = [sorted(g, key=lambda c: (c.offline_at, c.box_id)) for g in groups.values()]
-    return sorted(out, key=lambda g: (g[0].offline_at, g[0].box_id))
+        groups[find(c.key)].append(c)
+    out = [sorted(g, key=lambda c: (c.offline_at, c.key)) for g in groups.values()]
+    return sorted(out, key=lambda g: (g[0].offline_at, g[0].key))
 
 
 def content_hash(box_ids: Iterable[str]) -> str:
     return hashlib.sha256(",".join(sorted(box_ids)).encode()).hexdigest()[:16]
 
 
+# -------------------------------------------------------------------- incidents
+@dataclass
+class Member:
+    t: int  # offline time of its latest episode in the incident
+    seq: int  # member number of that episode
+    version: int | None  # its disconnect version (None: recorded by an older version of boxwatch)
+    versions: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Incident:
+    item: IncidentItem
+    members: dict[str, Member]
+    new: bool = False  # opened by this sweep
+    changed: bool = False  # members joined in this sweep
+
+    @property
+    def incident_id(self) -> str:
+        return str(self.item.incident_id)
+
+    def holds(self, c: Candidate) -> bool:
+        m = self.members.get(c.box_id)
+        if m is None:
+            return False
+        return c.version in m.versions if m.versions else m.t == c.offline_at
+
+
+def _members(item: IncidentItem) -> dict[str, Member]:
+    out = {}
+    for m in IncidentMemberItem.rows(item.pk):
+        versions = {int(v) for v in (m.versions or [])}
+        out[m.box_id] = Member(int(m.t), int(m.seq), None if m.version is None else int(m.version), versions)
+    return out
+
+
+def open_incidents() -> dict[str, Incident]:
+    """The open incidents (sparse index) and their members: one Query each, paged by DynamoDB."""
+    return {item.incident_id: Incident(item, _members(item)) for item in IncidentItem.open_incidents.query(OPEN)}
+
+
+def _write_members(incident_id: str, members: dict[str, Member], expires_at: int | None = None) -> None:
+    with IncidentMemberItem.batch_write() as batch:
+        for box_id, m in members.items():
+            batch.save(IncidentMemberItem(
+                *IncidentMemberItem.key(incident_id, box_id), box_id=box_id, t=m.t, seq=m.seq, version=m.version,
+                versions=sorted(m.versions) if m.versions else None, expires_at=expires_at))
+
+
+def _write_pointers(incident_id: str, members: dict[str, Member], at_ms: int) -> None:
+    """Each member episode -> its incident, for drops that arrive after the incident resolved."""
+    with EpisodeIncidentItem.batch_write() as batch:
+        for box_id, m in members.items():
+            for v in m.versions:
+                batch.save(EpisodeIncidentItem(*EpisodeIncidentItem.key(box_id, v), incident_id=incident_id,
+                                               expires_at=at_ms // 1000 + LIFECYCLE_DAYS * 86_400))
+
+
+def _resolved_incidents(episodes: Iterable[Candidate], known: dict[str, Incident]) -> dict[tuple[str, int], str]:
+    """Episodes not in an open incident that belong to a resolved one (pointers, BatchGetItem): episode
+    -> incident id (merges followed to the survivor); the incidents read are added to `known`."""
+    keys = sorted({EpisodeIncidentItem.key(c.box_id, c.version) for c in episodes})
+    if not keys:
+        return {}
+    ids = {(p.pk.removeprefix("BOX#"), int(p.sk.removeprefix("INC#"))): p.incident_id
+           for p in EpisodeIncidentItem.batch_get(keys, consistent_read=True)}
+    out: dict[tuple[str, int], str] = {}
+    for key, incident_id in ids.items():
+        seen: set[str] = set()
+        while incident_id not in known and incident_id not in seen:  # follow merges to the survivor
+            seen.add(incident_id)
+            try:
+                item = IncidentItem.get(*IncidentItem.key(incident_id), consistent_read=True)
+            except IncidentItem.DoesNotExist:
+                break
+            if item.merged_into:
+                incident_id = str(item.merged_into)
+                continue
+            known[incident_id] = Incident(item, _members(item))
+        if incident_id in known:
+            out[key] = incident_id
+    return out
+
+
 # -------------------------------------------------------------------- reads
-def recent_offline(at_ms: int, settings: Settings) -> list[OfflineEntry]:
-    """Offline index entries with an offline time in [at - lookback, at]: one Query per bucket."""
-    lo = at_ms - lookback_ms(settings)
-    out: list[OfflineEntry] = []
-    for bucket in range(lo // OFFLINE_BUCKET_MS, at_ms // OFFLINE_BUCKET_MS + 1):
-        out.extend(OfflineEntry.query(f"OFF#{bucket}", OfflineEntry.sk.between(f"{lo:013d}", f"{at_ms:013d}#\uffff"),
+def recent_arrivals(at_ms: int, settings: Settings) -> list[ArrivalEntry]:
+    """Lifecycle events that arrived in (at - window, at]: one Query per arrival bucket (1-2)."""
+    lo = at_ms - arrival_window_ms(settings) + 1
+    out: list[ArrivalEntry] = []
+    for bucket in range(lo // ARRIVAL_BUCKET_MS, at_ms // ARRIVAL_BUCKET_MS + 1):
+        out.extend(ArrivalEntry.query(f"ARR#{bucket}", ArrivalEntry.sk.between(f"{lo:013d}", f"{at_ms:013d}#\uffff"),
                                       consistent_read=True))
     return out
 
 
-def open_incidents() -> dict[str, OpenIncident]:
-    """The open incidents (sparse index) and their members: one Query each, paged by DynamoDB."""
-    out: dict[str, OpenIncident] = {}
-    for item in IncidentItem.open_incidents.query(OPEN):
-        rows = IncidentMemberItem.rows(item.pk)
-        out[item.incident_id] = OpenIncident(item, {m.box_id: (int(m.t), int(m.seq)) for m in rows})
+def episodes_near(drops: Iterable[ArrivalEntry], at_ms: int, settings: Settings) -> dict[tuple[str, int], Candidate]:
+    """Every episode (arrived by `at_ms`) that started within the gap of a drop's instant: one Query
+    per minute bucket of the offline index, shared by drops of the same minutes."""
+    gap = settings.outage_max_gap_s * 1000
+    buckets: set[int] = set()
+    for d in drops:
+        t = int(d.timestamp)
+        buckets.update(range((t - gap) // OFFLINE_BUCKET_MS, (t + gap) // OFFLINE_BUCKET_MS + 1))
+    out: dict[tuple[str, int], Candidate] = {}
+    for bucket in sorted(buckets):
+        for e in OfflineEntry.query(f"OFF#{bucket}", consistent_read=True):
+            if e.arrived_at is not None and int(e.arrived_at) > at_ms:
+                continue  # not arrived yet at the sweep's time
+            c = Candidate(e.box_id, e.name, float(e.lat), float(e.lng), int(e.offline_at), version=int(e.version),
+                          ended_at=None if e.ended_at is None else int(e.ended_at))
+            out[c.key] = c
     return out
 
 
@@ -209,6 +325,7 @@ class SweepResult:
     opened: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
+    blips: list[str] = field(default_factory=list)  # clusters all back when first decided: nobody told
     notified: dict[str, list[str]] = field(default_factory=dict)  # incident -> clients sent to
     third_alarms: list[str] = field(default_factory=list)  # boxes whose late alarm the sweep caught
     failed: list[tuple[str, str]] = field(default_factory=list)  # (client, error) to retry next sweep
@@ -237,7 +354,7 @@ def neighbour_outage_notification(box: BoxItem, distance_m: float, group: Sequen
 
 
 def _area(group: Sequence[Candidate], settings: Settings) -> tuple[float, float, float]:
-    """Center of the offline boxes and the radius within which neighbours were warned."""
+    """Center of the member boxes and the radius within which neighbours were warned."""
     lat = sum(c.lat for c in group) / len(group)
     lng = sum(c.lng for c in group) / len(group)
     spread = max(geo.distance_m((lat, lng), (c.lat, c.lng)) for c in group)
@@ -248,59 +365,89 @@ def _conditional_failed(exc: PutError | UpdateError) -> bool:
     return exc.cause_response_code == "ConditionalCheckFailedException"
 
 
-def _resolve(inc: OpenIncident, at_ms: int, boxes: dict[str, BoxItem], merged_into: str | None = None) -> bool:
+def _still_open(m: Member, box: BoxItem | None) -> bool:
+    """Is the member's latest episode open? Until a connect of a higher version has arrived."""
+    if box is None:
+        return False
+    if m.version is not None:
+        return int(box.last_connect_version or 0) <= m.version
+    return not box.online and int(box.status_since) == m.t  # recorded before versions were kept
+
+
+def _group(inc: Incident, boxes: dict[str, BoxItem]) -> list[Candidate]:
+    """The incident's member boxes, for distances and the push (each box once, its latest episode)."""
+    out = [Candidate(b, boxes[b].name, float(boxes[b].lat), float(boxes[b].lng), m.t, inc.incident_id,
+                     m.version or 0) for b, m in inc.members.items() if b in boxes]
+    return sorted(out, key=lambda c: (c.offline_at, c.box_id))
+
+
+def _resolve(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], merged_into: str | None = None,
+             blip: bool = False) -> bool:
     """Close an incident. Its resolution time is an event time: the last member's status change."""
-    since = [int(boxes[b].status_since) for b in inc.members if b in boxes]
+    since = [int(boxes[b].status_since) for b in inc.members if b in boxes and boxes[b].online]
     expires_at = at_ms // 1000 + INCIDENT_DAYS * 86_400  # never while open
-    actions: list[Action] = [
-        IncidentItem.state.set("resolved"), IncidentItem.open_key.remove(), IncidentItem.updated_at.set(at_ms),
-        IncidentItem.resolved_at.set(at_ms if merged_into else max(since, default=at_ms)),
-        IncidentItem.expires_at.set(expires_at),
-    ]
+    item = inc.item
+    item.state, item.open_key, item.updated_at, item.expires_at = "resolved", None, at_ms, expires_at
+    item.resolved_at = at_ms if merged_into else max(since, default=at_ms)
     if merged_into:
-        actions.append(IncidentItem.merged_into.set(merged_into))
+        item.merged_into = merged_into
+    if blip:
+        item.blip = True
     try:
-        inc.item.update(actions=actions)
-    except UpdateError as exc:
+        item.save()  # optimistic lock on `revision` (a new blip: "does not exist yet")
+    except PutError as exc:
         if not _conditional_failed(exc):
             raise
         return False  # another sweep changed it first; the next sweep looks again
-    # its members expire with it (once per incident, 25 per request)
+    # its members expire with it, and each of its episodes points to it (25 per request)
     _write_members(inc.incident_id, inc.members, expires_at)
+    _write_pointers(inc.incident_id, inc.members, at_ms)
     return True
 
 
-def _write_members(incident_id: str, members: dict[str, tuple[int, int]], expires_at: int | None = None) -> None:
-    with IncidentMemberItem.batch_write() as batch:
-        for box_id, (t, seq) in members.items():
-            batch.save(IncidentMemberItem(*IncidentMemberItem.key(incident_id, box_id), box_id=box_id, t=t, seq=seq,
-                                          expires_at=expires_at))
-
-
-def _warn(incident: IncidentItem, group: Sequence[Candidate], group_seq: int, at_ms: int, settings: Settings,
-          sns: Any, result: SweepResult) -> bool:
+def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: Any,
+          result: SweepResult, only: Sequence[BoxItem] | None = None) -> bool:
     """Tell each client of an online neighbour what it was not told yet; True when nothing failed.
 
-    `group_seq` is the highest member number in the cluster: a client told up to it knows every
-    box of the cluster (members only join, and a box back in a new episode joins with a new number).
+    The highest member number is the content: a client told up to it knows every box of the cluster
+    (members only join, and a box back in a new episode joins with a new number). `only`: just
+    these boxes' clients (boxes that came online next to a live incident).
     """
+    incident = inc.item
+    group_seq = max(m.seq for m in inc.members.values())
+    members = {c.box_id for c in group}
+    if only is None:
+        neighbours = online_neighbours(group, settings)
+    else:
+        neighbours = {}
+        for box in only:
+            if box.box_id in members or not box.online:
+                continue
+            d = min(geo.distance_m((box.lat, box.lng), (c.lat, c.lng)) for c in group)
+            if d <= settings.outage_radius_m:
+                neighbours[box.box_id] = (box, d)
+        if not neighbours:
+            return True
     chosen: dict[str, tuple[BindingItem, BoxItem, float]] = {}
-    neighbours = online_neighbours(group, settings)
     # a client bound to several neighbours hears once, about its nearest box
     for box_id, (box, d) in sorted(neighbours.items(), key=lambda kv: (kv[1][1], kv[0])):
         for binding in bindings_of_box(box_id):
             if binding.enabled and binding.client_id not in chosen:
                 chosen[binding.client_id] = (binding, box, d)
+    if not chosen:
+        return True
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
-    offline = {c.box_id for c in group}
+    content = content_hash(members)
     ok = True
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told_before.get(client_id)
-        if old is not None and int(old.told_upto) >= group_seq:
-            continue  # nothing new for this client: never the same content twice
+        # nothing new for this client (a member box back in a later episode is no new box): never
+        # the same content twice
+        if old is not None and (int(old.told_upto) >= group_seq or old.content_hash == content):
+            continue
         record = IncidentClientItem(
             *IncidentClientItem.key(incident.incident_id, client_id), client_id=client_id, box_id=box.box_id,
-            told_upto=group_seq, content_hash=content_hash(offline), sends=(old.sends if old else 0) + 1,
+            told_upto=group_seq, content_hash=content, sends=(old.sends if old else 0) + 1,
             updated_at=at_ms, expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
         # claim before sending, so that two overlapping sweeps cannot both send this update
         claim = IncidentClientItem.pk.does_not_exist() if old is None else IncidentClientItem.sends == old.sends
@@ -323,113 +470,197 @@ def _warn(incident: IncidentItem, group: Sequence[Candidate], group_seq: int, at
     return ok
 
 
-def _handle(group: list[Candidate], incidents: dict[str, OpenIncident], boxes: dict[str, BoxItem], at_ms: int,
-            settings: Settings, sns: Any, result: SweepResult) -> None:
-    """One cluster of 2+ offline boxes: find or open its incident, warn, record what was announced."""
-    touched = sorted({c.incident for c in group if c.incident},
-                     key=lambda i: (int(incidents[i].item.opened_at), i))
+def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, settings: Settings,
+          result: SweepResult) -> Incident | None:
+    """A cluster with a new drop: grow the incident(s) it touches (merging into the oldest) or open one."""
+    touched = sorted({c.incident for c in group if c.incident}, key=lambda i: (int(incidents[i].item.opened_at), i))
     if touched:
         inc = incidents[touched[0]]
     else:
         first = group[0]
         # deterministic id: a schedule delivered twice opens the same incident, once
         incident_id = f"{first.offline_at:013d}-{first.box_id}"
-        inc = OpenIncident(IncidentItem(*IncidentItem.key(incident_id), incident_id=incident_id, state="open",
-                                        open_key=OPEN, member_count=0, next_seq=0, announced_upto=0,
-                                        opened_at=first.offline_at, updated_at=at_ms), {})
-    incident = inc.item
-    seqs = [inc.seq_if_current(c) for c in group]
-    if len(touched) == 1 and all(q is not None and q <= int(incident.announced_upto) for q in seqs):
-        return  # unchanged (or shrinking) cluster: nothing to read, nothing to say
-    members = dict(inc.members)
-    joined: dict[str, tuple[int, int]] = {}
-    seq = int(incident.next_seq)
-    for other in touched[1:]:  # merged incidents' boxes join this one
-        for box_id, (t, _) in sorted(incidents[other].members.items(), key=lambda kv: kv[1][1]):
-            if box_id not in members:
-                seq += 1
-                members[box_id] = joined[box_id] = (t, seq)
+        inc = Incident(IncidentItem(*IncidentItem.key(incident_id), incident_id=incident_id, state="open",
+                                    open_key=OPEN, member_count=0, next_seq=0, announced_upto=0,
+                                    opened_at=first.offline_at, updated_at=at_ms), {}, new=True)
+    members = {b: Member(m.t, m.seq, m.version, set(m.versions)) for b, m in inc.members.items()}
+    seq = int(inc.item.next_seq)
+    joining: list[tuple[int, str, int, int]] = []  # (t, box, version, seq of the merged incident)
+    for other in touched[1:]:  # merged incidents' episodes join this one
+        for box_id, m in incidents[other].members.items():
+            for v in (m.versions or {m.version or 0}):
+                joining.append((m.t, box_id, v, m.seq))
+    joining.sort(key=lambda j: (j[3], j[0], j[1]))
     for c in group:
-        m = members.get(c.box_id)
-        if m is None or m[0] != c.offline_at:
+        joining.append((c.offline_at, c.box_id, c.version, 0))
+    grew = False
+    for t, box_id, version, _ in joining:
+        cur = members.get(box_id)
+        if cur is not None and (version in cur.versions or (not cur.versions and cur.t == t)):
+            continue
+        grew = True
+        if cur is None:
             seq += 1
-            members[c.box_id] = joined[c.box_id] = (c.offline_at, seq)
-    incident.next_seq, incident.member_count = seq, len(members)
-    incident.opened_at = min(int(incident.opened_at), group[0].offline_at)
-    incident.updated_at = at_ms
-    incident.center_lat, incident.center_lng, incident.radius_m = _area(group, settings)
+            members[box_id] = Member(t, seq, version, {version})
+            continue
+        cur.versions.add(version)
+        if cur.version is None or version > cur.version:
+            # a member box in a later episode: news again (a new number), the earlier one is kept
+            seq += 1
+            cur.t, cur.seq, cur.version = t, seq, version
+    if not inc.new and len(touched) == 1 and not grew:
+        return inc  # nothing joined: nothing to write
+    item = inc.item
+    item.next_seq, item.member_count = seq, len(members)
+    item.opened_at = min([int(item.opened_at)] + [c.offline_at for c in group])
+    item.updated_at = at_ms
     try:
-        incident.save()  # optimistic lock on `revision` (and "does not exist yet" for a new one)
+        item.save()  # optimistic lock on `revision` (and "does not exist yet" for a new one)
     except PutError as exc:
         if not _conditional_failed(exc):
             raise
-        return
-    # after the claim above; a crash before this line leaves boxes that join again next sweep
-    _write_members(inc.incident_id, joined)
-    inc.members = members
-    (result.updated if touched else result.opened).append(inc.incident_id)
-    for other in touched[1:]:
-        if _resolve(incidents[other], at_ms, boxes, merged_into=inc.incident_id):
-            result.resolved.append(other)
-    group_seq = max(members[c.box_id][1] for c in group)
-    if _warn(incident, group, group_seq, at_ms, settings, sns, result):
-        try:
-            incident.update(actions=[IncidentItem.announced_upto.set(max(int(incident.announced_upto), group_seq))])
-        except UpdateError as exc:
-            if not _conditional_failed(exc):
-                raise
+        return None  # an overlapping sweep got there first: the next sweep sees its result
+    # after the claim above; a crash before this line leaves episodes that join again next sweep
+    _write_members(inc.incident_id, {b: m for b, m in members.items() if inc.members.get(b) != m})
+    inc.members, inc.changed = members, True
+    (result.opened if inc.new else result.updated).append(inc.incident_id)
+    incidents[inc.incident_id] = inc
+    return inc
 
 
-def _late_third_alarms(entries: list[OfflineEntry], boxes: dict[str, BoxItem], at_ms: int, settings: Settings,
-                       sns: Any, result: SweepResult) -> None:
-    """Once per disconnect, after a grace period: an alarm delivered after the disconnect was processed.
+def _due_checks(drops: list[ArrivalEntry], at_ms: int, settings: Settings) -> list[tuple[ArrivalEntry, int]]:
+    """The unclean drops whose next late third-alarm check is due (oldest first, at most
+    LATE_CHECKS_PER_SWEEP), with the check level it reaches."""
+    first, second = late_checks_ms(settings)
+    due: list[tuple[ArrivalEntry, int]] = []
+    for d in drops:
+        level = 2 if int(d.arrived_at) + second <= at_ms else 1 if int(d.arrived_at) + first <= at_ms else 0
+        if not d.clean and level > int(d.alarm_checks or 0):
+            due.append((d, level))
+    return due[:LATE_CHECKS_PER_SWEEP]
 
-    Two requests per box; an area outage of thousands would hold the sweep past its timeout, so a
-    sweep checks at most LATE_CHECKS_PER_SWEEP (oldest first) and the next sweep goes on.
+
+def _late_third_alarms(due: list[tuple[ArrivalEntry, int]], boxes: dict[str, BoxItem], settings: Settings,
+                       sns: Any, idempotency: Idempotency, result: SweepResult) -> None:
+    """Twice per drop, after its arrival: an alarm received before the drop but stored after it was
+    processed (a concurrent or retried AlarmIngest), and any third alarm a failure left unfinished.
+
+    Two or three requests per drop; an area outage of thousands would hold the sweep past its
+    timeout, so a sweep checks at most LATE_CHECKS_PER_SWEEP (oldest first) and the next goes on.
     """
-    due = [e for e in entries if not (e.clean or e.third_alarm_seq is not None or e.alarm_checked)
-           and int(e.offline_at) + alarm_grace_ms(settings) <= at_ms and e.box_id in boxes]
-    for entry in due[:LATE_CHECKS_PER_SWEEP]:
+    checked: list[ArrivalEntry] = []
+    for d, level in due:
+        if d.box_id not in boxes:
+            continue
         reports: dict[str, SendReport] = {}
-        if offline_after_alarm(boxes[entry.box_id], entry, settings, sns, reports) is not None:
-            result.third_alarms.append(entry.box_id)
-        failed = [f for r in reports.values() for f in r.failed]
-        result.failed.extend(failed)
-        if not failed:
-            entry.update(actions=[OfflineEntry.alarm_checked.set(True)])
+        drop = Drop(d.box_id, int(d.timestamp), int(d.version), d.reason)
+        try:
+            if offline_after_alarm(boxes[d.box_id], drop, settings, sns, idempotency, reports) is not None:
+                result.third_alarms.append(d.box_id)
+        except (ThirdAlarmFailed, IdempotencyAlreadyInProgressError) as exc:
+            result.failed.extend([f for r in reports.values() for f in r.failed] or [(d.box_id, type(exc).__name__)])
+            continue  # checked again next sweep
+        d.alarm_checks = level
+        checked.append(d)
+    with ArrivalEntry.batch_write() as batch:  # the sweep alone updates arrival entries after they are written
+        for d in checked:
+            batch.save(d)
 
 
-def sweep(at_ms: int, settings: Settings, sns: Any) -> SweepResult:
+def sweep(at_ms: int, settings: Settings, sns: Any, idempotency: Idempotency) -> SweepResult:
     """One sweep at event time `at_ms`; its reads follow the boxes that changed state, not the fleet."""
     result = SweepResult(at_ms)
-    entries = recent_offline(at_ms, settings)
+    arrivals = recent_arrivals(at_ms, settings)
+    drops = sorted((a for a in arrivals if a.kind == "D"), key=lambda a: (int(a.arrived_at), a.sk))
     incidents = open_incidents()
-    ids = sorted({e.box_id for e in entries} | {b for i in incidents.values() for b in i.members})
+    eval_from = at_ms - evaluate_window_ms(settings)
+
+    def in_open(c: Candidate) -> str | None:
+        return next((i for i, inc in incidents.items() if inc.holds(c)), None)
+
+    # drops to cluster: arrived lately, not already in an open incident
+    fresh = [d for d in drops if int(d.arrived_at) > eval_from
+             and in_open(Candidate(d.box_id, "", 0, 0, int(d.timestamp), version=int(d.version))) is None]
+    episodes = episodes_near(fresh, at_ms, settings) if fresh else {}
+    result.candidates = len(episodes)
+    fresh_keys = {(d.box_id, int(d.version)) for d in fresh}
+    groups = [g for g in cluster(list(episodes.values()), settings.outage_radius_m, settings.outage_max_gap_s,
+                                 settings.area_res)
+              if len({c.box_id for c in g}) >= 2 and any(c.key in fresh_keys for c in g)]
+    outside = []
+    for g in groups:
+        for c in g:
+            c.incident = in_open(c)
+            if c.incident is None:
+                outside.append(c)
+    for key, incident_id in _resolved_incidents(outside, incidents).items():
+        episodes[key].incident = incident_id
+    merged: dict[str, str] = {}
+    for group in groups:
+        for c in group:  # an incident merged earlier in this sweep lives on in its survivor
+            while c.incident in merged:
+                c.incident = merged[c.incident]
+        result.clusters.append(sorted({c.box_id for c in group}))
+        inc = _join(group, incidents, at_ms, settings, result)
+        if inc is None:
+            continue
+        for other in sorted({c.incident for c in group if c.incident and c.incident != inc.incident_id}):
+            merged[other] = inc.incident_id
+            gone = incidents.pop(other)
+            was_open = gone.item.state == "open"
+            if _resolve(gone, at_ms, {}, merged_into=inc.incident_id) and was_open:
+                result.resolved.append(other)
+
+    # the boxes involved: members (liveness, positions), boxes back online (new recipients), late checks
+    connects = [a for a in arrivals if a.kind == "C" and int(a.arrived_at) > eval_from]
+    due = _due_checks(drops, at_ms, settings)
+    ids = sorted({b for inc in incidents.values() for b in inc.members} | {a.box_id for a in connects}
+                 | {d.box_id for d, _ in due})
     boxes = {b.box_id: b for b in BoxItem.batch_get(ids, consistent_read=True)} if ids else {}
 
-    cands = {
-        b.box_id: Candidate(b.box_id, b.name, float(b.lat), float(b.lng), int(b.status_since))
-        for b in boxes.values() if not b.online and int(b.status_since) <= at_ms
-    }
-    linked: list[list[str]] = []
-    for inc in incidents.values():
-        # a member is still part of the outage only in the same offline episode it was recorded with
-        still = [b for b in inc.members if b in cands and inc.seq_if_current(cands[b]) is not None]
-        for b in still:
-            cands[b].incident = inc.incident_id
-        if still:
-            linked.append(still)
-        elif _resolve(inc, at_ms, boxes):
-            result.resolved.append(inc.incident_id)
-    since = at_ms - lookback_ms(settings)
-    # an old outage not held by an open incident is not news: its boxes were clustered back then
-    current = [c for c in cands.values() if c.incident or c.offline_at >= since]
-    result.candidates = len(current)
-    for group in cluster(current, settings.outage_radius_m, settings.outage_max_gap_s, settings.area_res, linked):
-        if len(group) < 2:
+    for inc in sorted(incidents.values(), key=lambda i: i.incident_id):
+        live = any(_still_open(m, boxes.get(b)) for b, m in inc.members.items())
+        group = _group(inc, boxes)
+        if not live:
+            if inc.new:
+                if _resolve(inc, at_ms, boxes, blip=True):
+                    result.blips.append(inc.incident_id)
+            elif inc.item.state == "open" and _resolve(inc, at_ms, boxes):
+                result.resolved.append(inc.incident_id)
+            elif inc.changed:  # a resolved incident grown by a late drop, still all back: recorded
+                _resolve(inc, at_ms, boxes)
             continue
-        result.clusters.append([c.box_id for c in group])
-        _handle(group, incidents, boxes, at_ms, settings, sns, result)
+        if not group:
+            continue
+        if inc.item.state != "open" or inc.changed:
+            reopened = inc.item.state != "open"  # a resolved incident that a late drop made live again
+            item = inc.item
+            item.state, item.open_key, item.expires_at, item.resolved_at, item.blip = "open", OPEN, None, None, None
+            item.center_lat, item.center_lng, item.radius_m = _area(group, settings)
+            try:
+                item.save()
+            except PutError as exc:
+                if not _conditional_failed(exc):
+                    raise
+                continue
+            if reopened:
+                _write_members(inc.incident_id, inc.members)  # no TTL while open
+        group_seq = max(m.seq for m in inc.members.values())
+        if inc.changed or int(inc.item.announced_upto) < group_seq:
+            ok = _warn(inc, group, at_ms, settings, sns, result)
+        else:
+            # unchanged: only boxes that came online next to it may have clients to tell
+            lat, lng, radius = (float(inc.item.center_lat or 0), float(inc.item.center_lng or 0),
+                                float(inc.item.radius_m or 0))
+            back = [boxes[a.box_id] for a in connects if a.box_id in boxes and a.box_id not in inc.members
+                    and geo.distance_m((lat, lng), (float(a.lat), float(a.lng))) <= radius]
+            ok = _warn(inc, group, at_ms, settings, sns, result, only=back) if back else True
+        if ok and int(inc.item.announced_upto) < group_seq:
+            try:
+                inc.item.update(actions=[IncidentItem.announced_upto.set(group_seq)])
+            except UpdateError as exc:
+                if not _conditional_failed(exc):
+                    raise
     # after the clusters: the fourth alarm must not wait behind a long list of late checks
-    _late_third_alarms(entries, boxes, at_ms, settings, sns, result)
+    _late_third_alarms(due, boxes, settings, sns, idempotency, result)
     return result

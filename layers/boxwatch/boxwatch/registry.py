@@ -102,6 +102,25 @@ def import_boxes(specs: Iterable[BoxSpec], settings: Settings) -> Iterator[BoxIt
             yield item
 
 
+def reindex_boxes(settings: Settings) -> int:
+    """Move every box whose cells are not the ones lookups query (boxes registered by a version that
+    derived the resolution from the radius parameters) to its current cells; returns how many moved.
+
+    One Scan of the registry, one conditional UpdateItem per box that moves (only its cells, so a
+    concurrent status change is kept); running it again moves nothing.
+    """
+    moved = 0
+    for box in BoxItem.scan(attributes_to_get=["box_id", "lat", "lng", "alarm_cell", "area_cell"]):
+        alarm_cell = cell_of(float(box.lat), float(box.lng), settings.alarm_res)
+        area_cell = cell_of(float(box.lat), float(box.lng), settings.area_res)
+        if (box.alarm_cell, box.area_cell) == (alarm_cell, area_cell):
+            continue
+        BoxItem(box.box_id).update(actions=[BoxItem.alarm_cell.set(alarm_cell), BoxItem.area_cell.set(area_cell)],
+                                   condition=BoxItem.box_id.exists())
+        moved += 1
+    return moved
+
+
 def get_box(box_id: str) -> BoxItem:
     try:
         return BoxItem.get(box_id)

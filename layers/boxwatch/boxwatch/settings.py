@@ -8,7 +8,7 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from boxwatch.geo import resolution_for_radius
+from boxwatch.geo import INDEX_RES
 
 
 class Settings(BaseModel):
@@ -41,13 +41,14 @@ class Settings(BaseModel):
     sms_quota_table: str = "boxwatch-sms-quota"
     sms_per_recipient_per_hour: int = Field(10, ge=1, le=1000)
 
+    # the H3 resolutions of the alarm and area cell indexes: fixed, whatever the radii (geo.INDEX_RES)
     @cached_property
     def alarm_res(self) -> int:
-        return resolution_for_radius(self.neighbour_radius_m)
+        return INDEX_RES
 
     @cached_property
     def area_res(self) -> int:
-        return resolution_for_radius(self.outage_radius_m)
+        return INDEX_RES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
