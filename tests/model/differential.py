@@ -21,6 +21,7 @@ import traceback
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.model.generate import generate
@@ -146,6 +147,21 @@ def _minimal_yaml(seed: int, cls: str, budget: int, size: str) -> str:
     if not isinstance(outcome, BaseException):
         lines += [str(d) for d in outcome.result.disagreements if d.cls == cls][:5]
     return to_yaml(small, "\n".join(lines))
+
+
+def _run_file(path: str) -> tuple[list[str], list[str]]:
+    import yaml
+
+    classes, outcome = classes_of(yaml.safe_load(Path(path).read_text()), _pool())
+    if isinstance(outcome, BaseException):
+        return sorted(classes), ["".join(traceback.format_exception(outcome)).strip()[-2000:]]
+    return sorted(classes), [str(d) for d in outcome.result.disagreements]
+
+
+def run_file(path: str | Path) -> tuple[list[str], list[str]]:
+    """(classes, disagreements) of one scenario file, run in a child process."""
+    with _in_children(1) as ex:
+        return ex.submit(_run_file, str(path)).result()
 
 
 def summary(results: list[SeedResult], seconds: float) -> str:

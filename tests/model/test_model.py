@@ -162,6 +162,28 @@ def test_neighbours_need_the_same_cause_another_box_and_the_radius() -> None:
     assert not [e for e in m.expectations if e.kind in ("same_cause_nearby", "nearby_update")]
 
 
+def test_radius_is_inclusive_and_a_distance_on_the_edge_is_flagged() -> None:
+    # Given the neighbour radius set to exactly the distance between A and B
+    a, b = box("A", 0), box("B", 250)
+    r = distance_m((a["lat"], a["lng"]), (b["lat"], b["lng"]))
+    m = Model(scenario([a, b], [alarm(10, "A", 1), alarm(11, "B", 1)], neighbour_radius_m=r))
+    # Then they are neighbours (<=), and the model says floats decide here (the generator avoids it)
+    assert one(m, "same_cause_nearby").slot[0] == "B"
+    assert any("neighbour radius" in x for x in m.ambiguities)
+
+
+def test_settings_default_to_the_template_then_to_the_claims() -> None:
+    # Given a scenario that sets nothing
+    s = Settings.for_scenario({"events": []})
+    # Then the template's defaults apply (NeighbourRadiusM 1000, OfflineWatchS 300), and the flood
+    # parameters default to the claims' 3 alarms / 300 s when the template does not declare them
+    assert (s.neighbour_radius_m, s.offline_watch_ms, s.outage_max_gap_ms) == (1000, 300_000, 60_000)
+    assert (s.alarm_burst, s.alarm_hold_ms) == (3, 300_000)
+    # and replay's rule holds: a sweep interval sets the offline sweep's schedule
+    s = Settings.for_scenario({"settings": {"sweep_interval_s": 30}})
+    assert ("OfflineSweepFunction", 30) in s.schedules
+
+
 def test_second_alarm_lists_distinct_boxes_nearest_first_with_the_count() -> None:
     s = scenario([box("A", 0), box("B", 300), box("C", 100), box("D", 50, 50)],
                  [alarm(10, "B", 1), alarm(11, "B", 2), alarm(12, "C", 1), alarm(13, "A", 1)])
