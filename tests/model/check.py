@@ -207,12 +207,13 @@ def _check_outage(model: Model, pushes: list[dict[str, Any]], required: Counter[
         drops = frozenset(e for c in model.sweeps.get(step, []) for e in c.episodes if e[0] in named)
         pushed_at.setdefault(p["client"], []).append((step, drops))
     reported: set[tuple[str, frozenset[tuple[str, int, int]]]] = set()
+    obligations: set[tuple[str, frozenset[tuple[str, int, int]]]] = set()  # (client, cluster): counted once
     for step, clusters in sorted(model.sweeps.items()):
         for cluster in clusters:
             if not cluster.live:
                 continue
             for client in sorted(cluster.eligible):
-                required["neighbour_outage"] += 1
+                obligations.add((client, cluster.episodes))
                 ok = any((model.faults or s <= step) and drops & cluster.episodes
                          for s, drops in pushed_at.get(client, []))
                 if not ok and (client, cluster.episodes) not in reported:
@@ -221,4 +222,5 @@ def _check_outage(model: Model, pushes: list[dict[str, Any]], required: Counter[
                         "neighbour_outage", "missing", client,
                         f"live cluster {sorted(cluster.boxes)} (drops {sorted(cluster.episodes)}) at the sweep of step "
                         f"{step} ({model.steps[step].t:g} s); eligible through {sorted(cluster.eligible[client])}"))
+    required["neighbour_outage"] = len(obligations)
     return out

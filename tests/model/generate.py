@@ -194,6 +194,17 @@ class _Gen:
                     continue
                 self.alarm(other, at, ev["cause"], 0, arrive - at)
 
+        # a spreading fire: A, then B 5 s later, then C received exactly one window after B (raised
+        # long before: backlog), so A's clients hear of B and, in a new window, of C
+        for cluster in sorted(set(self.cluster_of.values())):
+            trio = self.box_ids(cluster)
+            if len(trio) >= 3 and r.random() < 0.15:
+                a, b, c = r.sample(trio, 3)
+                t0 = r.randint(0, 60)
+                self.alarm(a, t0, "overtemp", 0, 0)
+                self.alarm(b, t0 + 5, "overtemp", 0, 0)
+                self.alarm(c, t0 + 10, "overtemp", 0, w - 5)
+
     # ---------------------------------------------------------------- lifecycle
     def lifecycle(self, box: str, kind: str, at: int, reason: str | None = None) -> None:
         self.version[box] += 1
