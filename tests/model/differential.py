@@ -2,6 +2,7 @@
 
     python -m tests.model.differential --count 5000 --jobs 2      (make soak)
     python -m tests.model.differential --seed 1234 --shrink       (one seed, minimal YAML)
+    python -m tests.model.differential --file tests/scenarios/x.yaml   (a scenario file)
 
 Speed: one Sandbox per parameter set and process, emptied between scenarios
 (harness.SandboxPool); scenarios grouped by parameter set; moto's DynamoDB answers dumped as JSON
@@ -199,11 +200,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=int(os.environ.get("BOXWATCH_MODEL_SEED", 0)))
     ap.add_argument("--seed", type=int, action="append", help="run only these seeds")
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("BOXWATCH_MODEL_JOBS", min(2, os.cpu_count() or 1))))
+    ap.add_argument("--file", action="append", help="run these scenario files instead of seeds")
     ap.add_argument("--size", choices=("small", "full"), default=SIZE)
     ap.add_argument("--shrink", action="store_true", help="print a minimal YAML for the first seed of each class")
     ap.add_argument("--show", type=int, default=0, help="print the disagreements of the first N failing seeds")
     args = ap.parse_args(argv)
     SIZE = args.size
+    if args.file:
+        failed = 0
+        with in_children(1) as ex:
+            for path in args.file:
+                classes, details = run_file(path, ex)
+                failed += bool(classes)
+                print(f"{path}: {classes or 'agrees'}")
+                for d in details:
+                    print("   ", d)
+        return 1 if failed else 0
     seeds = args.seed or list(range(args.start, args.start + args.count))
     started = time.perf_counter()
     results = run_many(seeds, args.jobs)

@@ -399,7 +399,8 @@ class Model:
                     eligible[c] = ok
             clusters.append(Cluster(
                 episodes=frozenset((eps[i][0].box, eps[i][0].version, eps[i][0].s_ms) for i in members),
-                boxes=boxes, live=any(eps[i][1] is None for i in members), eligible=eligible))
+                boxes=boxes, live=any(eps[i][1] is None or eps[i][1] > step.ms for i in members),
+                eligible=eligible))
         self.sweeps.setdefault(step.index, []).extend(clusters)
 
     def _linked(self, x: Disconnect, ex: int | None, y: Disconnect) -> bool:
