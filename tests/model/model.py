@@ -397,10 +397,10 @@ class Model:
                                and min(self.dist(m, b) for b in boxes) <= s.outage_radius_m)
                 if ok:
                     eligible[c] = ok
+            ends = [eps[i][1] for i in members]
             clusters.append(Cluster(
                 episodes=frozenset((eps[i][0].box, eps[i][0].version, eps[i][0].s_ms) for i in members),
-                boxes=boxes, live=any(eps[i][1] is None or eps[i][1] > step.ms for i in members),
-                eligible=eligible))
+                boxes=boxes, live=any(e is None or e > step.ms for e in ends), eligible=eligible))
         self.sweeps.setdefault(step.index, []).extend(clusters)
 
     def _linked(self, x: Disconnect, ex: int | None, y: Disconnect) -> bool:
