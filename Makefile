@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: checkov install test lint unit integration e2e demo replay package bench bench-quick clean
+.PHONY: checkov install test lint unit integration e2e demo replay package bench bench-quick soak clean
 
 install: $(STAMP)
 
@@ -47,6 +47,16 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest tests/e2e
+
+# the differential test at length: 5,000 full-size random scenarios through replay and the
+# reference model (tests/model); prints how many pushes of each kind it checked, a minimal
+# scenario per class of disagreement, exits 1 on any. SOAK_COUNT / SOAK_JOBS / SOAK_START override.
+SOAK_COUNT ?= 5000
+SOAK_JOBS ?= 2
+SOAK_START ?= 100000
+soak: install
+	$(BIN)/python -m tests.model.differential --size full --count $(SOAK_COUNT) --jobs $(SOAK_JOBS) \
+		--start $(SOAK_START) --shrink
 
 # the whole system on the local cloud (moto_server + MQTT broker + the template's functions,
 # rules and schedules) with a fleet of device agents; exits 0 when every expected push arrived

@@ -67,12 +67,15 @@ def invoke_async(sb: Sandbox, function: str, event: Any) -> tuple[Any, str | Non
         if attempt:
             for hook in sb.before_retry:
                 hook(function, event)
+        outer, sb.attempt = sb.attempt, (attempt, retries)  # fault injection spares the last attempt
         try:
             return sb.invoke(function, event), None
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # a crash of any kind fails the invocation, as in Lambda
             last = exc
+        finally:
+            sb.attempt = outer
     assert last is not None
     if queue is not None:
         body = json.dumps(failure_record(sb.template, function, event, last, retries + 1), default=str)

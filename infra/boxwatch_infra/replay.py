@@ -8,6 +8,7 @@ nothing itself: every notification in the report was read back from moto's SNS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
+from boxwatch_infra import delivery
 from boxwatch_infra.sandbox import Sandbox, decode_push
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -43,6 +45,7 @@ class Scenario(BaseModel):
     boxes: list[dict[str, Any]] = Field(default_factory=list)
     clients: list[ClientSpec] = Field(default_factory=list)
     events: list[dict[str, Any]] = Field(default_factory=list)
+    faults: list[dict[str, Any]] = Field(default_factory=list)  # replay_faults.py
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
@@ -91,6 +94,8 @@ class Replay:
         self.extra: dict[str, Any] = {}  # report sections added by event types (commands, shadows...)
         self._seen: dict[str, int] = {}
         self.endpoint_client: dict[str, str] = {}
+        # True: rule and schedule deliveries are Lambda's asynchronous invokes with retries (faults set it)
+        self.async_invokes = False
 
     # ---------------------------------------------------------------- time
     @property
@@ -132,9 +137,17 @@ class Replay:
         return max(s.offline_watch_s, s.outage_max_gap_s, s.command_expiry_s, s.alarm_repeat_hold_s) + 2 * max(periods)
 
     # ---------------------------------------------------------------- run
-    def run(self) -> dict[str, Any]:
-        with Sandbox(parameter_overrides=self.parameters) as sb:
+    def run(self, sandbox: Sandbox | None = None) -> dict[str, Any]:
+        """Run the scenario in a new sandbox, or in `sandbox` (already entered, built with this
+        scenario's parameters and emptied by the caller: a test running many scenarios)."""
+        for hook in INIT_HOOKS:
+            hook(self)
+        if sandbox is not None and sandbox.parameter_overrides != self.parameters:
+            raise ValueError("the sandbox was built with other parameters than this scenario's")
+        with contextlib.nullcontext(sandbox) if sandbox is not None else Sandbox(
+                parameter_overrides=self.parameters) as sb:
             self.sb = sb
+            sb.async_invokes = self.async_invokes
             self.setup(sb)
             events = sorted(enumerate(self.scenario.events), key=lambda ie: (float(ie[1].get("t", 0)), ie[0]))
             last = max((float(e.get("t", 0)) for _, e in events), default=0.0)
@@ -194,6 +207,11 @@ class Replay:
             "region": self.sb.template.region, "detail": {},
             "resources": [f"arn:aws:events:{self.sb.template.region}:{self.sb.template.account_id}:rule/{function}"],
         }
+        if self.sb.async_invokes:  # EventBridge invokes asynchronously: Lambda retries a failed run
+            result, error = delivery.invoke_async(self.sb, function, event)
+            if error:
+                self.reject({"type": "scheduled"}, "retries_exhausted", error, function=function)
+            return result
         return self.sb.invoke(function, event)
 
     def collect(self) -> None:
@@ -210,6 +228,7 @@ class Replay:
             self._seen[arn] = len(messages)
 
 
+INIT_HOOKS: list[Callable[[Replay], None]] = []  # before the sandbox is built (e.g. async_invokes)
 SETUP_HOOKS: list[Callable[[Replay], None]] = []
 FINISH_HOOKS: list[Callable[[Replay], None]] = []
 
@@ -249,4 +268,9 @@ def dumps(report: dict[str, Any]) -> str:
 
 
 # event types of later issues register themselves on import
-from boxwatch_infra import replay_commands, replay_network  # noqa: E402,F401
+# last: faults are armed after every other set-up hook (the boxes' first connects never fail)
+from boxwatch_infra import (  # noqa: E402,F401
+    replay_commands,
+    replay_faults,
+    replay_network,
+)

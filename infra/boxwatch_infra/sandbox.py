@@ -118,6 +118,8 @@ class Sandbox:
         self.topics: dict[str, str] = {}
         self.queues: dict[str, str] = {}
         self.before_retry: list[Callable[[str, Any], None]] = []  # (function, event) before each async retry
+        # (attempt, retries) of the asynchronous invocation running now (None: a direct invoke)
+        self.attempt: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sandbox:
@@ -174,7 +176,8 @@ class Sandbox:
         shadow = backend.iot_backend.describe_thing(thing).thing_shadows.get(shadow_name)
         if shadow is None or shadow.deleted:
             return None
-        doc: dict[str, Any] = shadow.to_dict(include_delta=False)
+        # a copy: moto updates the shadow's state in place, so `previous` would become `current`
+        doc: dict[str, Any] = copy.deepcopy(shadow.to_dict(include_delta=False))
         return doc
 
     def shadow(self, thing: str) -> dict[str, Any] | None:

@@ -1,0 +1,78 @@
+"""The generator and the shrinker keep their promises (no AWS)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import yaml
+
+from tests.model.generate import MARGIN_M, generate
+from tests.model.model import Model
+from tests.model.shrink import shrink, to_yaml
+from tests.model.world import distance_m
+
+
+def test_generator_is_deterministic_unambiguous_and_physical() -> None:
+    for seed in range(60):
+        # Given a seed's scenario
+        s = generate(seed, size="full")
+        # Then the same seed gives the same scenario, the model finds nothing ambiguous in it,
+        assert generate(seed, size="full") == s
+        assert not Model(s).ambiguities
+        # no two boxes lie within MARGIN_M of a radius (floats never decide),
+        radii = (s["settings"]["neighbour_radius_m"], s["settings"]["outage_radius_m"])
+        for a, b in itertools.combinations(s["boxes"], 2):
+            d = distance_m((a["lat"], a["lng"]), (b["lat"], b["lng"]))
+            assert all(abs(d - r) > MARGIN_M - 0.01 for r in radii)
+        # times are whole seconds, a lifecycle event never arrives before it happened, and an
+        # alarm time is never more than the contract's 5 minutes ahead of its arrival
+        for e in s["events"]:
+            assert float(e["t"]).is_integer()
+            if e["type"] in ("connected", "disconnected"):
+                assert e["at"] <= e["t"]
+            if e["type"] == "alarm":
+                assert e.get("alarm_at", e["t"]) <= e["t"] + 300
+
+
+def test_generator_covers_every_family_and_the_edges() -> None:
+    # Given 200 scenarios
+    scenarios = [generate(seed, size="full") for seed in range(200)]
+    types = {e["type"] for s in scenarios for e in s["events"]}
+    # Then every event type, faults of every error, redeliveries and reused seqs appear
+    assert types == {"alarm", "connected", "disconnected", "power_off", "power_state", "scheduled"}
+    assert {f["error"] for s in scenarios for f in s.get("faults", [])} == {"throttle", "5xx", "crash"}
+    assert not any(f["error"] == "crash" and f["service"] == "sns" for s in scenarios for f in s.get("faults", []))
+    redelivered = reused = 0
+    for s in scenarios:
+        alarms = [e for e in s["events"] if e["type"] == "alarm"]
+        ids = [(e["box"], e["seq"]) for e in alarms]
+        contents = {(e["box"], e["seq"], e.get("alarm_at", e["t"]), e["value"]) for e in alarms}
+        redelivered += len(ids) - len(contents)
+        reused += len(contents) - len(set(ids))
+    assert redelivered > 0 and reused > 0
+    # and boxes drop exactly the gap apart in some of them
+    gap_hits = 0
+    for s in scenarios:
+        drops = sorted(e["at"] for e in s["events"] if e["type"] == "disconnected")
+        gap_hits += any(b - a == s["settings"]["outage_max_gap_s"] for a, b in itertools.pairwise(drops))
+    assert gap_hits > 0
+
+
+def test_shrink_keeps_what_the_failure_needs() -> None:
+    # Given a scenario and a "failure" that needs B's alarm and B bound to a client
+    s = generate(7, size="full")
+    s["boxes"].append({"id": "BZ", "name": "Z", "lat": 39.0, "lng": 116.0})
+    s["clients"].append({"id": "cz", "boxes": ["BZ"]})
+    s["events"].append({"t": 5, "box": "BZ", "type": "alarm", "cause": "overtemp", "value": 90, "threshold": 85,
+                        "seq": 1})
+
+    def fails(c: dict[str, Any]) -> bool:
+        return any(e.get("box") == "BZ" and e["type"] == "alarm" for e in c["events"]) and any(
+            "BZ" in cl["boxes"] for cl in c.get("clients", []))
+
+    small = shrink(s, fails)
+    # Then only that remains, and the YAML reads back as the same scenario
+    assert [e["box"] for e in small["events"]] == ["BZ"] and [b["id"] for b in small["boxes"]] == ["BZ"]
+    assert [c["id"] for c in small["clients"]] == ["cz"] and "faults" not in small
+    assert yaml.safe_load(to_yaml(small, "a comment")) == small
