@@ -89,7 +89,8 @@ def test_a_push_fits_4kb_whatever_it_carries(kind: str, locale: str, strings: di
                                "window_min": 10, "minutes_after": 1.0, "alarm_seq": 1, "span_s": 5,
                                "count": len(names), "cause": "overtemp", "unit": "degC", "box_name": "No.3",
                                "address": "", "local_time": "2026-01-01 08:00:00 CST", "reason": "",
-                               "status": "refused", "command_id": "c-1", **strings}
+                               "status": "refused", "command_id": "c-1", "start_local": "08:00", "end_local": "08:10",
+                               "minutes": 10.0, "newcomer_name": "No.4", **strings}
     context["boxes_named"] = [{"id": i, "name": n, "distance_m": 1.0} for i, n in zip(ids, names, strict=False)]
     data = {"boxes": ids, "count": len(ids), "reason": strings.get("reason"), "status": strings.get("status", "")}
     note = Notification(kind=kind, box_id="BX-1", data=data, at_ms=1_767_225_600_000, context=context)

@@ -341,7 +341,8 @@ def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -
         # the box's words, bounded and printable: they reach the audit record, a log and a push
         status, reason = outcome, bounds.text(reported.get("reason") or "", bounds.REASON_CHARS) or "no reason given"
     if cmd.status == "expired":
-        return _late_report(cmd, status, at_ms, reason, bounds.fields(reported, REPORTED_FIELDS, bounds.REASON_CHARS), sns)
+        late = bounds.fields(reported, REPORTED_FIELDS, bounds.REASON_CHARS)
+        return _late_report(cmd, status, at_ms, reason, late, sns)
     if cmd.status != "pending":
         return AckResult("duplicate", cid)
     # clear the order first, settle second: if we die in between, the retry finds the command still

@@ -347,7 +347,7 @@ def offline_after_alarm_notification(box: BoxItem, drop: Drop, alarm: WatchedAla
     return Notification(
         kind="offline_after_alarm",
         box_id=box.box_id,
-        at_ms=offline_at,
+        at_ms=drop.offline_at,
         data={"cause": alarm.cause, "alarm_seq": alarm.seq, "alarm_time": alarm.alarm_time,
               "alarm_received_at": alarm.received_at, "offline_at": drop.offline_at, "reason": drop.reason,
               "boxes": []},

@@ -182,7 +182,7 @@ class Notification:
     def _fitted(self, locale: str) -> tuple[str, str, dict[str, Any], str, str]:
         """Title, body and data cut until both platform payloads fit PUSH_MAX_BYTES, whatever the
         box reported: the body first (the data is what the app reads), then the longest list in
-        the data (its `count` stays whole), then the title."""
+        the data (its `count` stays whole), then its longest string, then the title."""
         title, body = self.render(locale)
         data = bounds.strings_in({"kind": self.kind, "box": self.box_id, **self.data}, bounds.TEXT_CHARS)
         while True:
@@ -191,10 +191,15 @@ class Notification:
             if over <= 0:
                 return title, body, data, gcm, apns
             lists = [k for k, v in data.items() if isinstance(v, list) and v]
+            # a string of quotes or backslashes costs 4 bytes a character once escaped twice (GCM)
+            texts = [k for k, v in data.items() if isinstance(v, str) and v and k not in ("kind", "box")]
             if body:
                 body = bounds.cut_utf8(body, max(len(body.encode()) - over, 0))
             elif lists:
                 key = max(lists, key=lambda k: len(json.dumps(data[k], ensure_ascii=False)))
+                data = {**data, key: data[key][: len(data[key]) // 2]}
+            elif texts:
+                key = max(texts, key=lambda k: len(json.dumps(data[k], ensure_ascii=False)))
                 data = {**data, key: data[key][: len(data[key]) // 2]}
             elif title:
                 title = bounds.cut_utf8(title, max(len(title.encode()) - over, 0))
