@@ -108,7 +108,8 @@ class LocalCloud:
         self.phones.actions.update({
             "schedules": self.scheduler.run_now,
             "phone-numbers": self._register_phone,
-            "drain": lambda _arg: {"drained": self.functions.drain(30)},
+            # shorter than the client's wait below: a long backlog answers "not yet", never a timeout
+            "drain": lambda _arg: {"drained": self.functions.drain(20)},
         })
         self.started_in_s = time.monotonic() - t0
         self.started = True
@@ -264,9 +265,9 @@ class LocalCloudProcess:
         self.stop()
 
     # ---------------------------------------------------------------- console
-    def console(self, path: str, method: str = "GET") -> Any:
+    def console(self, path: str, method: str = "GET", timeout: float = 30.0) -> Any:
         req = urllib.request.Request(self.info["console"] + path, method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
 
     def pushes(self, since: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -274,7 +275,7 @@ class LocalCloudProcess:
         return doc["pushes"], doc["next"]
 
     def drain(self) -> bool:
-        return bool(self.console("/drain/all", "POST").get("drained"))
+        return bool(self.console("/drain/all", "POST", timeout=60).get("drained"))
 
     def client_env(self) -> dict[str, str]:
         """What a process needs to talk to this local cloud with boto3 / pynamodb."""
