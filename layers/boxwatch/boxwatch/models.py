@@ -309,7 +309,9 @@ class PresenceLogItem(Model):
 class ArrivalEntry(Model):
     """A lifecycle event by ARRIVAL time: what a sweep has not seen yet, however late the event is.
 
-    pk = ARR#<arrival ms // ARRIVAL_BUCKET_MS>, sk = <arrival ms, 13 digits>#<box>#<version, 16>#<C|D>.
+    pk = ARR#<arrival ms // ARRIVAL_BUCKET_MS>#<C|D>, sk = <arrival ms, 13 digits>#<box>#<version, 16>#<C|D>.
+    Drops and connects have their own partitions: a sweep reads every drop, but connects only near
+    an open incident (a mass reconnect must not make every quiet sweep read thousands of rows).
     """
 
     class Meta:
@@ -331,8 +333,8 @@ class ArrivalEntry(Model):
 
     @staticmethod
     def key(arrived_at: int, box_id: str, version: int, online: bool) -> tuple[str, str]:
-        return (f"ARR#{arrived_at // ARRIVAL_BUCKET_MS}",
-                f"{arrived_at:013d}#{box_id}#{version:016d}#{'C' if online else 'D'}")
+        kind = "C" if online else "D"
+        return f"ARR#{arrived_at // ARRIVAL_BUCKET_MS}#{kind}", f"{arrived_at:013d}#{box_id}#{version:016d}#{kind}"
 
 
 class EpisodeIncidentItem(Model):

@@ -267,14 +267,27 @@ def _resolved_incidents(episodes: Iterable[Candidate], known: dict[str, Incident
 
 
 # -------------------------------------------------------------------- reads
-def recent_arrivals(at_ms: int, settings: Settings) -> list[ArrivalEntry]:
-    """Lifecycle events that arrived in (at - window, at]: one Query per arrival bucket (1-2)."""
+def recent_arrivals(at_ms: int, settings: Settings, kind: str = "D") -> list[ArrivalEntry]:
+    """Drops (D) or connects (C) that arrived in (at - window, at]: one Query per arrival bucket (1-2)."""
     lo = at_ms - arrival_window_ms(settings) + 1
     out: list[ArrivalEntry] = []
     for bucket in range(lo // ARRIVAL_BUCKET_MS, at_ms // ARRIVAL_BUCKET_MS + 1):
-        out.extend(ArrivalEntry.query(f"ARR#{bucket}", ArrivalEntry.sk.between(f"{lo:013d}", f"{at_ms:013d}#\uffff"),
+        out.extend(ArrivalEntry.query(f"ARR#{bucket}#{kind}",
+                                      ArrivalEntry.sk.between(f"{lo:013d}", f"{at_ms:013d}#\uffff"),
                                       consistent_read=True))
     return out
+
+
+def _areas(incidents: dict[str, Incident]) -> list[tuple[float, float, float]]:
+    """The drawn areas of the open incidents that have one (centre lat, lng, radius m)."""
+    return [(float(i.item.center_lat), float(i.item.center_lng), float(i.item.radius_m)) for i in incidents.values()
+            if i.item.state == "open" and i.item.center_lat is not None and i.item.center_lng is not None
+            and i.item.radius_m is not None]
+
+
+def _near_areas(connects: list[ArrivalEntry], areas: list[tuple[float, float, float]]) -> list[ArrivalEntry]:
+    return [a for a in connects if any(geo.distance_m((lat, lng), (float(a.lat), float(a.lng))) <= r
+                                       for lat, lng, r in areas)]
 
 
 def episodes_near(drops: Iterable[ArrivalEntry], at_ms: int, settings: Settings) -> dict[tuple[str, int], Candidate]:
@@ -570,8 +583,7 @@ def _late_third_alarms(due: list[tuple[ArrivalEntry, int]], boxes: dict[str, Box
 def sweep(at_ms: int, settings: Settings, sns: Any, idempotency: Idempotency) -> SweepResult:
     """One sweep at event time `at_ms`; its reads follow the boxes that changed state, not the fleet."""
     result = SweepResult(at_ms)
-    arrivals = recent_arrivals(at_ms, settings)
-    drops = sorted((a for a in arrivals if a.kind == "D"), key=lambda a: (int(a.arrived_at), a.sk))
+    drops = sorted(recent_arrivals(at_ms, settings, "D"), key=lambda a: (int(a.arrived_at), a.sk))
     incidents = open_incidents()
     eval_from = at_ms - evaluate_window_ms(settings)
 
@@ -612,7 +624,10 @@ def sweep(at_ms: int, settings: Settings, sns: Any, idempotency: Idempotency) ->
                 result.resolved.append(other)
 
     # the boxes involved: members (liveness, positions), boxes back online (new recipients), late checks
-    connects = [a for a in arrivals if a.kind == "C" and int(a.arrived_at) > eval_from]
+    # connects matter only next to an open incident's area (new recipients): none read without one
+    areas = _areas(incidents)
+    connects = _near_areas([a for a in recent_arrivals(at_ms, settings, "C") if int(a.arrived_at) > eval_from],
+                           areas) if areas else []
     due = _due_checks(drops, at_ms, settings)
     ids = sorted({b for inc in incidents.values() for b in inc.members} | {a.box_id for a in connects}
                  | {d.box_id for d, _ in due})
