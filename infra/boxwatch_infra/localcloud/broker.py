@@ -65,6 +65,89 @@ class _Connection:
     reason: str | None = None  # set when we decide how it ends (keep-alive, takeover)
 
 
+WATCHDOG_TICK_S = 0.25
+LOOP_LAG_S = 1.0
+
+
+class _Subscriptions(dict[str, Any]):
+    """amqtt's topic filter -> subscribers map, with an index for its broadcast.
+
+    amqtt 0.12 broadcasts a message by walking every topic filter (formatting a debug line for each
+    one that does not match): O(subscriptions) per message, so 2,000 boxes connecting (a shadow
+    get and a lifecycle event each, three shadow filters each) held its loop up for tens of
+    seconds and keep-alives lapsed. `items()`, the broadcast's only use of it, yields just the
+    filters that match the topic being broadcast (set by `_TopicQueue.get`): the exact filter by
+    key, the few wildcard filters by walk."""
+
+    def __init__(self, has_retained: Callable[[], bool]) -> None:
+        super().__init__()
+        self.wild: set[str] = set()
+        self.topic: str | None = None
+        self.by_client: dict[str, set[str]] = {}  # client id -> its filters (amqtt walks them all on a disconnect)
+        self._has_retained = has_retained
+
+    def __repr__(self) -> str:
+        # amqtt logs repr(subscriptions) at debug level after every SUBSCRIBE, formatted even when
+        # debug is off: every session of the broker, per subscribe
+        return f"<{len(self)} topic filters>"
+
+    def __iter__(self) -> Any:
+        # amqtt's only walk of the keys left: on every connect it offers the retained messages of
+        # EVERY filter in the broker to the new client; with nothing retained there is nothing to offer
+        return super().__iter__() if self._has_retained() else iter(())
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if "+" in key or "#" in key:
+            self.wild.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.wild.discard(key)
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.wild.clear()
+        super().clear()
+
+    def items(self) -> Any:
+        topic, self.topic = self.topic, None
+        if topic is None:
+            return list(super().items())
+        keys = ([topic] if topic in self else []) + sorted(k for k in self.wild if _matches(topic, k))
+        return [(k, self[k]) for k in keys]
+
+
+def _matches(topic: str, topic_filter: str) -> bool:
+    if topic.startswith("$") and topic_filter.startswith(("+", "#")):
+        return False  # [MQTT-4.7.2-1]
+    f, t = topic_filter.split("/"), topic.split("/")
+    for i, level in enumerate(f):
+        if level == "#":
+            return i == len(f) - 1
+        if i >= len(t) or level not in ("+", t[i]):
+            return False
+    return len(f) == len(t)
+
+
+class _TopicQueue(asyncio.Queue[dict[str, Any]]):
+    """amqtt's broadcast queue: hands the topic it gives out to the subscriptions' index."""
+
+    def __init__(self, subscriptions: _Subscriptions):
+        super().__init__()
+        self._subs = subscriptions
+
+    async def get(self) -> dict[str, Any]:
+        item = await super().get()
+        self._subs.topic = item.get("topic")
+        return item
+
+
+def _unread(handler: Any) -> bool:
+    """Bytes the client sent that the broker has not read yet: the client is alive."""
+    stream = getattr(getattr(handler, "reader", None), "_reader", None)
+    return bool(getattr(stream, "_buffer", b""))
+
+
 class _AwsLikeBroker(Broker):
     """amqtt with AWS IoT's lifecycle events, keep-alive enforcement and shadow topics."""
 
@@ -72,10 +155,26 @@ class _AwsLikeBroker(Broker):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             super().__init__(config)
+        self._subscriptions = _Subscriptions(lambda: bool(self._retained_messages))  # type: ignore[assignment]
+        self._broadcast_queue = _TopicQueue(self._subscriptions)
         self._owner = owner
         self._conns: dict[int, _Connection] = {}  # id(handler) -> connection
         self._handlers: dict[int, Any] = {}
         self._versions: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- subscriptions
+    async def add_subscription(self, subscription: tuple[str, int], session: Any) -> int:
+        qos: int = await super().add_subscription(subscription, session)
+        if qos != 0x80:
+            self._subscriptions.by_client.setdefault(session.client_id, set()).add(subscription[0])
+        return qos
+
+    async def _del_all_subscriptions(self, session: Any) -> None:
+        """amqtt's, over the session's own filters instead of every filter in the broker."""
+        subs = self._subscriptions
+        for topic in sorted(subs.by_client.pop(session.client_id, set())):
+            if topic in subs and self._del_subscription(topic, session) and not subs[topic]:
+                del subs[topic]
 
     # ---------------------------------------------------------------- connections
     async def _handle_client_session(self, reader: Any, writer: Any, client_session: Any, handler: Any,
@@ -123,13 +222,20 @@ class _AwsLikeBroker(Broker):
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
     async def keepalive_watchdog(self) -> None:
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(WATCHDOG_TICK_S)
             now = time.monotonic()
+            lag, last = now - last - WATCHDOG_TICK_S, now
+            if lag > LOOP_LAG_S:
+                # this loop was held up (a busy process): bytes that arrived meanwhile are not read
+                # yet, and AWS would have read them; judge after the readers have had their turn
+                log.warning("broker loop held up %.1f s: keep-alive checks wait for the readers", lag)
+                continue
             for key, conn in list(self._conns.items()):
                 if conn.keep_alive <= 0 or conn.reason is not None:
                     continue
-                if now - conn.last_rx > KEEPALIVE_FACTOR * conn.keep_alive:
+                if now - conn.last_rx > KEEPALIVE_FACTOR * conn.keep_alive and not _unread(self._handlers.get(key)):
                     conn.reason = KEEP_ALIVE_TIMEOUT
                     handler = self._handlers.get(key)
                     if handler is not None:
@@ -288,4 +394,5 @@ class IotBroker:
 
     @property
     def connected_clients(self) -> list[str]:
-        return sorted({c.client_id for c in self._broker._conns.values()}) if self._broker else []
+        # list() copies in one step under the GIL: the loop thread may add or drop a connection meanwhile
+        return sorted({c.client_id for c in list(self._broker._conns.values())}) if self._broker else []
