@@ -123,7 +123,8 @@ class Settings:
                         expr = values[expr["Ref"]]
                     schedules.append((logical, rate_seconds(str(expr))))
         periods = [p for _, p in schedules]
-        settle = (max(num("OfflineWatchS"), num("OutageMaxGapS"), num("CommandExpiryS")) + 2 * max(periods)
+        settle = (max(num("OfflineWatchS"), num("OutageMaxGapS"), num("CommandExpiryS"), num("AlarmRepeatHoldS"))
+                  + 2 * max(periods)
                   if periods else 0.0)
         return cls(
             neighbour_radius_m=num("NeighbourRadiusM"),
