@@ -15,13 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from boxwatch_infra.aws.ports import free_port
+
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mosquitto_binary() -> str:

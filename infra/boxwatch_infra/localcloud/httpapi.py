@@ -22,12 +22,12 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from boxwatch_infra.aws.events import http_api_request
+from boxwatch_infra.aws.ports import HOST
 from boxwatch_infra.localcloud.functions import FunctionHost, Trigger
-from boxwatch_infra.localcloud.ports import HOST
 from boxwatch_infra.localcloud.stack import Deployment
 
 log = logging.getLogger("boxwatch.localcloud.httpapi")
@@ -136,32 +136,14 @@ class HttpApi:
 
     def event(self, route: Route, params: dict[str, str], method: str, url: urllib.parse.SplitResult,
               headers: dict[str, str], body: bytes, claims: dict[str, Any] | None, source_ip: str) -> dict[str, Any]:
-        now = time.time()
         qs = urllib.parse.parse_qs(url.query, keep_blank_values=True)
-        ctx: dict[str, Any] = {
-            "accountId": self.deployment.template.account_id, "apiId": self.deployment.physical[self.logical],
-            "domainName": f"{HOST}:{self.port}", "domainPrefix": HOST,
-            "http": {"method": method, "path": url.path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
-                     "userAgent": headers.get("user-agent", "")},
-            "requestId": str(uuid.uuid4()), "routeKey": route.route_key, "stage": "$default",
-            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now * 1000),
-        }
-        if claims is not None:
-            ctx["authorizer"] = {"jwt": {"claims": {k: v if isinstance(v, str) else json.dumps(v)
-                                                    for k, v in claims.items()}, "scopes": None}}
-        text = body.decode("utf-8", errors="replace") if body else None
-        event: dict[str, Any] = {
-            "version": "2.0", "routeKey": route.route_key, "rawPath": url.path, "rawQueryString": url.query,
-            "headers": headers, "requestContext": ctx, "isBase64Encoded": False,
-        }
-        if qs:
-            event["queryStringParameters"] = {k: ",".join(v) for k, v in qs.items()}
-        if params:
-            event["pathParameters"] = params
-        if text is not None:
-            event["body"] = text
-        return event
+        return http_api_request(
+            method, url.path, route.route_key, int(time.time() * 1000), request_id=str(uuid.uuid4()),
+            api_id=self.deployment.physical[self.logical], account_id=self.deployment.template.account_id,
+            domain_name=f"{HOST}:{self.port}", domain_prefix=HOST, headers=headers, source_ip=source_ip,
+            claims=claims, path_parameters=params or None,
+            query={k: ",".join(v) for k, v in qs.items()} or None, raw_query=url.query,
+            body=body.decode("utf-8", errors="replace") if body else None)
 
     def start(self) -> HttpApi:
         api = self

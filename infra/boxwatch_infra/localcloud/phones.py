@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from boxwatch_infra.localcloud.ports import HOST
+from boxwatch_infra.aws.ports import HOST
 
 log = logging.getLogger("boxwatch.localcloud.phones")
 

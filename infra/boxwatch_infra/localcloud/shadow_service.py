@@ -7,7 +7,7 @@ around it:
 - MQTT: a device publishing on `$aws/things/<thing>/shadow/update|get|delete` gets
   `.../accepted` or `.../rejected` (with its `clientToken`), and after every accepted update
   `.../update/delta` (when desired and reported differ) and `.../update/documents` (previous and
-  current state) are published, built by `boxwatch_infra.shadow.ShadowUpdate`.
+  current state) are published, built by `boxwatch_infra.aws.shadow.ShadowUpdate`.
 - HTTP: the iot-data REST API (`GetThingShadow`, `UpdateThingShadow`, `DeleteThingShadow`,
   `Publish`), so boto3 works with `AWS_ENDPOINT_URL_IOT_DATA` pointing here. Requests are passed
   to moto as they are and its answer returned as it is; an accepted update publishes the same
@@ -31,10 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from boxwatch_infra.aws.ports import HOST
+from boxwatch_infra.aws.shadow import ShadowUpdate
+from boxwatch_infra.aws.shadow import topic as shadow_topic
 from boxwatch_infra.localcloud.broker import IotBroker
-from boxwatch_infra.localcloud.ports import HOST
-from boxwatch_infra.shadow import ShadowUpdate
-from boxwatch_infra.shadow import topic as shadow_topic
 
 log = logging.getLogger("boxwatch.localcloud.shadow")
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from boxwatch_infra.template import Template
+from boxwatch_infra.aws.template import Template
 
 
 class UnsupportedSql(ValueError):
