@@ -1,5 +1,5 @@
 """No import circles in the product or the tooling: a module never imports one that imports it
-back, directly or round a loop.
+back, directly or round a loop; and the tooling's imports go down its layers (`LAYERS`).
 
 The graph is read from the source (ast), not from running it, so an import inside a function or
 under `TYPE_CHECKING` counts too: it is still a dependency of the module. Conventions (those of
@@ -130,6 +130,82 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
     edges = graph(modules())
     # Then no module is on a loop of imports
     assert cycles(edges) == []
+
+
+# The tooling's layers, bottom first: a module imports only from its own package and from lower
+# layers, never sideways (another package of its layer) or upwards. `*.cli` modules and
+# `commands/` are the console command, the top.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("aws",),  # the AWS emulation core
+    ("sandbox", "deployed", "mqtt_broker", "dlq"),  # core + moto in-process / a deployed stack / a broker
+    ("replay", "device"),  # scenarios on the sandbox; the box
+    ("localcloud",),  # core + moto_server, sockets, processes (its demo drives device agents)
+    ("bench",),  # measurements on the sandbox
+    ("commands", "cli"),
+)
+
+
+def layer_of(module: str) -> tuple[int, str] | None:
+    """(layer, package) of a tooling module; None outside the tooling."""
+    parts = module.split(".")
+    if parts[0] != "boxwatch_infra" or len(parts) == 1:
+        return None
+    if parts[-1] == "cli":
+        return len(LAYERS) - 1, module
+    for i, names in enumerate(LAYERS):
+        if parts[1] in names:
+            return i, parts[1]
+    raise AssertionError(f"{module}: a package of the tooling that LAYERS does not place")
+
+
+def wrong_way(edges: Mapping[str, set[str]]) -> list[str]:
+    """Imports that go up or sideways between the tooling's layers, from the product into the
+    tooling, or from the AWS emulation core into the product (the core emulates AWS, whatever runs
+    on it)."""
+    out = []
+    for a, targets in sorted(edges.items()):
+        for b in sorted(targets):
+            if not a.startswith("boxwatch_infra"):
+                if b.startswith("boxwatch_infra"):
+                    out.append(f"{a} -> {b} (the product imports the tooling)")
+                continue
+            if a.startswith("boxwatch_infra.aws.") and not b.startswith("boxwatch_infra"):
+                out.append(f"{a} -> {b} (the core imports the product)")
+                continue
+            la, lb = layer_of(a), layer_of(b)
+            if la is None or lb is None or la[1] == lb[1]:
+                continue
+            if lb[0] > la[0]:
+                out.append(f"{a} -> {b} (upwards)")
+            elif lb[0] == la[0]:
+                out.append(f"{a} -> {b} (sideways)")
+    return out
+
+
+def test_imports_go_down_the_layers() -> None:
+    # Given every import of layers/, functions/ and infra/
+    edges = graph(modules())
+    # Then the tooling imports only downwards, and the product never imports the tooling
+    assert wrong_way(edges) == []
+
+
+def test_an_upward_or_sideways_import_is_found() -> None:
+    # Given a seeding module importing a console command, the core importing the sandbox and the
+    # product, and a handler importing the tooling
+    edges = {"boxwatch_infra.localcloud.seed": {"boxwatch_infra.commands.boxes_cmd", "boxwatch_infra.aws.ports"},
+             "boxwatch_infra.aws.template": {"boxwatch_infra.sandbox"},
+             "boxwatch_infra.dlq": {"boxwatch_infra.sandbox"},
+             "functions.presence.app": {"boxwatch.network", "boxwatch_infra.sandbox"},
+             "boxwatch_infra.commands.boxes_cmd": {"boxwatch_infra.deployed"},
+             "boxwatch_infra.aws.events": {"boxwatch.network"}}
+    # Then each wrong-way import is reported, and none of the others
+    assert wrong_way(edges) == [
+        "boxwatch_infra.aws.events -> boxwatch.network (the core imports the product)",
+        "boxwatch_infra.aws.template -> boxwatch_infra.sandbox (upwards)",
+        "boxwatch_infra.dlq -> boxwatch_infra.sandbox (sideways)",
+        "boxwatch_infra.localcloud.seed -> boxwatch_infra.commands.boxes_cmd (upwards)",
+        "functions.presence.app -> boxwatch_infra.sandbox (the product imports the tooling)",
+    ]
 
 
 def test_a_loop_is_found(tmp_path: Path) -> None:

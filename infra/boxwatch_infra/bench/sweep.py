@@ -101,9 +101,9 @@ def available(template: Any) -> str | None:
     try:
         spec = template.function("OfflineSweep")
     except KeyError:
-        return "the template has no OfflineSweep function yet (issue 3)"
+        return "the template has no OfflineSweep function"
     if not (spec.code_dir / "app.py").exists():
-        return f"{spec.code_dir.name}/app.py does not exist yet (issue 3)"
+        return f"{spec.code_dir.name}/app.py does not exist"
     return None
 
 
