@@ -4,6 +4,11 @@ Reads the SAM template, resolves the intrinsic functions the project uses (Ref, 
 Fn::GetAtt, Fn::Join, Fn::Select) against parameter values and physical names, creates the
 DynamoDB tables and SNS topics it declares in whatever AWS boto3 points at (moto in-process or
 moto_server), and describes each function: code location, handler, environment and events.
+
+`resolve()` is the one intrinsic-function resolver of the tooling: `Template` (the SAM template,
+names made up as a local stack would) and the local cloud's `DeployedTemplate` (the translated
+template, names from the deployed stack) differ only in the names they give it, and the local
+cloud's stack document is its partial mode.
 """
 
 from __future__ import annotations
