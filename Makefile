@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy layers/boxwatch/boxwatch infra/boxwatch_infra functions tests
 	$(BIN)/cfn-lint template.yaml
-	$(BIN)/python -m boxwatch_infra.template
+	$(BIN)/python -m boxwatch_infra.aws.template
 
 test: lint checkov
 	$(BIN)/pytest

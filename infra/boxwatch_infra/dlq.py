@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from boxwatch_infra.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
-from boxwatch_infra.template import Template
+from boxwatch_infra.aws.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
+from boxwatch_infra.aws.template import Template
 
 QUEUES = {"rule": "IotRuleDeadLetterQueue", "async": "AsyncFailureQueue", "rejected": "RejectedInputQueue"}
 

@@ -8,20 +8,15 @@ real broker death: the OS closes every client connection at once, as when a brok
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from boxwatch_infra.aws.ports import HOST, free_port, wait_listening
+
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mosquitto_binary() -> str:
@@ -35,7 +30,7 @@ class LocalBroker:
     """`with LocalBroker() as b: ... b.port` - listens on 127.0.0.1 only, dies on exit."""
 
     def __init__(self, port: int | None = None):
-        self.host = "127.0.0.1"
+        self.host = HOST
         self.port = port or free_port()
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="boxwatch-mqtt-"))
@@ -56,11 +51,8 @@ class LocalBroker:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited with {self._proc.returncode} (port {self.port} in use?)")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            if wait_listening(self.port, 0.2, self.host):
+                return self
         self.stop()
         raise RuntimeError("mosquitto did not start")
 

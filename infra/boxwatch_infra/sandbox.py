@@ -1,8 +1,11 @@
-"""An in-process AWS (moto) built from template.yaml, with the template's functions and rules.
+"""The in-process AWS: the emulation core (`boxwatch_infra.aws`) on moto in-process, with a
+virtual clock.
 
-Replay and the integration tests use it: tables, topics and queues come from the template, each
-function runs its real handler with its template environment, and each MQTT message goes through
-the template's IoT rules to the function they target.
+Replay, the integration tests and the benchmarks use it: tables, topics and queues come from the
+template, each function runs its real handler with its template environment, and each MQTT
+message goes through the template's IoT rules to the function they target. Time is `now_ms`,
+set by whoever drives the sandbox; nothing here waits or reads the wall clock (Lambda's retry
+delays pass at once, `before_retry` hooks say what happens in between).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -20,17 +24,16 @@ from botocore.client import BaseClient
 
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
-from boxwatch_infra import delivery
-from boxwatch_infra.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
-from boxwatch_infra.lambda_runtime import LocalFunction, patched_environ
-from boxwatch_infra.shadow import ShadowUpdate
-from boxwatch_infra.template import Template
+from boxwatch_infra.aws import lambda_async
+from boxwatch_infra.aws.environ import FAKE_CREDENTIALS, patched_environ
+from boxwatch_infra.aws.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
+from boxwatch_infra.aws.lambda_runtime import LocalFunction
+from boxwatch_infra.aws.shadow import ShadowUpdate
+from boxwatch_infra.aws.template import Template
 
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
+# where virtual time starts unless a scenario says otherwise
+DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+START_MS = int(DEFAULT_START.timestamp() * 1000)
 
 
 class AwsCallCounter:
@@ -103,7 +106,7 @@ class Delivery:
 class Sandbox:
     parameter_overrides: dict[str, Any] = field(default_factory=dict)
     # True: rule deliveries are asynchronous invokes with Lambda's retries, on-failure destination
-    # and the rule's ErrorAction, as on AWS (boxwatch_infra.delivery); False: direct, errors raise
+    # and the rule's ErrorAction, as on AWS (`invoke_async`); False: direct, errors raise
     async_invokes: bool = False
 
     def __post_init__(self) -> None:
@@ -162,6 +165,39 @@ class Sandbox:
             result = fn.invoke(event)
         self.flush_mqtt()
         return result
+
+    def invoke_async(self, name: str, event: Any) -> tuple[Any, str | None]:
+        """Lambda's asynchronous invocation: retried per the function's invoke config (the retries
+        at once, after the `before_retry` hooks), then the OnFailure queue. (result, error)."""
+        logical = self.template.function(name).logical_id
+        retries, queue = lambda_async.async_config(self.template, logical)
+
+        def attempt(n: int) -> Any:
+            outer, self.attempt = self.attempt, (n, retries)  # fault injection spares the last attempt
+            try:
+                return self.invoke(name, event)
+            finally:
+                self.attempt = outer
+
+        def before_retry(n: int) -> None:
+            for hook in self.before_retry:
+                hook(name, event)
+
+        result, error = lambda_async.with_retries(attempt, retries, before_retry)
+        if error is None:
+            return result, None
+        if queue is not None:
+            lambda_async.send_failure(self.client("sqs"), self.queues[queue], self.template, logical, event, error,
+                                      retries + 1)
+        return None, f"{type(error).__name__}: {error}"
+
+    def rule_error_action(self, rule: Rule, topic: str, client_id: str, raw: bytes, error: str) -> bool:
+        """Run the rule's ErrorAction; False when the rule has none (the message is lost, as on AWS)."""
+        if rule.error_queue is None:
+            return False
+        lambda_async.send_rule_error(self.client("sqs"), self.queues[rule.error_queue], rule.name, topic, client_id,
+                                     raw, self.template.physical_name(rule.function), error)
+        return True
 
     # ---------------------------------------------------------------- device shadow
     def create_things(self, names: list[str]) -> None:
@@ -232,14 +268,14 @@ class Sandbox:
                 event = rule.apply(ctx)
             except ValueError as exc:
                 if self.async_invokes:
-                    delivery.rule_error_action(self, rule, topic, client_id, raw.encode() if isinstance(raw, str)
-                                               else raw, f"malformed: {exc}")
+                    self.rule_error_action(rule, topic, client_id, raw.encode() if isinstance(raw, str) else raw,
+                                           f"malformed: {exc}")
                 deliveries.append(Delivery(rule.name, rule.function, {}, error=f"malformed: {exc}"))
                 continue
             if event is None:
                 continue
             if self.async_invokes:
-                result, error = delivery.invoke_async(self, rule.function, event)
+                result, error = self.invoke_async(rule.function, event)
                 deliveries.append(Delivery(rule.name, rule.function, event, result=result, error=error))
                 continue
             deliveries.append(Delivery(rule.name, rule.function, event, result=self.invoke(rule.function, event)))

@@ -26,12 +26,12 @@ import pytest
 
 from boxwatch.commands import command_id_for
 from boxwatch.registry import BindingSpec, BoxSpec, bind, register_box
+from boxwatch_infra.aws.events import http_api_event
+from boxwatch_infra.aws.template import Template, translate
 from boxwatch_infra.localcloud.functions import Trigger
 from boxwatch_infra.localcloud.httpapi import HttpApi, mint_token
 from boxwatch_infra.localcloud.stack import Deployment
-from boxwatch_infra.replay_commands import http_api_event
 from boxwatch_infra.sandbox import Sandbox
-from boxwatch_infra.template import Template, translate
 
 BOX = "BX-1"  # bound to alice; bob is bound to BX-2 only
 KEY = "matrix-key-0001"

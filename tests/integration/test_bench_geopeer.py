@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from boxwatch import geo
+from boxwatch_infra.aws.moto_patches import faster_moto
 from boxwatch_infra.bench import geopeer
-from boxwatch_infra.bench.fastmoto import faster_moto
 from boxwatch_infra.sandbox import Sandbox
 
 TINY = geopeer.PointSet("tiny", 300, 8.0, seed=4)

@@ -12,7 +12,7 @@ import pytest
 
 from boxwatch.registry import BindingSpec, BoxSpec, bind, register_box
 from boxwatch_infra import cli
-from boxwatch_infra.delivery import rule_error_message
+from boxwatch_infra.aws.lambda_async import rule_error_message
 from boxwatch_infra.dlq import QUEUES, replay, sandbox_invoker
 from boxwatch_infra.sandbox import Sandbox
 from tests.integration.faultkit import T0, AlarmWorld, alarm_world, injected

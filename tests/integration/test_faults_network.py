@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from boxwatch_infra.replay_network import lifecycle_event
+from boxwatch_infra.aws.events import lifecycle_event
 from boxwatch_infra.sandbox import Delivery, Sandbox, decode_push
 from tests.integration.faultkit import T0, AlarmWorld, Crash, alarm_world, expire_in_progress, injected
 

@@ -12,10 +12,10 @@ from boxwatch import geo
 from boxwatch.models import BoxItem, bind_tables
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
 from boxwatch.settings import Settings
-from boxwatch_infra.iot_rules import rules_from_template
-from boxwatch_infra.replay_network import lifecycle_event
+from boxwatch_infra.aws.events import lifecycle_event
+from boxwatch_infra.aws.iot_rules import rules_from_template
+from boxwatch_infra.aws.template import Template
 from boxwatch_infra.sandbox import Sandbox, decode_push
-from boxwatch_infra.template import Template
 
 T0 = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
 R = 6371007.180918475

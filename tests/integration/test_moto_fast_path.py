@@ -1,5 +1,5 @@
 """The local cloud's moto_server dumps DynamoDB data-plane results as JSON instead of walking
-botocore's shapes (localcloud/moto_proc.fast_dynamodb_responses): the body must be what moto's own
+botocore's shapes (aws/moto_patches.fast_dynamodb_responses): the body must be what moto's own
 serializer gives, for every kind of attribute value and every data-plane call the handlers make."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
-from boxwatch_infra.localcloud.moto_proc import fast_dynamodb_responses
+from boxwatch_infra.aws.moto_patches import fast_dynamodb_responses
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from boxwatch import network
 from boxwatch.models import BoxItem, OfflineEntry, PresenceLogItem
 from boxwatch.registry import BoxSpec, import_boxes
-from boxwatch_infra.replay_network import lifecycle_event
+from boxwatch_infra.aws.events import lifecycle_event
 from boxwatch_infra.sandbox import Sandbox
 from tests.integration.faultkit import T0
 

@@ -1,4 +1,4 @@
-"""Replay's `faults:` (boxwatch_infra/replay_faults.py): injected throttles, 5xx and crashes on
+"""Replay's `faults:` (boxwatch_infra/replay/faults.py): injected throttles, 5xx and crashes on
 chosen calls of chosen functions, cleared by Lambda's asynchronous retries."""
 
 from __future__ import annotations

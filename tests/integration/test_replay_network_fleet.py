@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
-from boxwatch_infra.replay_network import lifecycle_event
+from boxwatch_infra.aws.events import lifecycle_event
 from boxwatch_infra.sandbox import Sandbox
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z

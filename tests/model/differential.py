@@ -37,7 +37,7 @@ def speed_up_moto() -> None:
         return
     import moto.core.responses
 
-    from boxwatch_infra.localcloud.moto_proc import fast_dynamodb_responses
+    from boxwatch_infra.aws.moto_patches import fast_dynamodb_responses
 
     fast_dynamodb_responses()
     # moto lists its handler class's methods with inspect.getmembers on every request

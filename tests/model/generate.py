@@ -13,7 +13,7 @@ decide), clients bound to one or two boxes, then per family:
 - power: power-off requests (repeated keys, unbound clients), box reports quick, at the expiry
   instant or late, twice;
 - extras: an extra delivery of the schedules;
-- faults: throttles, 5xx and crashes on chosen calls of chosen functions (replay_faults.py).
+- faults: throttles, 5xx and crashes on chosen calls of chosen functions (replay/faults.py).
 
 `BOXWATCH_MODEL_FEATURES=alarms,lifecycle` limits the families (default: all).
 """

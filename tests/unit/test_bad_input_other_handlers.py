@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boxwatch.models import BoxItem
-from boxwatch_infra.replay_commands import http_api_event
+from boxwatch_infra.aws.events import http_api_event
 from boxwatch_infra.sandbox import Sandbox
 from tests.integration.faultkit import T0, AlarmWorld, alarm_world
 

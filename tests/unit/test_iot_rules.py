@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from boxwatch_infra.iot_rules import UNDEFINED, MessageContext, Rule, UnsupportedSql, rules_from_template, topic_matches
-from boxwatch_infra.template import Template
+from boxwatch_infra.aws.iot_rules import (
+    UNDEFINED,
+    MessageContext,
+    Rule,
+    UnsupportedSql,
+    rules_from_template,
+    topic_matches,
+)
+from boxwatch_infra.aws.template import Template
 
 
 def ctx(topic: str, payload: object, client: str = "BX-1", now_ms: int = 1234) -> MessageContext:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from boxwatch_infra.template import ROOT, Template, translate
+from boxwatch_infra.aws.template import ROOT, Template, translate
 
 PUSH: dict[str, set[str]] = {
     "sns:endpoint/*": {"sns:Publish"},

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from boxwatch_infra.template import ROOT, Template, translate
+from boxwatch_infra.aws.template import ROOT, Template, translate
 
 ALARM_PATH = ("AlarmIngestFunction", "PresenceFunction", "OfflineSweepFunction")
 

@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from boxwatch_infra.aws.template import ROOT
 from boxwatch_infra.bench import coldstart, e2e, per_alarm, report, sweep
 from boxwatch_infra.bench.capacity import PARTITION_WCU_PER_S
 from boxwatch_infra.bench.report import Row, fmt, ratio
-from boxwatch_infra.template import ROOT
 
 
 @dataclass(frozen=True)
@@ -352,7 +352,7 @@ def notes(raw: dict[str, Any]) -> list[str]:
         "Baseline: the same AlarmIngest handler with its neighbour lookup replaced by a Scan of the boxes "
         "(bounding-box filter) and a Query per box in the radius (`infra/boxwatch_infra/bench/baseline.py`).",
         "The storm ran in a child process while the count-only measurements ran. moto was made to answer a "
-        "Query from the partition alone and to skip its transaction backup copy (`bench/fastmoto.py`: same "
+        "Query from the partition alone and to skip its transaction backup copy (`aws/moto_patches.py`: same "
         "results, same requests; without it moto's cost per alarm grows with everything stored).",
     ]
     if "geopeer" in raw:

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from boxwatch_infra.sandbox import FAKE_CREDENTIALS
-from boxwatch_infra.template import Template
+from boxwatch_infra.aws.environ import FAKE_CREDENTIALS
+from boxwatch_infra.aws.template import Template
 
 TIMER = "import time, importlib; t = time.perf_counter(); importlib.import_module({mod!r}); " \
         "print(time.perf_counter() - t)"

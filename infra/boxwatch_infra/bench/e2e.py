@@ -1,5 +1,5 @@
 """End to end on the local cloud: MQTT publish to SNS publish latency, measured by the local
-cloud's own latency script (issue 6), never by a second implementation here."""
+cloud's own latency script, never by a second implementation here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ MODULE = "boxwatch_infra.localcloud.latency"
 
 def run(rate: int, duration_s: int, timeout_s: int, boxes: int) -> dict[str, Any]:
     if importlib.util.find_spec("boxwatch_infra.localcloud") is None:
-        return {"not_measured": "the local cloud (infra/boxwatch_infra/localcloud, issue 6) does not exist yet"}
+        return {"not_measured": "the local cloud (infra/boxwatch_infra/localcloud) is not installed"}
     if importlib.util.find_spec(MODULE) is None:
         return {"not_measured": f"the local cloud has no latency script ({MODULE}) yet"}
     cmd = [sys.executable, "-m", MODULE, "--rate", str(rate), "--duration", str(duration_s), "--boxes", str(boxes)]

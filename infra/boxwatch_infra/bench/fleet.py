@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
-from boxwatch_infra.replay import DEFAULT_START
-from boxwatch_infra.sandbox import Delivery, Sandbox
-
-START_MS = int(DEFAULT_START.timestamp() * 1000)
+from boxwatch_infra.aws.iot_rules import MessageContext
+from boxwatch_infra.sandbox import START_MS, Delivery, Sandbox
 
 # Beijing inside the 5th ring road, roughly 31 km x 30 km (~930 km²)
 CITY = (39.76, 40.03, 116.20, 116.55)
@@ -72,8 +70,6 @@ def publish_alarm(sb: Sandbox, alarm: Alarm) -> list[Delivery]:
 
 def rule_event(sb: Sandbox, alarm: Alarm) -> dict[str, Any]:
     """What AlarmIngestRule would hand AlarmIngest for this alarm (to feed the baseline)."""
-    from boxwatch_infra.iot_rules import MessageContext
-
     sb.now_ms = START_MS + alarm.t_ms
     ctx = MessageContext(topic=f"boxwatch/boxes/{alarm.box}/alarms", payload=alarm.payload(),
                          client_id=alarm.box, now_ms=sb.now_ms)

@@ -39,7 +39,7 @@ from typing import Any
 
 from boxwatch import geo
 from boxwatch.registry import BoxSpec, box_item
-from boxwatch_infra.bench.fastmoto import faster_moto
+from boxwatch_infra.aws.moto_patches import faster_moto
 from boxwatch_infra.bench.recorder import Recorder
 from boxwatch_infra.sandbox import Sandbox
 
@@ -325,7 +325,7 @@ def run_point_set(ps: PointSet, cases: list[Case]) -> list[dict[str, Any]]:
 def run(cases: list[Case]) -> dict[str, Any]:
     from moto.dynamodb.responses import DynamoHandler
 
-    from boxwatch_infra.localcloud.moto_proc import fast_dynamodb_responses
+    from boxwatch_infra.aws.moto_patches import fast_dynamodb_responses
 
     by_set: dict[PointSet, list[Case]] = defaultdict(list)
     for c in cases:

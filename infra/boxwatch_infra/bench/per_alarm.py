@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from boxwatch.registry import BoxSpec
+from boxwatch_infra.aws.moto_patches import faster_moto
 from boxwatch_infra.bench.baseline import naive_lookup
-from boxwatch_infra.bench.fastmoto import faster_moto, reused_connection
+from boxwatch_infra.bench.connection import reused_connection
 from boxwatch_infra.bench.fleet import ALARMING, Alarm, bind_owners, city_boxes, load_boxes, publish_alarm
 from boxwatch_infra.bench.recorder import Recorder, Totals
 from boxwatch_infra.sandbox import Sandbox

@@ -17,8 +17,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from boxwatch_infra.aws.moto_patches import faster_moto
 from boxwatch_infra.bench.capacity import PARTITION_WCU_PER_S, peak_rate, percentile
-from boxwatch_infra.bench.fastmoto import faster_moto, reused_connection
+from boxwatch_infra.bench.connection import reused_connection
 from boxwatch_infra.bench.fleet import MUNICIPALITY, Alarm, bind_owners, city_boxes, load_boxes, publish_alarm
 from boxwatch_infra.bench.recorder import Recorder
 from boxwatch_infra.sandbox import Sandbox, decode_push

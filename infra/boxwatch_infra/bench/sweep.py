@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.models import Model
@@ -21,7 +20,9 @@ from pynamodb.models import Model
 from boxwatch.models import BoxItem
 from boxwatch.network import PresenceEvent, lifecycle_items
 from boxwatch.registry import BoxSpec, box_item
-from boxwatch_infra.bench.fastmoto import faster_moto, reused_connection
+from boxwatch_infra.aws import events
+from boxwatch_infra.aws.moto_patches import faster_moto
+from boxwatch_infra.bench.connection import reused_connection
 from boxwatch_infra.bench.fleet import START_MS, load_boxes
 from boxwatch_infra.bench.recorder import Recorder
 from boxwatch_infra.sandbox import Sandbox
@@ -68,10 +69,7 @@ def take_offline(sb: Sandbox, dark: list[BoxSpec], at_ms: int) -> None:
 
 
 def scheduled_event(sb: Sandbox, at_ms: int) -> dict[str, Any]:
-    return {"version": "0", "id": f"bench-sweep-{at_ms}", "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": sb.template.account_id,
-            "time": datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": sb.template.region, "detail": {}, "resources": []}
+    return events.scheduled_event(at_ms, sb.template.account_id, sb.template.region, f"bench-sweep-{at_ms}", [])
 
 
 def run_case(n: int, offline: int, label: str) -> dict[str, Any]:
@@ -103,16 +101,16 @@ def available(template: Any) -> str | None:
     try:
         spec = template.function("OfflineSweep")
     except KeyError:
-        return "the template has no OfflineSweep function yet (issue 3)"
+        return "the template has no OfflineSweep function"
     if not (spec.code_dir / "app.py").exists():
-        return f"{spec.code_dir.name}/app.py does not exist yet (issue 3)"
+        return f"{spec.code_dir.name}/app.py does not exist"
     return None
 
 
 def run(fleets: list[int], max_offline: int) -> dict[str, Any]:
     """Every (fleet, offline) case up to `max_offline` offline boxes: in moto each request costs
     ~10 ms and a sweep makes a few per offline box, so larger outages are left out (and said so)."""
-    from boxwatch_infra.template import Template
+    from boxwatch_infra.aws.template import Template
 
     reason = available(Template())
     if reason:

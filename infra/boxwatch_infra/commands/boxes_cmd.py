@@ -1,7 +1,7 @@
 """Operator commands on a deployed stack: boxes import/register, clients bind/invite.
 
-Table names come from the stack's outputs (CloudFormation), so the same commands work on AWS and
-on the local cloud (set AWS_ENDPOINT_URL).
+Table names come from the stack's outputs (CloudFormation, `boxwatch_infra.deployed`), so the
+same commands work on AWS and on the local cloud (set AWS_ENDPOINT_URL).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import csv
 import json
 import re
 import sys
-from typing import Any
+
+from boxwatch_infra.deployed import stack_outputs, stack_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,37 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     inv.add_argument("--resend", action="store_true", help="send the invitation of an existing account again")
     inv.add_argument("--stack", default="boxwatch")
     inv.set_defaults(func=invite_client)
-
-
-def stack_outputs(stack: str) -> dict[str, str]:
-    import boto3
-
-    desc = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
-    return {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
-
-
-def stack_settings(stack: str) -> Any:
-    """Settings whose table names and parameters are the deployed stack's."""
-    import boto3
-
-    from boxwatch.models import bind_tables
-    from boxwatch.settings import Settings
-
-    desc = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
-    params = {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])}
-    values = {
-        "boxes_table": outputs["BoxesTableName"],
-        "bindings_table": outputs["BindingsTableName"],
-        "alarms_table": outputs["AlarmsTableName"],
-    }
-    if "NeighbourRadiusM" in params:
-        values["neighbour_radius_m"] = params["NeighbourRadiusM"]
-    if "OutageRadiusM" in params:
-        values["outage_radius_m"] = params["OutageRadiusM"]
-    settings = Settings.model_validate(values)
-    bind_tables(settings)
-    return settings
 
 
 def import_csv(args: argparse.Namespace) -> int:

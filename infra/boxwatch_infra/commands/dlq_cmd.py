@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import ClientError
 
+    from boxwatch_infra.aws.template import Template
     from boxwatch_infra.dlq import QUEUES, lambda_invoker, replay, stack_physical_ids
-    from boxwatch_infra.template import Template
 
     template = Template()
     stack = args.stack or template.stack_name

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from boxwatch_infra.template import ROOT
+from boxwatch_infra.aws.template import ROOT
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout = sys.stderr  # handler logs and metrics go to stderr; stdout carries the result
     try:
         if args.aws:
-            from boxwatch_infra.lambda_runtime import LocalFunction
-            from boxwatch_infra.template import Template
+            from boxwatch_infra.aws.lambda_runtime import LocalFunction
+            from boxwatch_infra.aws.template import Template
 
             template = Template()
             fn = LocalFunction(template, template.function(args.function))

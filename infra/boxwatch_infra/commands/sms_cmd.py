@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def spend_limit(args: argparse.Namespace) -> int:
     import boto3
 
-    from boxwatch_infra.commands.boxes_cmd import stack_outputs
+    from boxwatch_infra.deployed import stack_outputs
 
     want = float(stack_outputs(args.stack)["SmsMonthlySpendLimitUsd"])
     sns: Any = boto3.client("sns")

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from boxwatch_infra.template import Template
+from boxwatch_infra.aws.template import Template
 
 AMAZON_ROOT_CA1 = "https://www.amazontrust.com/repository/AmazonRootCA1.pem"
 

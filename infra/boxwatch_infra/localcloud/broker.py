@@ -38,13 +38,15 @@ from amqtt.contexts import Action
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.disconnect import DisconnectPacket
 
+from boxwatch_infra.aws.events import CLIENT_INITIATED, lifecycle_event, lifecycle_topic
+from boxwatch_infra.aws.ports import free_port
+
 log = logging.getLogger("boxwatch.localcloud.broker")
 
 MessageHook = Callable[[str, bytes, str, int], None]  # topic, payload, publishing client id ("" = IoT Core), ms
 
 KEEPALIVE_FACTOR = 1.5  # AWS IoT drops a client after 1.5 x its keep-alive without a packet
 CLIENT_SHADOW_TOPIC = re.compile(r"^\$aws/things/[^/#+]+/shadow/(update|get|delete)$")
-CLIENT_INITIATED = "CLIENT_INITIATED_DISCONNECT"
 KEEP_ALIVE_TIMEOUT = "MQTT_KEEP_ALIVE_TIMEOUT"
 CONNECTION_LOST = "CONNECTION_LOST"
 DUPLICATE_CLIENTID = "DUPLICATE_CLIENTID"
@@ -289,8 +291,6 @@ class IotBroker:
     # ---------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 15.0) -> IotBroker:
         if not self.port:
-            from boxwatch_infra.localcloud.ports import free_port
-
             self.port = free_port()
         self._thread = threading.Thread(target=self._run, name="iot-broker", daemon=True)
         self._thread.start()
@@ -376,21 +376,10 @@ class IotBroker:
                 log.exception("message hook failed for %s", topic)
 
     def _lifecycle(self, conn: _Connection, event_type: str) -> None:
-        event: dict[str, Any] = {
-            "clientId": conn.client_id,
-            "timestamp": now_ms(),
-            "eventType": event_type,
-            "sessionIdentifier": conn.session_id,
-            "principalIdentifier": "local",
-            "versionNumber": conn.version,
-        }
-        if event_type == "connected":
-            event["ipAddress"] = conn.ip
-        else:
-            event["clientInitiatedDisconnect"] = conn.reason == CLIENT_INITIATED
-            event["disconnectReason"] = conn.reason
+        event = lifecycle_event(conn.client_id, event_type, now_ms(), conn.version, conn.session_id, conn.reason,
+                                principal="local", ip=conn.ip)
         self.lifecycle_log.append(event)
-        self._publish_on_loop(f"$aws/events/presence/{event_type}/{conn.client_id}", json.dumps(event).encode(), 1)
+        self._publish_on_loop(lifecycle_topic(event_type, conn.client_id), json.dumps(event).encode(), 1)
 
     @property
     def connected_clients(self) -> list[str]:

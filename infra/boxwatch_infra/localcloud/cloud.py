@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from boxwatch_infra.localcloud.ports import HOST
+from boxwatch_infra.aws.ports import HOST
 
 log = logging.getLogger("boxwatch.localcloud")
 
@@ -52,6 +52,8 @@ class LocalCloud:
         self._components: list[Any] = []
 
     def start(self) -> LocalCloud:
+        from boxwatch_infra.aws.environ import FAKE_CREDENTIALS
+        from boxwatch_infra.aws.template import Template
         from boxwatch_infra.localcloud.broker import IotBroker
         from boxwatch_infra.localcloud.functions import FunctionHost
         from boxwatch_infra.localcloud.httpapi import HttpApi
@@ -59,8 +61,7 @@ class LocalCloud:
         from boxwatch_infra.localcloud.rules import RulesRunner
         from boxwatch_infra.localcloud.scheduler import Scheduler
         from boxwatch_infra.localcloud.shadow_service import ShadowService
-        from boxwatch_infra.localcloud.stack import FAKE_CREDENTIALS, MotoServer, deploy
-        from boxwatch_infra.template import Template
+        from boxwatch_infra.localcloud.stack import MotoServer, deploy
 
         t0 = time.monotonic()
         cfg = self.config
@@ -75,7 +76,7 @@ class LocalCloud:
             self.broker = IotBroker(HOST, cfg.mqtt_port)
             self.shadow = ShadowService(self.moto.url, self.broker, template.region, cfg.iot_data_port).start()
             self._components.append(self.shadow)
-            env = {**FAKE_CREDENTIALS, "AWS_SESSION_TOKEN": "testing", "AWS_REGION": template.region,
+            env = {**FAKE_CREDENTIALS, "AWS_REGION": template.region,
                    "AWS_DEFAULT_REGION": template.region, "AWS_ENDPOINT_URL": self.moto.url,
                    # botocore names iot-data "IoT Data Plane": AWS_ENDPOINT_URL_IOT_DATA_PLANE is the one it reads
                    "AWS_ENDPOINT_URL_IOT_DATA": self.shadow.url, "AWS_ENDPOINT_URL_IOT_DATA_PLANE": self.shadow.url,

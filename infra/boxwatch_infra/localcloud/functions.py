@@ -16,26 +16,24 @@ message, a schedule, an API request), so the phones can show how long a push too
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from boxwatch_infra.lambda_runtime import LocalFunction, patched_environ
+from boxwatch_infra.aws import lambda_async
+from boxwatch_infra.aws.environ import patched_environ
+from boxwatch_infra.aws.lambda_runtime import LocalFunction
+from boxwatch_infra.aws.template import FunctionSpec
 from boxwatch_infra.localcloud.stack import DeployedTemplate, Deployment
-from boxwatch_infra.template import FunctionSpec
 
 log = logging.getLogger("boxwatch.localcloud.functions")
 
-ASYNC_DEFAULT_RETRIES = 2
 PUSH_HOOK_ID = "boxwatch-localcloud-push-trace"
 
 
@@ -116,18 +114,9 @@ class FunctionHost:
             _ = fn.handler  # import now: a warm container, and import errors surface at start
             self.functions[logical] = fn
             self.stats[logical] = InvokeStats()
-            self.async_config[logical] = self._invoke_config(logical)
+            self.async_config[logical] = lambda_async.async_config(self.resolver, logical)
         self._install_push_tracing()  # and on clients made from other sessions at import time
         return self
-
-    def _invoke_config(self, logical: str) -> tuple[int, str | None]:
-        for cfg in self.deployment.resources_of_type("AWS::Lambda::EventInvokeConfig").values():
-            props = cfg["Properties"]
-            if props.get("FunctionName") == {"Ref": logical}:
-                dest = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-                queue = dest["Fn::GetAtt"][0] if isinstance(dest, dict) and "Fn::GetAtt" in dest else None
-                return int(props.get("MaximumRetryAttempts", ASYNC_DEFAULT_RETRIES)), queue
-        return ASYNC_DEFAULT_RETRIES, None
 
     def _install_push_tracing(self) -> None:
         import boto3
@@ -206,33 +195,23 @@ class FunctionHost:
             self._pending.discard(fut)
 
     def _run_async(self, logical: str, event: Any, trigger: Trigger | None) -> Any:
-        retries, queue = self.async_config.get(logical, (ASYNC_DEFAULT_RETRIES, None))
-        last: BaseException | None = None
-        for attempt in range(retries + 1):
-            if attempt:
-                self.stats[logical].retries += 1
-                time.sleep(0.5 * attempt)  # AWS waits 1 and 2 minutes; a local run cannot
-            try:
-                return self.invoke(logical, event, trigger)
-            except Exception as exc:
-                last = exc
-                log.warning("%s failed (attempt %d/%d): %s\n%s", logical, attempt + 1, retries + 1, exc,
-                            traceback.format_exc())
-        assert last is not None
-        if queue is not None:
+        retries, queue = self.async_config.get(logical, (lambda_async.ASYNC_DEFAULT_RETRIES, None))
+
+        def before_retry(attempt: int) -> None:
+            self.stats[logical].retries += 1
+            time.sleep(0.5 * attempt)  # AWS waits 1 and 2 minutes; a local run cannot
+
+        def on_error(attempt: int, exc: BaseException) -> None:
+            log.warning("%s failed (attempt %d/%d): %s\n%s", logical, attempt + 1, retries + 1, exc,
+                        traceback.format_exc())  # called while the exception is handled
+
+        result, error = lambda_async.with_retries(lambda _: self.invoke(logical, event, trigger), retries,
+                                                  before_retry, on_error)
+        if error is not None and queue is not None:
             self.stats[logical].failed_to_destination += 1
-            record = {
-                "version": "1.0", "timestamp": datetime.now(UTC).isoformat(),
-                "requestContext": {"requestId": str(uuid.uuid4()), "condition": "RetriesExhausted",
-                                   "functionArn": f"{self.resolver.attribute(logical, 'Arn')}:$LATEST",
-                                   "approximateInvokeCount": retries + 1},
-                "requestPayload": event,
-                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-                "responsePayload": {"errorType": type(last).__name__, "errorMessage": str(last)},
-            }
-            self.deployment.client("sqs").send_message(QueueUrl=self.deployment.physical[queue],
-                                                       MessageBody=json.dumps(record, default=str))
-        return None
+            lambda_async.send_failure(self.deployment.client("sqs"), self.deployment.physical[queue], self.resolver,
+                                      logical, event, error, retries + 1)
+        return result
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until no invocation is queued or running."""

@@ -17,17 +17,17 @@ import base64
 import json
 import logging
 import re
-import threading
 import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
+from boxwatch_infra.aws.events import http_api_request
+from boxwatch_infra.aws.ports import HOST
 from boxwatch_infra.localcloud.functions import FunctionHost, Trigger
-from boxwatch_infra.localcloud.ports import HOST
+from boxwatch_infra.localcloud.servers import QuietHandler, serve, shutdown
 from boxwatch_infra.localcloud.stack import Deployment
 
 log = logging.getLogger("boxwatch.localcloud.httpapi")
@@ -136,57 +136,28 @@ class HttpApi:
 
     def event(self, route: Route, params: dict[str, str], method: str, url: urllib.parse.SplitResult,
               headers: dict[str, str], body: bytes, claims: dict[str, Any] | None, source_ip: str) -> dict[str, Any]:
-        now = time.time()
         qs = urllib.parse.parse_qs(url.query, keep_blank_values=True)
-        ctx: dict[str, Any] = {
-            "accountId": self.deployment.template.account_id, "apiId": self.deployment.physical[self.logical],
-            "domainName": f"{HOST}:{self.port}", "domainPrefix": HOST,
-            "http": {"method": method, "path": url.path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
-                     "userAgent": headers.get("user-agent", "")},
-            "requestId": str(uuid.uuid4()), "routeKey": route.route_key, "stage": "$default",
-            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now * 1000),
-        }
-        if claims is not None:
-            ctx["authorizer"] = {"jwt": {"claims": {k: v if isinstance(v, str) else json.dumps(v)
-                                                    for k, v in claims.items()}, "scopes": None}}
-        text = body.decode("utf-8", errors="replace") if body else None
-        event: dict[str, Any] = {
-            "version": "2.0", "routeKey": route.route_key, "rawPath": url.path, "rawQueryString": url.query,
-            "headers": headers, "requestContext": ctx, "isBase64Encoded": False,
-        }
-        if qs:
-            event["queryStringParameters"] = {k: ",".join(v) for k, v in qs.items()}
-        if params:
-            event["pathParameters"] = params
-        if text is not None:
-            event["body"] = text
-        return event
+        return http_api_request(
+            method, url.path, route.route_key, int(time.time() * 1000), request_id=str(uuid.uuid4()),
+            api_id=self.deployment.physical[self.logical], account_id=self.deployment.template.account_id,
+            domain_name=f"{HOST}:{self.port}", domain_prefix=HOST, headers=headers, source_ip=source_ip,
+            claims=claims, path_parameters=params or None,
+            query={k: ",".join(v) for k, v in qs.items()} or None, raw_query=url.query,
+            body=body.decode("utf-8", errors="replace") if body else None)
 
     def start(self) -> HttpApi:
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                pass
+        class Handler(QuietHandler):
+            METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
 
             def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                hdrs = {"Content-Type": "application/json", **(headers or {})}
-                for k, v in hdrs.items():
-                    if k.lower() != "content-length":
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, body, {"Content-Type": "application/json", **(headers or {})})
 
-            def _handle(self, method: str) -> None:
+            def route(self, method: str) -> None:
                 api.requests += 1
                 url = urllib.parse.urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.body()
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 found = api.match(method, url.path)
                 if found is None:
@@ -210,31 +181,12 @@ class HttpApi:
                                                                        (result.get("headers") or {}).items()})
                 return self._send(200, json.dumps(result).encode())
 
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-            def do_PUT(self) -> None:
-                self._handle("PUT")
-
-            def do_DELETE(self) -> None:
-                self._handle("DELETE")
-
-            def do_PATCH(self) -> None:
-                self._handle("PATCH")
-
-        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = serve(Handler, self.port, f"httpapi-{self.logical}")
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name=f"httpapi-{self.logical}", daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        shutdown(self._server)
 
     def describe(self) -> dict[str, Any]:
         return {"api": self.logical, "url": self.url,

@@ -19,7 +19,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from boxwatch_infra.template import ROOT, Template
+from boxwatch_infra.aws.template import ROOT, Template
 
 MB = 1024 * 1024
 ZIP_LIMIT = 50 * MB

@@ -20,10 +20,11 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from boxwatch_infra.localcloud.ports import HOST
+from boxwatch_infra.aws.ports import HOST
+from boxwatch_infra.localcloud.servers import QuietHandler, serve, shutdown
 
 log = logging.getLogger("boxwatch.localcloud.phones")
 
@@ -131,24 +132,13 @@ class Phones:
     def start(self) -> Phones:
         phones = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _json(self, status: int, doc: Any) -> None:
-                body = json.dumps(doc, default=str).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, json.dumps(doc, default=str).encode(), {"Content-Type": "application/json"})
 
             def do_POST(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self.body()
                 try:
                     if url.path == "/push":
                         item = json.loads(raw)
@@ -187,16 +177,12 @@ class Phones:
                     return self._json(200, phones.extra[name]())
                 return self._json(404, {"error": "not found"})
 
-        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = serve(Handler, self.port, "phones")
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="phones", daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        shutdown(self._server)
 
 
 def format_push(p: Push | dict[str, Any], t0_ms: int | None = None) -> str:

@@ -1,7 +1,7 @@
 """Local IoT Core, the rules engine: the stack's topic rules run on every message the broker sees.
 
 Rules come from the translated template's `AWS::IoT::TopicRule` resources (the template's own and
-those SAM makes of `IoTRule` events), evaluated by `boxwatch_infra.iot_rules` (the subset of IoT
+those SAM makes of `IoTRule` events), evaluated by `boxwatch_infra.aws.iot_rules` (the subset of IoT
 SQL boxwatch uses; anything else, and any action other than Lambda, fails loudly at start). A
 match is an asynchronous invoke of the target function; a payload the SQL cannot evaluate goes to
 the rule's SQS ErrorAction, in AWS IoT's error-action format.
@@ -9,13 +9,12 @@ the rule's SQS ErrorAction, in AWS IoT's error-action format.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from typing import Any
 
-from boxwatch_infra.delivery import rule_error_message
-from boxwatch_infra.iot_rules import MessageContext, Rule, UnsupportedSql, parse_payload, rules_from_template
+from boxwatch_infra.aws.iot_rules import MessageContext, Rule, UnsupportedSql, parse_payload, rules_from_template
+from boxwatch_infra.aws.lambda_async import send_rule_error
 from boxwatch_infra.localcloud.functions import FunctionHost, Trigger
 from boxwatch_infra.localcloud.stack import Deployment
 
@@ -67,9 +66,8 @@ class RulesRunner:
         if rule.error_queue is None:
             log.warning("rule %s: %s (no ErrorAction, message dropped)", rule.name, error)
             return
-        message = rule_error_message(rule.name, topic, client_id, raw, self.deployment.physical[rule.function], error)
-        self.deployment.client("sqs").send_message(QueueUrl=self.deployment.physical[rule.error_queue],
-                                                   MessageBody=json.dumps(message))
+        send_rule_error(self.deployment.client("sqs"), self.deployment.physical[rule.error_queue], rule.name, topic,
+                        client_id, raw, self.deployment.physical[rule.function], error)
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"rule": r.name, "sql": r.sql, "function": r.function} for r in self.rules]

@@ -10,32 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from boxwatch_infra.aws.events import rate_seconds, scheduled_event
 from boxwatch_infra.localcloud.functions import FunctionHost, Trigger
 from boxwatch_infra.localcloud.stack import Deployment
 
 log = logging.getLogger("boxwatch.localcloud.scheduler")
-
-UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
-
-
-class UnsupportedSchedule(ValueError):
-    pass
-
-
-def rate_seconds(expression: str) -> float:
-    m = re.fullmatch(r"\s*rate\(\s*(\d+)\s+(minutes?|hours?|days?)\s*\)\s*", expression)
-    if not m:
-        raise UnsupportedSchedule(
-            f"schedule {expression!r}: only rate(N minute|minutes|hour|hours|day|days) runs locally")
-    return int(m.group(1)) * UNITS[m.group(2)]
 
 
 @dataclass
@@ -83,10 +68,8 @@ class Scheduler:
     def event(self, s: Schedule) -> Any:
         if s.event_input is not None:
             return s.event_input
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                "account": self.deployment.template.account_id, "time": now,
-                "region": self.deployment.template.region, "resources": [s.arn], "detail": {}}
+        return scheduled_event(int(time.time() * 1000), self.deployment.template.account_id,
+                               self.deployment.template.region, str(uuid.uuid4()), [s.arn])
 
     def run_now(self, name: str) -> dict[str, list[str]]:
         ran = []

@@ -1,5 +1,5 @@
 """Provisioning against a running local cloud, as an operator would on AWS: boxes into the
-registry (through the stack's outputs, `boxes_cmd.stack_settings`), one IoT thing per box, one
+registry (through the stack's outputs, `deployed.stack_settings`), one IoT thing per box, one
 mobile push endpoint per client phone (FCM, CustomUserData = client id), bindings.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
+from boxwatch_infra.deployed import stack_settings
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,6 @@ def use_local_cloud(info: dict[str, Any]) -> None:
 
 def provision(info: dict[str, Any], boxes: Iterable[BoxSpec], clients: Iterable[ClientSpec]) -> dict[str, str]:
     """Register boxes and things, create push endpoints, bind clients; client id -> endpoint ARN."""
-    from boxwatch_infra.commands.boxes_cmd import stack_settings
-
     use_local_cloud(info)
     settings = stack_settings(info["stack"])
     boxes = list(boxes)

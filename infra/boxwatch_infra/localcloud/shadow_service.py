@@ -7,7 +7,7 @@ around it:
 - MQTT: a device publishing on `$aws/things/<thing>/shadow/update|get|delete` gets
   `.../accepted` or `.../rejected` (with its `clientToken`), and after every accepted update
   `.../update/delta` (when desired and reported differ) and `.../update/documents` (previous and
-  current state) are published, built by `boxwatch_infra.shadow.ShadowUpdate`.
+  current state) are published, built by `boxwatch_infra.aws.shadow.ShadowUpdate`.
 - HTTP: the iot-data REST API (`GetThingShadow`, `UpdateThingShadow`, `DeleteThingShadow`,
   `Publish`), so boto3 works with `AWS_ENDPOINT_URL_IOT_DATA` pointing here. Requests are passed
   to moto as they are and its answer returned as it is; an accepted update publishes the same
@@ -28,13 +28,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
+from boxwatch_infra.aws.ports import HOST
+from boxwatch_infra.aws.shadow import ShadowUpdate
+from boxwatch_infra.aws.shadow import topic as shadow_topic
 from boxwatch_infra.localcloud.broker import IotBroker
-from boxwatch_infra.localcloud.ports import HOST
-from boxwatch_infra.shadow import ShadowUpdate
-from boxwatch_infra.shadow import topic as shadow_topic
+from boxwatch_infra.localcloud.servers import QuietHandler, serve, shutdown
 
 log = logging.getLogger("boxwatch.localcloud.shadow")
 
@@ -178,25 +179,16 @@ class ShadowService:
     def start(self) -> ShadowService:
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                pass
+        class Handler(QuietHandler):
+            METHODS = frozenset({"GET", "POST", "DELETE"})
 
             def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for k, v in headers.items():
-                    if k.lower() in ("content-type", "x-amzn-errortype", "x-amzn-requestid"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, body, {k: v for k, v in headers.items()
+                                          if k.lower() in ("content-type", "x-amzn-errortype", "x-amzn-requestid")})
 
-            def _route(self, method: str) -> None:
+            def route(self, method: str) -> None:
                 url = urllib.parse.urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.body()
                 query = f"?{url.query}" if url.query else ""
                 m = re.match(r"^/things/([^/]+)/shadow$", url.path)
                 fwd = {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
@@ -214,25 +206,12 @@ class ShadowService:
                     return self._send(200, {"Content-Type": "application/json"}, b"{}")
                 return self._send(*service._moto(method, self.path, body or None, fwd))
 
-            def do_GET(self) -> None:
-                self._route("GET")
-
-            def do_POST(self) -> None:
-                self._route("POST")
-
-            def do_DELETE(self) -> None:
-                self._route("DELETE")
-
-        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = serve(Handler, self.port, "iot-data-http")
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="iot-data-http", daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        shutdown(self._server)
         for ex in self._stripes:
             ex.shutdown(wait=False, cancel_futures=True)
 

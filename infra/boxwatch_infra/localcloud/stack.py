@@ -28,18 +28,17 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from boxwatch_infra.localcloud.ports import HOST, free_port, wait_listening
-from boxwatch_infra.template import Template, packaged, translate
+from boxwatch_infra.aws.environ import FAKE_CREDENTIALS
+from boxwatch_infra.aws.ports import HOST, free_port, wait_listening
+from boxwatch_infra.aws.template import Template, packaged, resolve, translate
 
 log = logging.getLogger("boxwatch.localcloud.stack")
-
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 ARTIFACTS_BUCKET = "boxwatch-artifacts"
 CODE_SKIP = re.compile(r"(__pycache__|\.pyc$|\.pytest_cache|\.mypy_cache)")
 
@@ -102,32 +101,16 @@ def zip_dir(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def _replace_refs(value: Any, local: dict[str, str], local_attr: dict[tuple[str, str], str]) -> Any:
-    """Ref/GetAtt/${..} to resources left out of the stack become their local physical ids."""
-    if isinstance(value, list):
-        return [_replace_refs(v, local, local_attr) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if len(value) == 1:
-        (key, arg), = value.items()
-        if key == "Ref" and arg in local:
-            return local[arg]
-        if key == "Fn::GetAtt":
-            logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-            if logical in local:
-                return local_attr.get((logical, attr), f"{local[logical]}.{attr}")
-        if key == "Fn::Sub":
-            text, variables = (arg, None) if isinstance(arg, str) else (arg[0], arg[1])
-
-            def sub(m: re.Match[str]) -> str:
-                logical, _, attr = m.group(1).partition(".")
-                if logical not in local:
-                    return m.group(0)
-                return local_attr.get((logical, attr), local[logical]) if attr else local[logical]
-
-            text = re.sub(r"\$\{([A-Za-z0-9]+(?:\.[A-Za-z0-9]+)?)\}", sub, text)
-            return {key: text if variables is None else [text, _replace_refs(variables, local, local_attr)]}
-    return {k: _replace_refs(v, local, local_attr) for k, v in value.items()}
+def stack_document(translated: dict[str, Any], template: Template, local_only: dict[str, str]
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Resources, Outputs) for moto's CloudFormation: the resources left out of the stack are
+    named by their local physical ids wherever something refers to them (Ref, GetAtt .Arn, ${..})."""
+    names: dict[str, str] = {}
+    for k in local_only:
+        names[k] = f"{template.stack_name}-{k}"
+        names[f"{k}.Arn"] = f"arn:aws:local:{template.region}:{template.account_id}:{k}"
+    resources = {k: resolve(v, names, partial=True) for k, v in translated["Resources"].items() if k not in local_only}
+    return resources, resolve(translated.get("Outputs", {}), names, partial=True)
 
 
 @dataclass
@@ -175,24 +158,47 @@ class DeployedTemplate(Template):
     def physical_name(self, logical_id: str) -> str:
         return self.deployment.physical[logical_id]
 
-    def attribute(self, logical_id: str, attr: str) -> str:
+    def attributes(self, logical_id: str) -> dict[str, str]:
         kind = self.resources[logical_id]["Type"]
         phys = self.physical_name(logical_id)
         prefix = f"arn:aws:{{}}:{self.region}:{self.account_id}"
-        if attr == "Arn":
-            if kind == "AWS::Lambda::Function":
-                return f"{prefix.format('lambda')}:function:{phys}"
-            if kind == "AWS::DynamoDB::Table":
-                return f"{prefix.format('dynamodb')}:table/{phys}"
-            if kind == "AWS::SQS::Queue":
-                return f"{prefix.format('sqs')}:{phys.rsplit('/', 1)[-1]}"
-            if kind == "AWS::SNS::Topic":
-                return phys
-            if kind == "AWS::IoT::TopicRule":
-                return f"{prefix.format('iot')}:rule/{phys}"
-        if attr == "QueueName" and kind == "AWS::SQS::Queue":
-            return phys.rsplit("/", 1)[-1]
-        return f"{phys}.{attr}"
+        # what CloudFormation would answer is not known here: `<physical id>.<attribute>`
+        out = {attr: f"{phys}.{attr}" for attr in self.referenced_attributes.get(logical_id, ())}
+        arn = {
+            "AWS::Lambda::Function": f"{prefix.format('lambda')}:function:{phys}",
+            "AWS::DynamoDB::Table": f"{prefix.format('dynamodb')}:table/{phys}",
+            "AWS::SQS::Queue": f"{prefix.format('sqs')}:{phys.rsplit('/', 1)[-1]}",
+            "AWS::SNS::Topic": phys,
+            "AWS::IoT::TopicRule": f"{prefix.format('iot')}:rule/{phys}",
+        }.get(kind)
+        if arn is not None:
+            out["Arn"] = arn
+        if kind == "AWS::SQS::Queue":
+            out["QueueName"] = phys.rsplit("/", 1)[-1]
+        return out
+
+    @cached_property
+    def referenced_attributes(self) -> dict[str, set[str]]:
+        """logical id -> the attributes the translated template asks of it (GetAtt, ${X.Attr})."""
+        out: dict[str, set[str]] = {}
+
+        def walk(v: Any) -> None:
+            if isinstance(v, list):
+                for x in v:
+                    walk(x)
+            elif isinstance(v, dict):
+                if len(v) == 1 and "Fn::GetAtt" in v:
+                    arg = v["Fn::GetAtt"]
+                    logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                    out.setdefault(logical, set()).add(attr)
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, str):
+                for logical, attr in re.findall(r"\$\{([A-Za-z0-9]+)\.([A-Za-z0-9.]+)\}", v):
+                    out.setdefault(logical, set()).add(attr)
+
+        walk(self.doc)
+        return out
 
 
 def deploy(endpoint_url: str, template: Template | None = None, bucket: str = ARTIFACTS_BUCKET,
@@ -219,14 +225,10 @@ def deploy(endpoint_url: str, template: Template | None = None, bucket: str = AR
 
     supported = moto_cfn_types()
     local_only = {k: v["Type"] for k, v in translated["Resources"].items() if v["Type"] not in supported}
-    local = {k: f"{template.stack_name}-{k}" for k in local_only}
-    local_attr = {(k, "Arn"): f"arn:aws:local:{template.region}:{template.account_id}:{k}" for k in local_only}
     for k, kind in local_only.items():
         log.info("moto CloudFormation has no %s: %s runs in the local cloud", kind, k)
     stack_doc = copy.deepcopy(translated)
-    stack_doc["Resources"] = {k: _replace_refs(v, local, local_attr) for k, v in translated["Resources"].items()
-                              if k not in local_only}
-    stack_doc["Outputs"] = _replace_refs(translated.get("Outputs", {}), local, local_attr)
+    stack_doc["Resources"], stack_doc["Outputs"] = stack_document(translated, template, local_only)
     params = [{"ParameterKey": k, "ParameterValue": v} for k, v in template.parameters.items()]
     cfn.create_stack(StackName=template.stack_name, TemplateBody=json.dumps(stack_doc), Parameters=params,
                      Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
@@ -242,7 +244,7 @@ def deploy(endpoint_url: str, template: Template | None = None, bucket: str = AR
         raise RuntimeError(f"stack {stack['StackStatus']}: {stack.get('StackStatusReason')}")
     physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId") or r["LogicalResourceId"]
                 for r in cfn.describe_stack_resources(StackName=template.stack_name)["StackResources"]}
-    physical.update(local)
+    physical.update({k: f"{template.stack_name}-{k}" for k in local_only})
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     dep = Deployment(endpoint_url, template, translated, physical, local_only, outputs)
 

@@ -12,10 +12,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from boxwatch_infra.aws.ports import free_port
 from boxwatch_infra.device.agent import BoxAgent
 from boxwatch_infra.device.detector import Thresholds
 from boxwatch_infra.device.model import DistributionBox, Profile
-from boxwatch_infra.mqtt_broker import LocalBroker, free_port
+from boxwatch_infra.mqtt_broker import LocalBroker
 
 
 class VirtualClock:

@@ -1,4 +1,4 @@
-"""Loopback ports for the local cloud: everything binds 127.0.0.1 only."""
+"""Loopback ports for local runs: everything binds 127.0.0.1 only."""
 
 from __future__ import annotations
 

@@ -1,29 +1,24 @@
-"""`boxwatch replay`: a scenario run through the real handlers, in virtual event time, on moto.
+"""The replay engine: a scenario's timeline in virtual event time on a sandbox, with plugins.
 
-The scenario's events become what AWS would deliver (MQTT messages through the template's IoT
-rules, lifecycle events, scheduled events, API calls); the report lists what the handlers
-actually published to SNS, what was rejected, and the AWS calls they made. Replay decides
-nothing itself: every notification in the report was read back from moto's SNS.
+The engine sets the sandbox up from the scenario (boxes, things, clients' phones, bindings), runs
+the scenario's events and the template's schedules in time order, and after every step reads back
+what the handlers pushed. What an event *is* comes from the plugins (`Plugin`): each turns its
+event types into AWS messages and may hook the run's start and end. A plugin instance belongs to
+one run: whatever it keeps between events is its own state, never a module's. The plugins of
+`boxwatch replay` are listed in `boxwatch_infra.replay`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, ClassVar
 
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
-from boxwatch_infra import delivery
+from boxwatch_infra.aws.events import UnsupportedSchedule, rate_seconds, scheduled_event
+from boxwatch_infra.replay.scenario import Scenario, ScenarioError, setting_to_parameter
 from boxwatch_infra.sandbox import Sandbox, decode_push
-
-DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 
 # data fields of a push that the report carries besides t/client/box/kind/cause/boxes
 REPORT_FIELDS = ("offline_boxes", "status", "command_id", "alarm_seq", "seq", "count")
@@ -31,57 +26,30 @@ REPORT_FIELDS = ("offline_boxes", "status", "command_id", "alarm_seq", "seq", "c
 REPORT_TIMES = ("window_start", "window_end")
 
 
-class ClientSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    boxes: list[str]
-    locale: str = "zh-CN"
+class Plugin:
+    """A part of replay, one instance per run. `EVENTS` maps the event types it handles to the
+    names of its methods that handle them (each takes the event); the hooks run in the order the
+    plugins are listed."""
+
+    EVENTS: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def init(self) -> None:
+        """Before the sandbox is built (e.g. `run.async_invokes`)."""
+
+    def setup(self) -> None:
+        """After the boxes, things, phones and bindings exist, before the first event."""
+
+    def finish(self) -> None:
+        """After the last step: report sections go into `run.extra`."""
 
 
-class Scenario(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    settings: dict[str, Any] = Field(default_factory=dict)
-    start: datetime = DEFAULT_START
-    boxes: list[dict[str, Any]] = Field(default_factory=list)
-    clients: list[ClientSpec] = Field(default_factory=list)
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    faults: list[dict[str, Any]] = Field(default_factory=list)  # replay_faults.py
+class Run:
+    sb: Sandbox
 
-    @classmethod
-    def load(cls, path: str | Path) -> Scenario:
-        return cls.model_validate(yaml.safe_load(Path(path).read_text()) or {})
-
-
-def setting_to_parameter(name: str) -> str:
-    """neighbour_radius_m -> NeighbourRadiusM (the template parameter of a setting)."""
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
-class ScenarioError(ValueError):
-    """An event replay cannot even turn into an AWS message."""
-
-
-EventHandler = Callable[["Replay", dict[str, Any]], None]
-EVENT_TYPES: dict[str, EventHandler] = {}
-
-
-def event_type(name: str) -> Callable[[EventHandler], EventHandler]:
-    def register(fn: EventHandler) -> EventHandler:
-        EVENT_TYPES[name] = fn
-        return fn
-
-    return register
-
-
-def _rate_seconds(expr: str) -> int:
-    m = re.fullmatch(r"rate\((\d+)\s+(second|minute|hour|day)s?\)", expr.strip())
-    if not m:
-        raise ScenarioError(f"replay runs rate() schedules only, got {expr!r}")
-    return int(m.group(1)) * {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[m.group(2)]
-
-
-class Replay:
-    def __init__(self, scenario: Scenario):
+    def __init__(self, scenario: Scenario, plugins: Sequence[type[Plugin]] = ()):
         self.scenario = scenario
         self.parameters = {setting_to_parameter(k): v for k, v in scenario.settings.items()}
         if "sweep_interval_s" in scenario.settings and "sweep_schedule" not in scenario.settings:
@@ -91,11 +59,18 @@ class Replay:
         self.t = 0.0
         self.notifications: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
-        self.extra: dict[str, Any] = {}  # report sections added by event types (commands, shadows...)
+        self.extra: dict[str, Any] = {}  # report sections added by plugins (commands, shadows...)
         self._seen: dict[str, int] = {}
         self.endpoint_client: dict[str, str] = {}
         # True: rule and schedule deliveries are Lambda's asynchronous invokes with retries (faults set it)
         self.async_invokes = False
+        self.plugins = [cls(self) for cls in plugins]
+        self.event_types: dict[str, Callable[[dict[str, Any]], None]] = {}
+        for plugin in self.plugins:
+            for kind, method in plugin.EVENTS.items():
+                if kind in self.event_types:
+                    raise ValueError(f"two replay plugins handle {kind!r} events")
+                self.event_types[kind] = getattr(plugin, method)
 
     # ---------------------------------------------------------------- time
     @property
@@ -117,15 +92,19 @@ class Replay:
             for box in client.boxes:
                 bind(BindingSpec(client_id=client.id, box_id=box, target=endpoints[client.id],
                                  locale=client.locale))  # type: ignore[arg-type]
-        for hook in SETUP_HOOKS:
-            hook(self)
+        for plugin in self.plugins:
+            plugin.setup()
 
     def schedules(self) -> list[tuple[str, int]]:
         """(function, period s) for every Schedule event of the template."""
         out = []
         for logical, fn in self.sb.template.functions.items():
             for props in fn.events_of_type("Schedule").values():
-                out.append((logical, _rate_seconds(str(self.sb.template.resolve(props["Schedule"])))))
+                expr = str(self.sb.template.resolve(props["Schedule"]))
+                try:
+                    out.append((logical, rate_seconds(expr, seconds=True)))
+                except UnsupportedSchedule:
+                    raise ScenarioError(f"replay runs rate() schedules only, got {expr!r}") from None
         return out
 
     def settle_s(self) -> float:
@@ -140,8 +119,8 @@ class Replay:
     def run(self, sandbox: Sandbox | None = None) -> dict[str, Any]:
         """Run the scenario in a new sandbox, or in `sandbox` (already entered, built with this
         scenario's parameters and emptied by the caller: a test running many scenarios)."""
-        for hook in INIT_HOOKS:
-            hook(self)
+        for plugin in self.plugins:
+            plugin.init()
         if sandbox is not None and sandbox.parameter_overrides != self.parameters:
             raise ValueError("the sandbox was built with other parameters than this scenario's")
         with contextlib.nullcontext(sandbox) if sandbox is not None else Sandbox(
@@ -167,8 +146,8 @@ class Replay:
                     self.scheduled(item)
                 self.collect()
             self.t = end
-            for hook in FINISH_HOOKS:
-                hook(self)
+            for plugin in self.plugins:
+                plugin.finish()
             return {
                 "notifications": self.notifications,
                 "rejected": self.rejected,
@@ -180,11 +159,11 @@ class Replay:
             }
 
     def _event(self, event: dict[str, Any]) -> None:
-        handler = EVENT_TYPES.get(str(event.get("type")))
+        handler = self.event_types.get(str(event.get("type")))
         try:
             if handler is None:
                 raise ScenarioError(f"unknown event type {event.get('type')!r}")
-            handler(self, event)
+            handler(event)
         except ScenarioError as exc:
             self.reject(event, "malformed", str(exc))
 
@@ -199,16 +178,22 @@ class Replay:
             self.reject(event, str(result.get("error")), str(result.get("message")), **details)
         return result
 
+    def publish(self, event: dict[str, Any], topic: str, payload: Any, client_id: str) -> None:
+        """An MQTT message into IoT Core now, through the template's rules; each delivery's error
+        or refusal goes into the report."""
+        for d in self.sb.publish_mqtt(topic, payload, client_id, self.now_ms):
+            if d.error:
+                self.reject(event, "malformed", d.error)
+            else:
+                self.check(event, d.result)
+
     def scheduled(self, function: str) -> Any:
         """An EventBridge scheduled event at the current virtual time."""
-        event = {
-            "version": "0", "id": f"replay-{function}-{self.now_ms}", "detail-type": "Scheduled Event",
-            "source": "aws.events", "account": self.sb.template.account_id, "time": self.iso(),
-            "region": self.sb.template.region, "detail": {},
-            "resources": [f"arn:aws:events:{self.sb.template.region}:{self.sb.template.account_id}:rule/{function}"],
-        }
+        account, region = self.sb.template.account_id, self.sb.template.region
+        event = scheduled_event(self.now_ms, account, region, f"replay-{function}-{self.now_ms}",
+                                [f"arn:aws:events:{region}:{account}:rule/{function}"])
         if self.sb.async_invokes:  # EventBridge invokes asynchronously: Lambda retries a failed run
-            result, error = delivery.invoke_async(self.sb, function, event)
+            result, error = self.sb.invoke_async(function, event)
             if error:
                 self.reject({"type": "scheduled"}, "retries_exhausted", error, function=function)
             return result
@@ -226,51 +211,3 @@ class Replay:
                 entry.update({k: (int(data[k]) - self.start_ms) / 1000 for k in REPORT_TIMES if k in data})
                 self.notifications.append(entry)
             self._seen[arn] = len(messages)
-
-
-INIT_HOOKS: list[Callable[[Replay], None]] = []  # before the sandbox is built (e.g. async_invokes)
-SETUP_HOOKS: list[Callable[[Replay], None]] = []
-FINISH_HOOKS: list[Callable[[Replay], None]] = []
-
-
-# -------------------------------------------------------------------- event types
-ALARM_FIELDS = ("seq", "cause", "value", "threshold", "unit", "circuit", "phase")
-
-
-@event_type("alarm")
-def _alarm(replay: Replay, event: dict[str, Any]) -> None:
-    """A box publishes an alarm log on its topic (as its own MQTT client)."""
-    box = event.get("box")
-    if not isinstance(box, str) or not box:
-        raise ScenarioError("alarm event needs a box")
-    if "raw" in event:
-        payload: Any = str(event["raw"])  # a box sending bytes that are not our JSON
-    else:
-        payload = {"v": 1, **{k: event[k] for k in ALARM_FIELDS if k in event}}
-        # alarm_at lets a scenario deliver an alarm late (an outbox backlog): alarm time != arrival
-        payload["alarm_time"] = replay.start_ms + round(float(event.get("alarm_at", event["t"])) * 1000)
-        payload.update(event.get("extra", {}))
-    deliveries = replay.sb.publish_mqtt(f"boxwatch/boxes/{box}/alarms", payload, str(event.get("client_id", box)),
-                                        replay.now_ms)
-    for d in deliveries:
-        if d.error:
-            replay.reject(event, "malformed", d.error)
-        else:
-            replay.check(event, d.result)
-
-
-def run_file(path: str | Path) -> dict[str, Any]:
-    return Replay(Scenario.load(path)).run()
-
-
-def dumps(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False, sort_keys=False)
-
-
-# event types of later issues register themselves on import
-# last: faults are armed after every other set-up hook (the boxes' first connects never fail)
-from boxwatch_infra import (  # noqa: E402,F401
-    replay_commands,
-    replay_faults,
-    replay_network,
-)

@@ -3,17 +3,15 @@ CodeUri, its environment from the template, a Lambda context object."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
 import sys
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from boxwatch_infra.template import FunctionSpec, Template
+from boxwatch_infra.aws.environ import patched_environ
+from boxwatch_infra.aws.template import FunctionSpec, Template
 
 
 @dataclass
@@ -29,20 +27,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.timeout_ms
-
-
-@contextlib.contextmanager
-def patched_environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 class LocalFunction:

@@ -4,6 +4,11 @@ Reads the SAM template, resolves the intrinsic functions the project uses (Ref, 
 Fn::GetAtt, Fn::Join, Fn::Select) against parameter values and physical names, creates the
 DynamoDB tables and SNS topics it declares in whatever AWS boto3 points at (moto in-process or
 moto_server), and describes each function: code location, handler, environment and events.
+
+`resolve()` is the one intrinsic-function resolver of the tooling: `Template` (the SAM template,
+names made up as a local stack would) and the local cloud's `DeployedTemplate` (the translated
+template, names from the deployed stack) differ only in the names they give it, and the local
+cloud's stack document is its partial mode.
 """
 
 from __future__ import annotations
@@ -15,14 +20,74 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from samtranslator.intrinsics.resolver import IntrinsicsResolver
 from samtranslator.yaml_helper import yaml_parse
 
-ROOT = Path(__file__).resolve().parents[2]
+from boxwatch_infra.aws.environ import patched_environ
+
+ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_PATH = ROOT / "template.yaml"
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
 STACK_NAME = "boxwatch"
+
+
+# `${Name}` left in an `Fn::Sub` after substitution (`${!Name}` is the escape for a literal `${Name}`)
+UNRESOLVED_SUB = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+def resolve(value: Any, names: dict[str, str], partial: bool = False) -> Any:
+    """Resolve `Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::Join` and `Fn::Select` in a template fragment
+    (a copy; `value` is left alone) against `names` (`Template.names`: `Name` and
+    `Logical.Attribute` -> value). `Ref` and `Fn::Sub` are aws-sam-translator's own resolver.
+
+    partial=False: every name must be known (KeyError otherwise) and the result has no intrinsic
+    left. partial=True: only the known names are replaced and everything else is left for
+    CloudFormation, `Fn::Join`/`Fn::Select` included (the local cloud's stack document).
+    """
+    resolver = IntrinsicsResolver(names)
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if not isinstance(v, dict):
+            return v
+        if len(v) == 1:
+            (key, arg), = v.items()
+            if key == "Ref":
+                if isinstance(arg, str) and arg in names:
+                    return resolver.resolve_parameter_refs({"Ref": arg})
+                if partial:
+                    return v
+                raise KeyError(f"Ref to unknown name {arg!r}")
+            if key == "Fn::GetAtt":
+                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                if f"{logical}.{attr}" in names:
+                    return names[f"{logical}.{attr}"]
+                if partial:
+                    return v
+                raise KeyError(f"GetAtt {logical}.{attr} is not supported locally")
+            if key == "Fn::Sub":
+                text, variables = (arg, None) if isinstance(arg, str) else (arg[0], walk(arg[1]))
+                if variables and not partial:  # the Sub's own variables first (SAM names them `__ApiId__`)
+                    text = UNRESOLVED_SUB.sub(lambda m: str(variables.get(m.group(1), m.group(0))), text)
+                text = resolver.resolve_parameter_refs({key: text})[key]
+                if partial:
+                    return {key: text if variables is None else [text, variables]}
+                left = UNRESOLVED_SUB.search(text)
+                if left:
+                    raise KeyError(f"Fn::Sub of unknown name {left.group(1)!r}")
+                return text.replace("${!", "${")
+            if key == "Fn::Join" and not partial:
+                sep, items = arg
+                return sep.join(str(walk(i)) for i in items)
+            if key == "Fn::Select" and not partial:
+                index, items = arg
+                return walk(items)[int(walk(index))]
+        return {k: walk(x) for k, x in v.items()}
+
+    return walk(value)
 
 
 @dataclass
@@ -82,75 +147,49 @@ class Template:
             return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{name}"
         return name
 
-    def attribute(self, logical_id: str, attr: str) -> str:
+    def attributes(self, logical_id: str) -> dict[str, str]:
+        """The `Fn::GetAtt` attributes of a resource that local runs know."""
         kind = self.resources[logical_id]["Type"]
         name = f"{self.stack_name}-{logical_id}"
-        if attr == "Arn":
-            service = {
-                "AWS::DynamoDB::Table": f"dynamodb:{self.region}:{self.account_id}:table/{name}",
-                "AWS::SNS::Topic": f"sns:{self.region}:{self.account_id}:{name}",
-                "AWS::SQS::Queue": f"sqs:{self.region}:{self.account_id}:{name}",
-                "AWS::Serverless::Function": f"lambda:{self.region}:{self.account_id}:function:{name}",
-            }.get(kind)
-            if service:
-                return f"arn:aws:{service}"
-        if attr == "QueueName":
-            return name
-        if attr == "TopicName":
-            return name
-        raise KeyError(f"GetAtt {logical_id}.{attr} is not supported locally")
+        out = {"QueueName": name, "TopicName": name}
+        service = {
+            "AWS::DynamoDB::Table": f"dynamodb:{self.region}:{self.account_id}:table/{name}",
+            "AWS::SNS::Topic": f"sns:{self.region}:{self.account_id}:{name}",
+            "AWS::SQS::Queue": f"sqs:{self.region}:{self.account_id}:{name}",
+            "AWS::Serverless::Function": f"lambda:{self.region}:{self.account_id}:function:{name}",
+        }.get(kind)
+        if service:
+            out["Arn"] = f"arn:aws:{service}"
+        return out
 
-    def _ref(self, name: str) -> str:
-        pseudo = {
+    def attribute(self, logical_id: str, attr: str) -> str:
+        value = self.names.get(f"{logical_id}.{attr}")
+        if value is None:
+            raise KeyError(f"GetAtt {logical_id}.{attr} is not supported locally")
+        return value
+
+    @cached_property
+    def names(self) -> dict[str, str]:
+        """Everything `Ref`, `Fn::GetAtt` and `${...}` can name: pseudo parameters, parameters,
+        resources' physical names, `Logical.Attribute`."""
+        out = {
             "AWS::Region": self.region,
             "AWS::AccountId": self.account_id,
             "AWS::StackName": self.stack_name,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
         }
-        if name in pseudo:
-            return pseudo[name]
-        if name in self.parameters:
-            return self.parameters[name]
-        if name in self.resources:
-            return self.physical_name(name)
-        raise KeyError(f"Ref to unknown name {name!r}")
+        for name, value in self.parameters.items():
+            out.setdefault(name, value)
+        for logical in self.resources:
+            out.setdefault(logical, self.physical_name(logical))
+            for attr, value in self.attributes(logical).items():
+                out[f"{logical}.{attr}"] = value
+        return out
 
     def resolve(self, value: Any) -> Any:
         """Resolve intrinsic functions in a template fragment."""
-        if isinstance(value, list):
-            return [self.resolve(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            (key, arg), = value.items()
-            if key == "Ref":
-                return self._ref(arg)
-            if key == "Fn::GetAtt":
-                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.attribute(logical, attr)
-            if key == "Fn::Sub":
-                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-                resolved_vars = {k: str(self.resolve(v)) for k, v in variables.items()}
-
-                def sub(m: re.Match[str]) -> str:
-                    token = m.group(1)
-                    if token in resolved_vars:
-                        return resolved_vars[token]
-                    if "." in token and not token.startswith("AWS::"):
-                        logical, attr = token.split(".", 1)
-                        return self.attribute(logical, attr)
-                    return str(self._ref(token))
-
-                # ${!Literal} is Fn::Sub's escape for a literal ${Literal} (IoT policy variables)
-                return re.sub(r"\$\{([^}!][^}]*)\}", sub, text).replace("${!", "${")
-            if key == "Fn::Join":
-                sep, items = arg
-                return sep.join(str(self.resolve(i)) for i in items)
-            if key == "Fn::Select":
-                index, items = arg
-                return self.resolve(items)[int(self.resolve(index))]
-        return {k: self.resolve(v) for k, v in value.items()}
+        return resolve(value, self.names)
 
     # ---------------------------------------------------------------- functions
     @cached_property
@@ -238,14 +277,12 @@ def translate(template: Template | None = None, bucket: str = "boxwatch-artifact
     t = template or Template()
     params = {**t.parameters, "AWS::Region": t.region, "AWS::AccountId": t.account_id, "AWS::Partition": "aws",
               "AWS::StackName": t.stack_name}
-    from boxwatch_infra.lambda_runtime import patched_environ
-
     with patched_environ({"AWS_DEFAULT_REGION": t.region}):  # the translator asks boto3 for a region
         return dict(transform(packaged(t, bucket), params, _NoManagedPolicies()))
 
 
 def main() -> int:
-    """`python -m boxwatch_infra.template`: translate the SAM template and summarise it."""
+    """`python -m boxwatch_infra.aws.template`: translate the SAM template and summarise it."""
     import json
     import sys
 

@@ -14,7 +14,7 @@ service; `after` matching calls go through first (default 0), then `times` calls
 `from_t`/`to_t` arm the fault only in that virtual-time window (seconds, inclusive).
 
 A scenario with faults delivers rule and schedule invocations as Lambda's asynchronous invokes
-(boxwatch_infra.delivery: 1 + MaximumRetryAttempts tries, the retries at once, after the function
+(`Sandbox.invoke_async`: 1 + MaximumRetryAttempts tries, the retries at once, after the function
 timeout has passed for powertools' in-progress records). A fault never fires on the last attempt
 of an invocation, so a retry always clears it: a fault that exhausts every retry is a lost event
 by AWS's own rules (the on-failure destination), not something a scenario should test this way.
@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from botocore.exceptions import ClientError
 
-from boxwatch_infra.replay import FINISH_HOOKS, INIT_HOOKS, SETUP_HOOKS, Replay, ScenarioError
+from boxwatch_infra.replay.run import Plugin, Run
+from boxwatch_infra.replay.scenario import ScenarioError
 
 ERRORS: dict[str, dict[str, tuple[str, int]]] = {
     "throttle": {"dynamodb": ("ProvisionedThroughputExceededException", 400), "sns": ("Throttling", 400),
@@ -70,7 +70,7 @@ class Fault:
         return {k: v for k, v in out.items() if v is not None}
 
 
-def parse(replay: Replay, raw: dict[str, Any]) -> Fault:
+def parse(replay: Run, raw: dict[str, Any]) -> Fault:
     unknown = set(raw) - FIELDS
     if unknown:
         raise ScenarioError(f"fault has unknown fields {sorted(unknown)}")
@@ -93,7 +93,7 @@ def parse(replay: Replay, raw: dict[str, Any]) -> Fault:
 
 @dataclass
 class Injector:
-    replay: Replay
+    replay: Run
     faults: list[Fault] = field(default_factory=list)
 
     def __call__(self, service: str, operation: str, params: dict[str, Any], call: Any) -> Any:
@@ -118,7 +118,7 @@ class Injector:
         return call()
 
 
-def expire_in_progress(replay: Replay, function: str, event: Any) -> None:
+def expire_in_progress(replay: Run, function: str, event: Any) -> None:
     """Before a retry: the function timeout has passed, so an in-progress idempotency record left
     by a crashed attempt may be taken over (Lambda's retries come minutes later)."""
     sb = replay.sb
@@ -134,37 +134,31 @@ def expire_in_progress(replay: Replay, function: str, event: Any) -> None:
                             ExpressionAttributeValues={":zero": {"N": "0"}})
 
 
-_STATE: WeakKeyDictionary[Replay, tuple[Injector, Any]] = WeakKeyDictionary()
+class Faults(Plugin):
+    """Arms the scenario's faults at set-up (listed before Network: its t=0 connects are asynchronous
+    invokes a fault may hit); reports how often each fired."""
 
+    def __init__(self, run: Run) -> None:
+        super().__init__(run)
+        self.injector: Injector | None = None
 
-def _init(replay: Replay) -> None:
-    if replay.scenario.faults:
-        replay.async_invokes = True
+    def init(self) -> None:
+        if self.run.scenario.faults:
+            self.run.async_invokes = True
 
+    def setup(self) -> None:
+        if not self.run.scenario.faults:
+            return
+        self.injector = Injector(self.run, [parse(self.run, raw) for raw in self.run.scenario.faults])
+        self.run.sb.counter.interceptors.insert(0, self.injector)
+        self.run.sb.before_retry.append(self.before_retry)
 
-def _setup(replay: Replay) -> None:
-    if not replay.scenario.faults:
-        return
-    injector = Injector(replay, [parse(replay, raw) for raw in replay.scenario.faults])
+    def before_retry(self, function: str, event: Any) -> None:
+        expire_in_progress(self.run, function, event)
 
-    def hook(function: str, event: Any) -> None:
-        expire_in_progress(replay, function, event)
-
-    replay.sb.counter.interceptors.insert(0, injector)
-    replay.sb.before_retry.append(hook)
-    _STATE[replay] = (injector, hook)
-
-
-def _finish(replay: Replay) -> None:
-    state = _STATE.pop(replay, None)
-    if state is None:
-        return
-    injector, hook = state
-    replay.sb.counter.interceptors.remove(injector)  # a reused sandbox runs the next scenario clean
-    replay.sb.before_retry.remove(hook)
-    replay.extra["faults"] = [f.report() for f in injector.faults]
-
-
-INIT_HOOKS.append(_init)
-SETUP_HOOKS.append(_setup)
-FINISH_HOOKS.append(_finish)
+    def finish(self) -> None:
+        if self.injector is None:
+            return
+        self.run.sb.counter.interceptors.remove(self.injector)  # a reused sandbox runs the next scenario clean
+        self.run.sb.before_retry.remove(self.before_retry)
+        self.run.extra["faults"] = [f.report() for f in self.injector.faults]

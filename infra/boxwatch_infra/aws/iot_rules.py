@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from boxwatch_infra.template import Template
+from boxwatch_infra.aws.template import Template
 
 
 class UnsupportedSql(ValueError):
@@ -126,6 +126,18 @@ def _compare(op: str, a: Any, b: Any) -> bool | _Undefined:
 
 
 # ---------------------------------------------------------------------------------------------- parser
+def _logical(terms: list[Expr], fold: Callable[[list[Any]], bool]) -> Expr:
+    """AND (fold=all) / OR (fold=any) of Boolean terms: Undefined when any term is."""
+
+    def combined(c: MessageContext) -> Any:
+        values = [_boolean(t(c)) for t in terms]
+        if any(v is UNDEFINED for v in values):
+            return UNDEFINED
+        return fold(values)
+
+    return combined
+
+
 class _Parser:
     """Recursive descent over the tokens of one expression: OR < AND < NOT < comparison < primary."""
 
@@ -167,13 +179,7 @@ class _Parser:
         if top:
             self.conjuncts.clear()  # an OR at the top: no term is required on its own
 
-        def any_of(c: MessageContext) -> Any:
-            values = [_boolean(t(c)) for t in terms]
-            if any(v is UNDEFINED for v in values):
-                return UNDEFINED
-            return any(values)
-
-        return any_of
+        return _logical(terms, any)
 
     def and_expr(self, top: bool = False) -> Expr:
         terms = [self.not_expr(top)]
@@ -183,13 +189,7 @@ class _Parser:
         if len(terms) == 1:
             return terms[0]
 
-        def all_of(c: MessageContext) -> Any:
-            values = [_boolean(t(c)) for t in terms]
-            if any(v is UNDEFINED for v in values):
-                return UNDEFINED
-            return all(values)
-
-        return all_of
+        return _logical(terms, all)
 
     def not_expr(self, top: bool = False) -> Expr:
         if self.keyword("NOT"):

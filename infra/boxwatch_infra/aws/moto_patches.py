@@ -1,9 +1,9 @@
-"""Bench-only speed-ups for moto's DynamoDB, so that a storm's tables can grow in-process.
+"""Speed-ups for moto that keep its answers: same responses, same results, less CPU.
 
 moto answers a base-table Query by sorting every item of the table and keeping the partition's,
 and backs up each table a TransactWriteItems touches with a deep copy of the whole table (once
 per item). Both make an alarm's cost in moto grow with everything stored before it, which
-DynamoDB's does not. While `faster_moto()` is active:
+DynamoDB's does not. While `faster_moto()` is active (the benchmarks, in-process):
 
 - a base-table Query sees only its partition's items (sorted as moto sorts them): same results;
 - a GSI or LSI Query sees only the items with its index hash key (a per-index map, rebuilt after
@@ -14,16 +14,24 @@ DynamoDB's does not. While `faster_moto()` is active:
   is not rolled back in moto. The benchmarks send no duplicates and make no conflicting writes,
   so none is cancelled; the storm counts failed deliveries and reports them.
 
+moto_server in the local cloud gets the same queries and, instead of the backup copy, a rollback
+of just the items a transaction names (`scalable_dynamodb`), plus `speed_up_moto_server` and
+`fast_dynamodb_responses` (its serializer bypassed for DynamoDB data-plane results).
+
 Nothing here changes which requests the handlers make or what they read.
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
 import contextlib
+import functools
 import inspect
+import json
+import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
@@ -131,33 +139,114 @@ def faster_moto() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def reused_connection() -> Iterator[bool]:
-    """The fix proposed for the domain's `TransactWrite(connection=Connection())`: one pynamodb
-    Connection per container instead of a new one - a new botocore session whose JSON models are
-    parsed again, ~0.1-0.2 s here - per call. Requests are unchanged. Yields whether any domain
-    module still builds one per call (nothing to patch otherwise)."""
-    import importlib
-    import pkgutil
+# patches for the life of a moto_server process (a dropped ExitStack would undo them)
+_KEEP = contextlib.ExitStack()
 
-    from pynamodb.connection import Connection
 
-    import boxwatch
+def speed_up_moto_server() -> None:
+    """Things that cost moto_server most of its time under concurrent load (measured by stack
+    sampling): werkzeug logs every request at INFO (threads queue on the logging lock), and the
+    dispatcher lists moto's package directory on disk for every request, under a global lock."""
+    import logging
 
-    modules = []
-    for info in pkgutil.iter_modules(boxwatch.__path__):
-        try:
-            module = importlib.import_module(f"boxwatch.{info.name}")
-        except Exception:  # a module mid-edit elsewhere: handlers that import it fail on their own
-            continue
-        # boxwatch.models holds the one shared Connection (the fix itself): nothing to patch there
-        if getattr(module, "Connection", None) is Connection and not hasattr(module, "_CONNECTION"):
-            modules.append(module)
-    if not modules:
-        yield False
-        return
-    shared = Connection()
-    with contextlib.ExitStack() as stack:
-        for module in modules:
-            stack.enter_context(mock.patch.object(module, "Connection", lambda *a, **k: shared))
-        yield True
+    import moto.backends
+    import moto.core.responses
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    modules = tuple(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+    # and every request lists its handler class's methods with inspect.getmembers (5 % of the CPU)
+    moto.core.responses.method_names_from_class = functools.cache(  # type: ignore[attr-defined]
+        moto.core.responses.method_names_from_class)  # type: ignore[attr-defined]
+
+
+def scalable_dynamodb() -> None:
+    """moto's DynamoDB costs grow with everything stored: a Query sorts every item of the table,
+    a TransactWriteItems deep-copies every table it touches (for its rollback). An alarm then
+    costs moto 20+ ms more per thousand stored, and the local cloud falls behind any steady load.
+
+    - Query: the partition-local lookups of `faster_moto` (same results);
+    - TransactWriteItems: instead of copying whole tables, the items the transaction names are
+      copied before it runs and put back if moto cancels it: the same all-or-nothing outcome,
+      under one lock so concurrent transactions cannot interleave with a rollback.
+    """
+    import copy
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    _KEEP.enter_context(faster_moto())  # for the life of the process (a dropped stack would undo it)
+    original = DynamoDBBackend.transact_write_items
+    lock = threading.RLock()
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with lock:
+            saved: list[tuple[str, dict[str, Any], Any]] = []
+            try:
+                for entry in transact_items:
+                    _, op = next(iter(entry.items()))
+                    table = self.get_table(op["TableName"])
+                    if "Item" in op:
+                        key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+                        if table.range_key_attr is not None:
+                            key[table.range_key_attr] = op["Item"][table.range_key_attr]
+                    else:
+                        key = op["Key"]
+                    current = self.get_item(op["TableName"], key)
+                    saved.append((op["TableName"], key, copy.deepcopy(current.to_json()["Attributes"])
+                                  if current is not None else None))
+            except Exception:  # malformed: moto's own validation answers it
+                saved = []
+            try:
+                original(self, transact_items)
+            except Exception:
+                for table_name, key, attrs in reversed(saved):
+                    if attrs is None:
+                        with contextlib.suppress(Exception):
+                            self.delete_item(table_name, key)
+                    else:
+                        self.put_item(table_name, attrs)
+                raise
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+# DynamoDB's data plane: results are already wire-format dicts (moto's dynamo_to_dict)
+DATA_PLANE = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
+                        "BatchWriteItem", "TransactGetItems", "TransactWriteItems"})
+
+
+def _wire_json(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()  # B and BS values, as the JSON protocol sends them
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def fast_dynamodb_responses() -> Callable[[Any, Any], Any]:
+    """moto 5.2 serialises every response by walking botocore's output shapes, attribute by
+    attribute: half of moto_server's CPU under the local cloud's load (py-spy --gil), 15 ms of
+    each alarm's 30. A DynamoDB data-plane result is already the wire format, so it is dumped as
+    JSON directly (same body, tests/integration/test_moto_fast_path.py); anything else, errors
+    included, goes through moto's serializer. Returns moto's original for that comparison."""
+    from moto.core.utils import get_service_model
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.serialized
+    model = get_service_model("dynamodb")
+    # moto's dicts carry a few keys outside the output shape (legacy ConsumedCapacityUnits): drop them
+    members = {a: frozenset(model.operation_model(a).output_shape.members) for a in DATA_PLANE}
+
+    def serialized(self: Any, action_result: Any) -> Any:
+        result = action_result.result
+        action = self._get_action()
+        if type(result) is dict and action in DATA_PLANE:
+            keep = members[action]
+            try:
+                body = json.dumps({k: v for k, v in result.items() if k in keep and v is not None},
+                                  default=_wire_json)
+            except (TypeError, ValueError):
+                return original(self, action_result)
+            return 200, {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}, body
+        return original(self, action_result)
+
+    DynamoHandler.serialized = serialized  # type: ignore[method-assign]
+    return original
