@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -29,8 +29,8 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import geo
-from boxwatch.contract import AlarmEvent
 from boxwatch.errors import Conflict, UnknownBox
+from boxwatch.events import AlarmEvent
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
     AlarmCellEntry,
@@ -40,11 +40,16 @@ from boxwatch.models import (
     BoxItem,
     DueItem,
     NearbyClaim,
+    cancelled_by_condition,
+    condition_failed,
     connection,
 )
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, local_time, send
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
 
 SUMMARY_KIND = "alarm_summary"
 # concurrent alarms of one box race on its hold state (or DynamoDB throttles the transaction);
@@ -236,7 +241,7 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                               condition=DueItem.pk.exists())
         except TransactWriteError as exc:
             codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
-            failed = {i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+            failed = {i for i, lost in enumerate(cancelled_by_condition(exc)) if lost}
             if not failed and ("TransactionConflict" in codes or exc.cause_response_code in THROTTLED):
                 # another transaction on the box item at the same moment, or a throttle: try again
                 time.sleep(BACKOFF_S * 2 ** attempt)
@@ -335,7 +340,7 @@ def claim_nearby(targets: list[NearbyTarget], alarm: AlarmEvent, me: str, settin
                 condition=NearbyClaim.pk.does_not_exist() | (NearbyClaim.r <= rb - window) | (NearbyClaim.by == me),
             )
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             continue  # inside the window of an update this client already got
         won.append(t)
@@ -417,7 +422,7 @@ def summary_notification(item: DueItem) -> Notification:
     )
 
 
-def send_alarm_summary(item: DueItem, sns: Any, skip: Collection[str]) -> SendReport:
+def send_alarm_summary(item: DueItem, sns: SNSClient, skip: Collection[str]) -> SendReport:
     """The alarm sweep's handler for a hold window that held alarms: one push to the box's clients."""
     return send(sns, bindings_of_box(str(item.box_id)), summary_notification(item), skip=skip)
 
@@ -432,7 +437,7 @@ def _record_sent(record: AlarmRecord, sent: set[str]) -> None:
     AlarmRecord(record.pk, record.sk).update(actions=[AlarmRecord.sent.set(sorted(sent))])
 
 
-def _process(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
+def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestResult:
     box = _box(alarm.thing)
     # before the store: the cell entry keeps a copy for the nearby_update of later neighbours
     bindings = bindings_of_box(box.box_id)
@@ -489,7 +494,7 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
     return result
 
 
-def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any, idempotency: Idempotency) -> IngestResult:
+def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: SNSClient, idempotency: Idempotency) -> IngestResult:
     """Store once, notify each bound client once, however often IoT and Lambda deliver the alarm.
 
     The powertools record keyed on (box, seq) makes a redelivery of a processed alarm return at

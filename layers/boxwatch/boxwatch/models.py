@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import Self
 
@@ -14,6 +15,7 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -519,6 +521,9 @@ class CommandItem(Model):
         return f"CMD#{command_id}", "CMD"
 
 
+COMMAND_ID = re.compile(r"^c-[0-9a-f]{20}$")  # what power_off.command_id_for makes
+
+
 class CommandKeyItem(Model):
     """A client's idempotency key -> the command it created (pk = KEY#<client>#<key>, sk = KEY)."""
 
@@ -588,3 +593,14 @@ def connection() -> Connection:
     if not _CONNECTION:
         _CONNECTION.append(Connection())
     return _CONNECTION[0]
+
+
+def condition_failed(exc: PynamoDBException) -> bool:
+    """A conditional write refused because its condition was false: someone got there first (or
+    the item is not in the state we write from); never an error to retry."""
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def cancelled_by_condition(exc: TransactWriteError) -> list[bool]:
+    """Per item of a cancelled transaction, in the order added: did its condition fail?"""
+    return [r is not None and r.code == "ConditionalCheckFailed" for r in (exc.cancellation_reasons or [])]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from boxwatch import bounds
 from boxwatch.contract import BOX_ID_PATTERN
-from boxwatch.errors import UnknownBox
+from boxwatch.errors import Forbidden, NotFound, UnknownBox
 from boxwatch.geo import cell_of
 from boxwatch.models import BindingItem, BoxItem
 from boxwatch.settings import Settings
@@ -143,10 +143,6 @@ def bind(spec: BindingSpec) -> BindingItem:
     return item
 
 
-def unbind(client_id: str, box_id: str) -> None:
-    BindingItem(box_id, client_id).delete()
-
-
 def bindings_of_box(box_id: str) -> list[BindingItem]:
     return list(BindingItem.query(box_id))
 
@@ -161,3 +157,18 @@ def is_bound(client_id: str, box_id: str) -> bool:
         return True
     except BindingItem.DoesNotExist:
         return False
+
+
+def require_bound(client_id: str, box_id: str) -> None:
+    """Only a client bound to a box may read or command it; anyone else gets the answer of an
+    unknown box (same status, same body). The box is looked up only on refusal, for the log and
+    in both cases (same cost), so the common (bound) path costs one GetItem."""
+    if is_bound(client_id, box_id):
+        return
+    try:
+        get_box(box_id)
+    except UnknownBox:
+        exc = NotFound("no such box", client=client_id, box=box_id)
+        exc.reason = "unknown_box"
+        raise exc from None
+    raise Forbidden("no such box", client=client_id, box=box_id)
