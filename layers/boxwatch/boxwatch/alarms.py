@@ -20,11 +20,6 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
-)
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
@@ -443,7 +438,7 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestRes
     bindings = bindings_of_box(box.box_id)
     stored = _store(alarm, box, bindings, settings)
     record = stored.record
-    if stored.existing and record.notified_at is not None:  # notified before idempotency records existed
+    if stored.existing and record.notified_at is not None:  # notified, its idempotency record never completed
         return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=record.sk)
 
     neighbours = same_cause_neighbours(box, alarm.cause.value, alarm.alarm_time, settings)
@@ -504,6 +499,12 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: SNSClient, idempote
     failed finds the alarm record stored and resumes the fan-out, skipping the clients the failed
     attempt recorded as sent (docs/reliability.md).
     """
+    # boto3 comes with it: see boxwatch.idempotency
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyPersistenceLayerError,
+        IdempotencyValidationError,
+    )
+
     alarm.check_time(settings.alarm_max_age_s, settings.alarm_max_future_s)
     delivery = {"thing": alarm.thing, "seq": alarm.seq,
                 "content": [alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold]}
@@ -515,11 +516,7 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: SNSClient, idempote
         return done[0].as_dict()
 
     def through(idem: Idempotency, prefix: str) -> dict[str, Any]:
-        out: dict[str, Any] = idempotent_function(
-            once, data_keyword_argument="delivery", persistence_store=idem.persistence,
-            config=idem.config, key_prefix=prefix,
-        )(delivery=delivery)
-        return out
+        return idem.run(once, "delivery", delivery, key_prefix=prefix)
 
     try:
         try:

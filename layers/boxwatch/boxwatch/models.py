@@ -115,7 +115,9 @@ class AlarmRecord(Model):
     phase = UnicodeAttribute(null=True)
     cell = UnicodeAttribute()
     neighbours = JSONAttribute(null=True)  # the second alarm's box list, for audit
-    notified_at = NumberAttribute(null=True)  # legacy: completion now lives in the idempotency record
+    # set only when everyone was pushed but the idempotency record could not be completed: a later
+    # redelivery is then a duplicate all the same (docs/reliability.md)
+    notified_at = NumberAttribute(null=True)
     # "<kind>#<client>" already pushed, written only when a fan-out fails half-way (the retry skips them)
     sent = JSONAttribute(null=True)
     held = BooleanAttribute(null=True)  # held by the flood hold-down: stored, counted, not pushed

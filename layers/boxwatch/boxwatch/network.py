@@ -18,11 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
@@ -30,7 +25,7 @@ from pynamodb.transactions import TransactWrite
 
 from boxwatch.events import CLIENT_INITIATED as CLIENT_INITIATED  # where the replay tooling reads it
 from boxwatch.events import PresenceEvent
-from boxwatch.idempotency import Idempotency
+from boxwatch.idempotency import Idempotency, records
 from boxwatch.models import (
     AlarmReceivedEntry,
     ArrivalEntry,
@@ -283,8 +278,10 @@ def watched_alarm(box_id: str, offline_at: int, watch_s: int) -> WatchedAlarm | 
 def third_alarm_idempotency(settings: Settings) -> Idempotency:
     """Records keyed on (box, watched alarm), shared by Presence and the sweep (same key prefix):
     one of them sends at a time, a failed one is resumed by the next, a finished one is final."""
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig  # boto3: see boxwatch.idempotency
+
     return Idempotency(
-        persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+        persistence=records(settings),
         config=IdempotencyConfig(event_key_jmespath="[box, alarm]", raise_on_no_idempotency_key=True,
                                  expires_after_seconds=LIFECYCLE_DAYS * 86_400),
     )
@@ -365,6 +362,5 @@ def offline_after_alarm(box: BoxItem, drop: Drop, settings: Settings, sns: SNSCl
         sent.append(_tell(box, drop, alarm, sns, reports))
         return {"box": box.box_id, "alarm": alarm.key, "sent_now": sent[0]}
 
-    idempotent_function(once, data_keyword_argument="watched", persistence_store=idempotency.persistence,
-                        config=idempotency.config, key_prefix="third")(watched={"box": box.box_id, "alarm": alarm.key})
+    idempotency.run(once, "watched", {"box": box.box_id, "alarm": alarm.key}, key_prefix="third")
     return alarm.seq if sent and sent[0] else None

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from pynamodb.exceptions import PutError, UpdateError
 
 from boxwatch import geo
@@ -520,6 +519,9 @@ def _late_third_alarms(due: list[tuple[ArrivalEntry, int]], boxes: dict[str, Box
     Two or three requests per drop; an area outage of thousands would hold the sweep past its
     timeout, so a sweep checks at most LATE_CHECKS_PER_SWEEP (oldest first) and the next goes on.
     """
+    # boto3 comes with it: see boxwatch.idempotency
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
     checked: list[ArrivalEntry] = []
     for d, level in due:
         if d.box_id not in boxes:

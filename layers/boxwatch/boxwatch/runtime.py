@@ -31,7 +31,6 @@ from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 from boxwatch.deadletter import Refusals
 from boxwatch.errors import Rejected
 from boxwatch.events import Inbound, parse
-from boxwatch.idempotency import Idempotency
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
 
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
     from mypy_boto3_iot_data import IoTDataPlaneClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+
+    from boxwatch.idempotency import Idempotency  # (powertools idempotency loads boto3: not for every handler)
 
 M = TypeVar("M", bound=Inbound)
 Handler = Callable[[Any, "LambdaContext"], Any]
