@@ -55,17 +55,18 @@ def tracing_enabled(env: Mapping[str, str]) -> bool:
 
 class LazyClient:
     """A boto3 client made on first use, from the default session (so that hooks registered on it,
-    e.g. the local cloud's push tracing, reach the client). Thread-safe: boto3's default session is
-    not, and the local cloud invokes a handler from several threads."""
+    e.g. the local cloud's push tracing, reach the client). One client made at a time: boto3's
+    default session is not thread-safe, and the local cloud invokes handlers from several threads."""
+
+    _making = threading.Lock()
 
     def __init__(self, service: str) -> None:
         self._service = service
         self._client: Any = None
-        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            with self._lock:
+            with LazyClient._making:
                 if self._client is None:
                     import boto3  # on first use: most handlers need it only on some calls
 
