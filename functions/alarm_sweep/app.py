@@ -4,39 +4,22 @@ flood hold window that held alarms (docs/claims.md "Flood hold-down")."""
 import os
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boxwatch.deadletter import Refusals
 from boxwatch.due import sweep_due
-from boxwatch.errors import Rejected
-from boxwatch.models import bind_tables
-from boxwatch.outage import ScheduledEvent
-from boxwatch.settings import Settings
+from boxwatch.events import ScheduledEvent
+from boxwatch.runtime import Runtime
 
-SETTINGS = Settings.from_env(os.environ)
-bind_tables(SETTINGS)
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-sns = boto3.client("sns")
-sqs = boto3.client("sqs")
 # without the event's time there is no "now" to judge what is due: refuse, the next tick comes
-REFUSE = Refusals(logger, metrics, sqs, SETTINGS.rejected_input_queue, what="scheduled event",
-                  metric="ScheduledEventsRejected")
+RT = Runtime(os.environ, refusals=("scheduled event", "ScheduledEventsRejected"))
+logger, metrics = RT.logger, RT.metrics
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        now_ms = ScheduledEvent.parse(event).at_ms  # due is judged in the schedule's event time
-    except Rejected as exc:
-        return REFUSE(exc, event, context.function_name)
-    result = sweep_due(now_ms, sns)
+@RT.handler(ScheduledEvent, domain_refusals=False)
+def lambda_handler(event: ScheduledEvent, context: LambdaContext) -> dict[str, Any]:
+    now_ms = event.at_ms  # due is judged in the schedule's event time
+    result = sweep_due(now_ms, RT.sns)
     metrics.add_metric(name="DueItemsDone", unit=MetricUnit.Count, value=len(result.done))
     metrics.add_metric(name="DueItemsFailed", unit=MetricUnit.Count, value=len(result.failed))
     metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=result.sent)

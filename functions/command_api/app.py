@@ -8,33 +8,23 @@ import os
 import re
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boxwatch import commands
+from boxwatch import views
 from boxwatch.contract import BOX_ID_PATTERN
-from boxwatch.errors import InvalidInput, Rejected
-from boxwatch.models import bind_tables
-from boxwatch.settings import Settings
+from boxwatch.errors import Forbidden, InvalidInput, Rejected, Unauthorized
+from boxwatch.power_off import request_power_off
+from boxwatch.runtime import Runtime
 
-SETTINGS = Settings.from_env(os.environ)
-bind_tables(SETTINGS)
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+RT = Runtime(os.environ)  # synchronous: a refusal is an HTTP answer, not a dead letter
+logger, metrics = RT.logger, RT.metrics
 app = APIGatewayHttpResolver()
-iotdata = boto3.client("iot-data")
 STATUS = {"invalid_input": 400, "unauthorized": 401, "not_found": 404, "unknown_box": 404,
           "conflict": 409}
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 BOX_ID = re.compile(BOX_ID_PATTERN)
-
-
-class Unauthorized(Rejected):
-    code = "unauthorized"
 
 
 def client_id() -> str:
@@ -58,7 +48,7 @@ def refused(exc: Rejected) -> Response:
     reason = getattr(exc, "reason", exc.code)
     logger.warning(f"request refused: {exc.message}", extra={"error": exc.code, "reason": reason,
                                                              "route": app.current_event.route_key, **exc.details})
-    metrics.add_metric(name="Forbidden" if isinstance(exc, commands.Forbidden) else "RequestsRefused",
+    metrics.add_metric(name="Forbidden" if isinstance(exc, Forbidden) else "RequestsRefused",
                        unit=MetricUnit.Count, value=1)
     return Response(STATUS.get(exc.code, 400), "application/json", {"error": exc.code, "message": exc.message})
 
@@ -69,20 +59,20 @@ def power_off(box_id: str) -> Response:
     if not KEY.match(key):
         raise InvalidInput("Idempotency-Key header: 8-128 characters of [A-Za-z0-9_.:-]")
     now_ms = app.current_event.request_context.time_epoch  # event time: the request as API Gateway got it
-    out = commands.request_power_off(client_id(), box_param(box_id), key, now_ms, SETTINGS, iotdata)
+    out = request_power_off(client_id(), box_param(box_id), key, now_ms, RT.settings, RT.iotdata)
     metrics.add_metric(name="PowerOffRequested" if out.created else "PowerOffRepeated", unit=MetricUnit.Count, value=1)
-    return Response(201 if out.created else 200, "application/json", commands.command_view(out.command, client_id()))
+    return Response(201 if out.created else 200, "application/json", views.command_view(out.command, client_id()))
 
 
 @app.get("/boxes/<box_id>/commands/<command_id>")
 def get_command(box_id: str, command_id: str) -> dict[str, Any]:
     viewer = client_id()
-    return commands.command_view(commands.get_command(viewer, box_param(box_id), command_id), viewer)
+    return views.command_view(views.get_command(viewer, box_param(box_id), command_id), viewer)
 
 
 @app.get("/me/boxes")
 def me_boxes() -> dict[str, Any]:
-    return {"boxes": commands.my_boxes(client_id())}
+    return {"boxes": views.my_boxes(client_id())}
 
 
 @app.get("/boxes/<box_id>/alarms")
@@ -90,14 +80,9 @@ def box_alarms(box_id: str) -> dict[str, Any]:
     raw = app.current_event.get_query_string_value("limit", "20") or "20"
     if not raw.isdigit() or not 1 <= int(raw) <= 100:
         raise InvalidInput("limit must be 1..100", limit=raw[:20])
-    return commands.box_alarms(client_id(), box_param(box_id), int(raw))
+    return views.box_alarms(client_id(), box_param(box_id), int(raw))
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@RT.lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
-
-
-

@@ -4,41 +4,23 @@ clients of the online boxes around them; resolve incidents whose boxes are back.
 import os
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boxwatch.deadletter import Refusals
-from boxwatch.errors import Rejected
-from boxwatch.models import bind_tables
+from boxwatch.events import ScheduledEvent
 from boxwatch.network import third_alarm_idempotency
-from boxwatch.outage import ScheduledEvent, sweep
-from boxwatch.settings import Settings
+from boxwatch.outage import sweep
+from boxwatch.runtime import Runtime
 
-SETTINGS = Settings.from_env(os.environ)
-bind_tables(SETTINGS)
-IDEMPOTENCY = third_alarm_idempotency(SETTINGS)  # late third alarms share Presence's records
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-sns = boto3.client("sns")
-sqs = boto3.client("sqs")
-# bad input is refused, never retried (a retry cannot make it valid); dead-lettered for operators
-REFUSE = Refusals(logger, metrics, sqs, SETTINGS.rejected_input_queue, what="sweep event",
-                  metric="SweepRejected")
+# late third alarms share Presence's idempotency records
+RT = Runtime(os.environ, refusals=("sweep event", "SweepRejected"), idempotency=third_alarm_idempotency)
+logger, metrics = RT.logger, RT.metrics
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    IDEMPOTENCY.register_lambda_context(context)
-    try:
-        # the schedule's own time, not the clock: a delayed or replayed sweep sees the same world
-        result = sweep(ScheduledEvent.parse(event).at_ms, SETTINGS, sns, IDEMPOTENCY)
-    except Rejected as exc:
-        return REFUSE(exc, event, context.function_name)
+@RT.handler(ScheduledEvent)
+def lambda_handler(event: ScheduledEvent, context: LambdaContext) -> dict[str, Any]:
+    # the schedule's own time, not the clock: a delayed or replayed sweep sees the same world
+    result = sweep(event.at_ms, RT.settings, RT.sns, RT.idempotency)
     sent = sum(len(c) for c in result.notified.values())
     # sizes, not members: a log event is at most 256 KB and an area outage has thousands
     logger.info("sweep done", extra={"at": result.at_ms, "candidates": result.candidates,

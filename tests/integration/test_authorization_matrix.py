@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from boxwatch.commands import command_id_for
+from boxwatch.power_off import command_id_for
 from boxwatch.registry import BindingSpec, BoxSpec, bind, register_box
 from boxwatch_infra.aws.events import http_api_event
 from boxwatch_infra.aws.template import Template, translate

@@ -391,8 +391,8 @@ def test_confirmation_under_shadow_contention_is_retried_not_dead_lettered() -> 
 
 
 def test_contention_is_not_a_refusal() -> None:
-    from boxwatch.commands import ShadowContention
     from boxwatch.errors import Rejected
+    from boxwatch.shadow import ShadowContention
 
     assert not issubclass(ShadowContention, Rejected)
 

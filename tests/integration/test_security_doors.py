@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from boxwatch.commands import REPORTED_FIELDS
 from boxwatch.models import AlarmRecord, CommandItem
 from boxwatch.notify import PUSH_MAX_BYTES
+from boxwatch.power_off import REPORTED_FIELDS
 from boxwatch.registry import BindingSpec, BoxSpec, bind, register_box
 from boxwatch_infra.sandbox import Sandbox
 from tests.integration.test_command_api import box_report, call, load, pushes, retarget, schedule_at

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from boxwatch.contract import AlarmEvent
 from boxwatch.errors import Rejected
+from boxwatch.events import AlarmEvent
 from boxwatch_infra.sandbox import Sandbox
 from tests.integration.faultkit import T0, AlarmWorld, alarm_world
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boxwatch import bounds
-from boxwatch.contract import AlarmEvent
+from boxwatch.events import AlarmEvent
 from boxwatch.notify import PUSH_MAX_BYTES, STATUS_ZH, TEMPLATES, Notification
 
 HOSTILE = [

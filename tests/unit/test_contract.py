@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from boxwatch.contract import AlarmEvent, Cause
+from boxwatch.contract import Cause
 from boxwatch.errors import InvalidInput, Spoofed
+from boxwatch.events import AlarmEvent
 
 T0 = 1_767_225_600_000
 

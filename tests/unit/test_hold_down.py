@@ -4,7 +4,7 @@ a window [r0, r0 + hold) opened by the first alarm; the first AlarmBurst alarms 
 from __future__ import annotations
 
 from boxwatch.alarms import decide_hold
-from boxwatch.contract import AlarmEvent
+from boxwatch.events import AlarmEvent
 from boxwatch.models import BoxItem
 from boxwatch.settings import Settings
 

@@ -53,7 +53,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,
     },
-    "CommandApiFunction": {  # issue 4: commands.py (request, read)
+    "CommandApiFunction": {  # issue 4: power_off.request_power_off, views
         "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query"},
         "${BindingsTable.Arn}/index/by_client": {"dynamodb:GetItem", "dynamodb:Query"},
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
@@ -63,7 +63,7 @@ USES: dict[str, dict[str, set[str]]] = {
             "iot:GetThingShadow", "iot:UpdateThingShadow"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
     },
-    "CommandAckFunction": {  # issue 4: commands.acknowledge
+    "CommandAckFunction": {  # issue 4: power_off.acknowledge
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "BindingsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
@@ -73,7 +73,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,
     },
-    "CommandExpiryFunction": {  # issue 4: commands.expire_due
+    "CommandExpiryFunction": {  # issue 4: power_off.expire_due
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "${CommandsTable.Arn}/index/pending_by_expiry": {"dynamodb:Query"},
         "RejectedInputQueue": {"sqs:SendMessage"},

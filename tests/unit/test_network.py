@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from boxwatch import geo
 from boxwatch.errors import InvalidInput
+from boxwatch.events import PresenceEvent, ScheduledEvent
 from boxwatch.models import BoxItem, IncidentItem
 from boxwatch.network import (
     Drop,
-    PresenceEvent,
     WatchedAlarm,
     alarm_within_watch,
     offline_after_alarm_notification,
@@ -25,7 +25,6 @@ from boxwatch.network import (
 )
 from boxwatch.outage import (
     Candidate,
-    ScheduledEvent,
     arrival_window_ms,
     cluster,
     evaluate_window_ms,

@@ -56,7 +56,7 @@ def test_nearby_list_names_boxes_with_distance() -> None:
 
 def test_a_second_alarm_with_hundreds_of_neighbours_fits_in_a_push() -> None:
     from boxwatch.alarms import Neighbour, nearby_notification
-    from boxwatch.contract import AlarmEvent
+    from boxwatch.events import AlarmEvent
     from boxwatch.models import BoxItem
     from boxwatch.settings import Settings
 
@@ -79,7 +79,7 @@ def test_a_second_alarm_with_hundreds_of_neighbours_fits_in_a_push() -> None:
 
 def test_a_nearby_update_names_the_newcomer_first_and_fits_in_a_push() -> None:
     from boxwatch.alarms import Neighbour, nearby_update_notification
-    from boxwatch.contract import AlarmEvent
+    from boxwatch.events import AlarmEvent
     from boxwatch.models import BoxItem
     from boxwatch.settings import Settings
 

@@ -1,7 +1,8 @@
 """Cold start: import time of each handler module in a fresh interpreter, with its template
 environment, against `import boto3` in a fresh interpreter on the same machine (median of N).
 
-`python -X importtime` names the heaviest packages a handler pulls in at module top.
+`python -X importtime` names the heaviest packages a handler pulls in at module top (each package's
+own modules, wherever they are imported from) and the handler's and domain's own modules.
 """
 
 from __future__ import annotations
@@ -38,27 +39,43 @@ def _time_import(module: str, cwd: Path | None, env: dict[str, str]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def heaviest_imports(module: str, cwd: Path, env: dict[str, str], top: int = 5) -> list[dict[str, Any]]:
-    """Top-level packages by cumulative import time (µs) under `python -X importtime`."""
+def import_profile(module: str, cwd: Path, env: dict[str, str]) -> list[tuple[str, int, int]]:
+    """(module, self µs, depth) of every module the import of `module` loads, from `python -X importtime`
+    (depth 0 = `module` itself)."""
     code = f"import sys; sys.path[:0] = [{str(cwd)!r}]; import {module}"
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=cwd, env=env,
                          capture_output=True, text=True, check=True, timeout=60)
-    totals: dict[str, int] = {}
-    pending: list[tuple[str, int]] = []  # -X importtime prints children before their parent
+    rows: list[tuple[str, int, int]] = []
+    pending: list[tuple[str, int, int]] = []  # -X importtime prints children before their parent
     for line in out.stderr.splitlines():
-        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|( *)(\S+)", line)
         if not m:
             continue
-        depth, name = len(m.group(2)), m.group(3)
-        if depth == 3:
-            pending.append((name.split(".")[0], int(m.group(1))))
-        elif depth == 1:
+        depth, name = (len(m.group(2)) - 1) // 2, m.group(3)
+        pending.append((name, int(m.group(1)), depth))
+        if depth == 0:
             if name == module:
-                for package, us in pending:
-                    totals[package] = totals.get(package, 0) + us
+                rows = pending
             pending = []
+    return rows
+
+
+def heaviest_imports(profile: list[tuple[str, int, int]], top: int = 5) -> list[dict[str, Any]]:
+    """Top-level packages by the import time of their own modules (µs summed over every module of
+    the package the handler loads, wherever in the tree), heaviest first."""
+    totals: dict[str, int] = {}
+    for name, us, depth in profile:
+        if depth:
+            totals[name.split(".")[0]] = totals.get(name.split(".")[0], 0) + us
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
     return [{"package": name, "ms": round(us / 1000, 1)} for name, us in ranked]
+
+
+def own_modules(profile: list[tuple[str, int, int]], package: str = "boxwatch", top: int = 6) -> list[dict[str, Any]]:
+    """The handler module and the domain's modules by their own import time (µs), heaviest first."""
+    mine = [(name, us) for name, us, depth in profile
+            if depth == 0 or name == package or name.startswith(package + ".")]
+    return [{"module": name, "ms": round(us / 1000, 1)} for name, us in sorted(mine, key=lambda kv: -kv[1])[:top]]
 
 
 def run(repeats: int, template: Template | None = None) -> dict[str, Any]:
@@ -76,11 +93,12 @@ def run(repeats: int, template: Template | None = None) -> dict[str, Any]:
                        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)})
         try:
             runs = [_time_import(module, spec.code_dir, env) for _ in range(repeats)]
-            heavy = heaviest_imports(module, spec.code_dir, env)
+            profile = import_profile(module, spec.code_dir, env)
+            heavy, own = heaviest_imports(profile), own_modules(profile)
         except subprocess.CalledProcessError as exc:
             functions[logical] = {"error": (exc.stderr or "").strip().splitlines()[-1:]}
             continue
         median = statistics.median(runs)
         functions[logical] = {"import_s": round(median, 4), "ratio_to_boto3": round(median / boto3_s, 2),
-                              "heaviest_imports": heavy}
+                              "heaviest_imports": heavy, "own_modules": own}
     return {"repeats": repeats, "boto3_import_s": round(boto3_s, 4), "functions": functions}

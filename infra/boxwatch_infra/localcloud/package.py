@@ -2,8 +2,8 @@
 for python3.12 x86_64, and their sizes against Lambda's limits.
 
 - the domain layer: `layers/boxwatch/requirements.txt` as manylinux2014 x86_64 / CPython 3.12 wheels
-  (pip, binary only: what `sam build` would put in the layer) plus the `boxwatch` package, under
-  `python/` as Lambda layers expect;
+  (pip, binary only: what `sam build` would put in the layer) without what the runtime ships
+  (boto3 and its dependencies), plus the `boxwatch` package, under `python/` as Lambda layers expect;
 - one zip per function of the template (its CodeUri).
 
 Limits (AWS Lambda quotas): a zip uploaded directly <= 50 MB; function + layers unzipped <= 250 MB.
@@ -24,6 +24,8 @@ from boxwatch_infra.aws.template import ROOT, Template
 MB = 1024 * 1024
 ZIP_LIMIT = 50 * MB
 UNZIPPED_LIMIT = 250 * MB
+# in the Lambda python3.12 runtime already (AWS: "Lambda runtimes include the AWS SDK for Python")
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six")
 SKIP = ("__pycache__", ".pyc", ".dist-info/RECORD")
 
 
@@ -42,6 +44,28 @@ def zip_tree(src: Path, dest: Path) -> int:
             if f.is_file() and not any(s in str(f) for s in ("__pycache__", ".pyc")):
                 zf.write(f, f.relative_to(src).as_posix())
     return dest.stat().st_size
+
+
+def drop_runtime_provided(site: Path) -> list[str]:
+    """Remove what the python3.12 runtime ships (boto3 and its dependencies) from an installed
+    layer: pynamodb and powertools pull botocore in (~30 MB), and a layer's copy would shadow the
+    runtime's, which the runtime's boto3 is tested with. Returns the distributions removed."""
+    dropped = []
+    for dist in sorted(site.glob("*.dist-info")):
+        name = dist.name.split("-")[0].lower().replace("_", "-")
+        if name not in RUNTIME_PROVIDED:
+            continue
+        record = dist / "RECORD"
+        for line in record.read_text().splitlines() if record.exists() else ():
+            path = site / line.split(",")[0]
+            if path.is_file() and site in path.resolve().parents:
+                path.unlink()
+        shutil.rmtree(dist, ignore_errors=True)
+        dropped.append(name)
+    for folder in sorted(site.iterdir(), reverse=True):  # packages left empty (their __pycache__)
+        if folder.is_dir() and not any(f.is_file() for f in folder.rglob("*")):
+            shutil.rmtree(folder)
+    return dropped
 
 
 def build(out: Path, python_version: str = "3.12", platform: str = "manylinux2014_x86_64") -> int:
@@ -63,6 +87,9 @@ def build(out: Path, python_version: str = "3.12", platform: str = "manylinux201
             if subprocess.run(cmd).returncode != 0:
                 print("cannot fetch the layer's wheels (no network to PyPI?)", file=sys.stderr)
                 return 1
+        dropped = drop_runtime_provided(site)
+        if dropped:
+            print(f"  provided by the Lambda runtime, not shipped: {', '.join(dropped)}", flush=True)
         for pkg in content.iterdir():
             if pkg.is_dir() and (pkg / "__init__.py").exists():
                 shutil.copytree(pkg, site / pkg.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -1,8 +1,16 @@
-"""boxwatch domain package: device contract, registry, alarm correlation, network status,
-commands and notification rendering. Shipped to Lambda as the `DomainLayer`.
+"""boxwatch: the product's domain package, shipped to Lambda as the `DomainLayer`.
 
-Nothing here reads `os.environ` or the wall clock: configuration arrives as `Settings`, time as
-event timestamps.
+- the edge: `events` (what handlers receive, and `parse`), `runtime` (the handlers' plumbing),
+  `errors`, `deadletter` (refused input), `settings`, `contract` (device contract constants);
+- storage: `models` (pynamodb tables), `idempotency` (powertools records), `registry` (boxes,
+  bindings, who may see a box);
+- the rules: `alarms` (first/second alarm, hold-down), `network` (presence, third alarm), `outage`
+  (fourth alarm), `due` (work left for a time), `power_off` (the command lifecycle) with `shadow`
+  (the device shadow) and `views` (what a phone reads);
+- around them: `geo` (H3 cells, distances), `notify` (pushes, SMS), `bounds` (untrusted text).
+
+Nothing here reads `os.environ` or the wall clock: configuration arrives as `Settings` (built by
+the handler from its environment), time as event timestamps.
 """
 
 __version__ = "0.1.0"

@@ -18,19 +18,14 @@ import json
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
-)
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import geo
-from boxwatch.contract import AlarmEvent
 from boxwatch.errors import Conflict, UnknownBox
+from boxwatch.events import AlarmEvent
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
     AlarmCellEntry,
@@ -40,11 +35,16 @@ from boxwatch.models import (
     BoxItem,
     DueItem,
     NearbyClaim,
+    cancelled_by_condition,
+    condition_failed,
     connection,
 )
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, local_time, send
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
 
 SUMMARY_KIND = "alarm_summary"
 # concurrent alarms of one box race on its hold state (or DynamoDB throttles the transaction);
@@ -236,7 +236,7 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                               condition=DueItem.pk.exists())
         except TransactWriteError as exc:
             codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
-            failed = {i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+            failed = {i for i, lost in enumerate(cancelled_by_condition(exc)) if lost}
             if not failed and ("TransactionConflict" in codes or exc.cause_response_code in THROTTLED):
                 # another transaction on the box item at the same moment, or a throttle: try again
                 time.sleep(BACKOFF_S * 2 ** attempt)
@@ -335,7 +335,7 @@ def claim_nearby(targets: list[NearbyTarget], alarm: AlarmEvent, me: str, settin
                 condition=NearbyClaim.pk.does_not_exist() | (NearbyClaim.r <= rb - window) | (NearbyClaim.by == me),
             )
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             continue  # inside the window of an update this client already got
         won.append(t)
@@ -417,7 +417,7 @@ def summary_notification(item: DueItem) -> Notification:
     )
 
 
-def send_alarm_summary(item: DueItem, sns: Any, skip: Collection[str]) -> SendReport:
+def send_alarm_summary(item: DueItem, sns: SNSClient, skip: Collection[str]) -> SendReport:
     """The alarm sweep's handler for a hold window that held alarms: one push to the box's clients."""
     return send(sns, bindings_of_box(str(item.box_id)), summary_notification(item), skip=skip)
 
@@ -448,13 +448,13 @@ def _record_sent(record: AlarmRecord, sent: set[str]) -> None:
     _after_push(lambda: AlarmRecord(record.pk, record.sk).update(actions=[AlarmRecord.sent.set(sorted(sent))]))
 
 
-def _process(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
+def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestResult:
     box = _box(alarm.thing)
     # before the store: the cell entry keeps a copy for the nearby_update of later neighbours
     bindings = bindings_of_box(box.box_id)
     stored = _store(alarm, box, bindings, settings)
     record = stored.record
-    if stored.existing and record.notified_at is not None:  # notified before idempotency records existed
+    if stored.existing and record.notified_at is not None:  # notified, its idempotency record never completed
         return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=record.sk)
 
     neighbours = same_cause_neighbours(box, alarm.cause.value, alarm.alarm_time, settings)
@@ -505,7 +505,7 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: Any) -> IngestResult:
     return result
 
 
-def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any, idempotency: Idempotency) -> IngestResult:
+def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: SNSClient, idempotency: Idempotency) -> IngestResult:
     """Store once, notify each bound client once, however often IoT and Lambda deliver the alarm.
 
     The powertools record keyed on (box, seq) makes a redelivery of a processed alarm return at
@@ -515,6 +515,12 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any, idempotency: I
     failed finds the alarm record stored and resumes the fan-out, skipping the clients the failed
     attempt recorded as sent (docs/reliability.md).
     """
+    # boto3 comes with it: see boxwatch.idempotency
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyPersistenceLayerError,
+        IdempotencyValidationError,
+    )
+
     alarm.check_time(settings.alarm_max_age_s, settings.alarm_max_future_s)
     delivery = {"thing": alarm.thing, "seq": alarm.seq,
                 "content": [alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold]}
@@ -526,11 +532,7 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: Any, idempotency: I
         return done[0].as_dict()
 
     def through(idem: Idempotency, prefix: str) -> dict[str, Any]:
-        out: dict[str, Any] = idempotent_function(
-            once, data_keyword_argument="delivery", persistence_store=idem.persistence,
-            config=idem.config, key_prefix=prefix,
-        )(delivery=delivery)
-        return out
+        return idem.run(once, "delivery", delivery, key_prefix=prefix)
 
     try:
         try:

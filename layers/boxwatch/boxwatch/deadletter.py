@@ -5,9 +5,13 @@ once the cause is fixed (a box registered, a device firmware corrected), replay 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boxwatch.errors import Rejected
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger, Metrics
+    from mypy_boto3_sqs import SQSClient
 
 SOURCE = "boxwatch.rejected"
 MAX_BODY_BYTES = 250_000  # SQS takes 256 KiB; keep room for the envelope
@@ -29,7 +33,7 @@ def rejected_message(function_name: str, event: Any, exc: Rejected) -> str:
     return json.dumps(body, default=str, ensure_ascii=False)
 
 
-def dead_letter(sqs: Any, queue_url: str, function_name: str, event: Any, exc: Rejected) -> None:
+def dead_letter(sqs: SQSClient, queue_url: str, function_name: str, event: Any, exc: Rejected) -> None:
     sqs.send_message(QueueUrl=queue_url, MessageBody=rejected_message(function_name, event, exc))
 
 
@@ -38,7 +42,8 @@ class Refusals:
     (dimension `reason` = the error code), one dead letter, and a normal return so that neither
     Lambda nor IoT retries something a retry cannot make valid."""
 
-    def __init__(self, logger: Any, metrics: Any, sqs: Any, queue_url: str, *, what: str, metric: str) -> None:
+    def __init__(self, logger: Logger, metrics: Metrics, sqs: SQSClient, queue_url: str, *, what: str,
+                 metric: str) -> None:
         self.logger, self.metrics, self.sqs, self.queue_url = logger, metrics, sqs, queue_url
         self.what, self.metric = what, metric
 

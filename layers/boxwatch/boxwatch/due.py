@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
 from boxwatch.alarms import SUMMARY_KIND, send_alarm_summary
-from boxwatch.models import DueItem
+from boxwatch.models import DueItem, condition_failed
 from boxwatch.notify import SendReport
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
 
 # longer than the sweep's timeout (60 s): a lease outlives the invocation that took it, so only a
 # crashed sweep's items wait for it, and only this long
@@ -48,12 +51,12 @@ def _lease(item: DueItem, now_ms: int) -> bool:
                                                       | (DueItem.lease_until <= now_ms)))
         return True
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return False
         raise
 
 
-def sweep_due(now_ms: int, sns: Any) -> DueResult:
+def sweep_due(now_ms: int, sns: SNSClient) -> DueResult:
     """Run every due item whose `due_at` <= now (the schedule's event time)."""
     result = DueResult(now_ms)
     for item in DueItem.due_by_time.query("1", DueItem.due_at <= now_ms, limit=PER_SWEEP):

@@ -1,4 +1,5 @@
-"""Errors the domain raises for bad input; each has a stable machine code for logs and metrics."""
+"""Errors the domain raises for input it refuses (bad, spoofed, unknown, not allowed); each has a stable
+machine code for logs, metrics and API answers."""
 
 from __future__ import annotations
 
@@ -33,3 +34,21 @@ class Spoofed(Rejected):
 
 class Conflict(Rejected):
     code = "conflict"
+
+
+class NotFound(Rejected):
+    code = "not_found"
+    reason = "not_found"  # the real reason, for the log only
+
+
+class Forbidden(NotFound):
+    """Not bound to the box: answered exactly as an unknown box, so that box ids cannot be told
+    apart from outside; logged and counted as what it is (an attempt on someone else's box)."""
+
+    reason = "not_bound"
+
+
+class Unauthorized(Rejected):
+    """A request without an authenticated client (a route left unprotected by the authorizer)."""
+
+    code = "unauthorized"

@@ -112,12 +112,6 @@ def covering_cells(lat: float, lng: float, radius_m: float, res: int) -> list[st
     return [str(c) for c in cells]
 
 
-def within(origin: LatLng, points: Iterable[tuple[str, LatLng]], radius_m: float) -> list[tuple[str, float]]:
-    """(id, distance) of the points within radius, nearest first."""
-    out = [(pid, distance_m(origin, p)) for pid, p in points]
-    return sorted(((pid, d) for pid, d in out if d <= radius_m), key=lambda x: x[1])
-
-
 # -------------------------------------------------------------------- range cover
 # A finer index for the same lookup: each point is keyed by its fine cell (sort key) under that
 # cell's coarse ancestor (partition key). The descendants of any H3 cell are one contiguous run in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import Self
 
@@ -14,6 +15,7 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -113,7 +115,9 @@ class AlarmRecord(Model):
     phase = UnicodeAttribute(null=True)
     cell = UnicodeAttribute()
     neighbours = JSONAttribute(null=True)  # the second alarm's box list, for audit
-    notified_at = NumberAttribute(null=True)  # legacy: completion now lives in the idempotency record
+    # set only when everyone was pushed but the idempotency record could not be completed: a later
+    # redelivery is then a duplicate all the same (docs/reliability.md)
+    notified_at = NumberAttribute(null=True)
     # "<kind>#<client>" already pushed, written only when a fan-out fails half-way (the retry skips them)
     sent = JSONAttribute(null=True)
     held = BooleanAttribute(null=True)  # held by the flood hold-down: stored, counted, not pushed
@@ -521,6 +525,9 @@ class CommandItem(Model):
         return f"CMD#{command_id}", "CMD"
 
 
+COMMAND_ID = re.compile(r"^c-[0-9a-f]{20}$")  # what power_off.command_id_for makes
+
+
 class CommandKeyItem(Model):
     """A client's idempotency key -> the command it created (pk = KEY#<client>#<key>, sk = KEY)."""
 
@@ -590,3 +597,14 @@ def connection() -> Connection:
     if not _CONNECTION:
         _CONNECTION.append(Connection())
     return _CONNECTION[0]
+
+
+def condition_failed(exc: PynamoDBException) -> bool:
+    """A conditional write refused because its condition was false: someone got there first (or
+    the item is not in the state we write from); never an error to retry."""
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def cancelled_by_condition(exc: TransactWriteError) -> list[bool]:
+    """Per item of a cancelled transaction, in the order added: did its condition fail?"""
+    return [r is not None and r.code == "ConditionalCheckFailed" for r in (exc.cancellation_reasons or [])]

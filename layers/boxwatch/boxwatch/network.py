@@ -16,22 +16,16 @@ received last within `offline_watch_s` before it is its watched alarm, whose cli
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from boxwatch.contract import BOX_ID_PATTERN
-from boxwatch.errors import InvalidInput
-from boxwatch.idempotency import Idempotency
+from boxwatch.events import CLIENT_INITIATED as CLIENT_INITIATED  # where the replay tooling reads it
+from boxwatch.events import PresenceEvent
+from boxwatch.idempotency import Idempotency, records
 from boxwatch.models import (
     AlarmReceivedEntry,
     ArrivalEntry,
@@ -39,66 +33,18 @@ from boxwatch.models import (
     OfflineEntry,
     PresenceLogItem,
     ThirdAlarmItem,
+    cancelled_by_condition,
+    condition_failed,
     connection,
 )
 from boxwatch.notify import Notification, SendReport, local_time, send
 from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
 
-CLIENT_INITIATED = "CLIENT_INITIATED_DISCONNECT"
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
 LIFECYCLE_DAYS = 7  # episodes, logs and third-alarm claims serve minutes of lookback; a week is for audit
-
-
-class PresenceEvent(BaseModel):
-    """An AWS IoT Core connect/disconnect lifecycle event, as AWS documents it, plus the PresenceRule's
-    `received_at` (IoT Core's `timestamp()` when the event arrived)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    client_id: str = Field(alias="clientId", pattern=BOX_ID_PATTERN)
-    thing_name: str | None = Field(None, alias="thingName", pattern=BOX_ID_PATTERN)
-    event_type: Literal["connected", "disconnected"] = Field(alias="eventType")
-    timestamp: int = Field(gt=0, description="epoch ms")
-    version: int = Field(alias="versionNumber", ge=0)
-    session_identifier: str | None = Field(None, alias="sessionIdentifier", max_length=128)
-    client_initiated_disconnect: bool | None = Field(None, alias="clientInitiatedDisconnect")
-    disconnect_reason: str | None = Field(None, alias="disconnectReason", max_length=64)
-    received_at: int | None = Field(None, gt=0, description="epoch ms, added by the rule")
-
-    @property
-    def box_id(self) -> str:
-        # thingName is present only with the exclusive-thing feature; our boxes use it as client id
-        return self.thing_name or self.client_id
-
-    @property
-    def online(self) -> bool:
-        return self.event_type == "connected"
-
-    @property
-    def clean(self) -> bool:
-        """The box said goodbye (MQTT DISCONNECT): not a sign of fire or power loss."""
-        return bool(self.client_initiated_disconnect) or self.disconnect_reason == CLIENT_INITIATED
-
-    @property
-    def arrived_at(self) -> int:
-        """When the event reached IoT Core; an event without the rule's stamp (a hand-made test
-        event, a dead letter of an older rule) counts as arrived at its own time."""
-        return self.received_at if self.received_at is not None else self.timestamp
-
-    @classmethod
-    def parse(cls, event: Any) -> PresenceEvent:
-        if not isinstance(event, dict):
-            raise InvalidInput("lifecycle event must be a JSON object", got=type(event).__name__)
-        try:
-            return cls.model_validate(event)
-        except ValidationError as exc:
-            raise InvalidInput(
-                "lifecycle event failed validation",
-                client_id=event.get("clientId") if isinstance(event.get("clientId"), str) else None,
-                problems=[
-                    {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
-                ][:10],
-            ) from None
 
 
 def supersedes(event_version: int, event_online: bool, stored_version: int | None, stored_online: bool) -> bool:
@@ -167,11 +113,6 @@ def lifecycle_items(box: BoxItem, event: PresenceEvent) -> list[Model]:
     return [log, arrival] + ([] if entry is None else [entry])
 
 
-def _cancelled_by(exc: TransactWriteError) -> list[bool]:
-    """Per transaction item (puts then updates, in the order added): did its condition fail?"""
-    return [r is not None and r.code == "ConditionalCheckFailed" for r in (exc.cancellation_reasons or [])]
-
-
 Recorded = Literal["applied", "stale", "duplicate"]
 
 
@@ -205,7 +146,7 @@ def _record(box: BoxItem, event: PresenceEvent, apply: bool, nothing_open: bool 
             if apply:
                 tx.update(BoxItem(box.box_id), actions=_status_actions(event), condition=condition)
     except TransactWriteError as exc:
-        failed = _cancelled_by(exc)
+        failed = cancelled_by_condition(exc)
         if failed[:1] == [True]:
             return "duplicate", False
         if apply and failed[-1:] == [True]:
@@ -224,7 +165,7 @@ def _raise_connect_version(box: BoxItem, event: PresenceEvent) -> None:
             condition=BoxItem.box_id.exists() & (BoxItem.last_connect_version.does_not_exist()
                                                  | (BoxItem.last_connect_version < event.version)))
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
 
 
@@ -236,7 +177,7 @@ def _end_episode(offline_pk: str, offline_sk: str, end_version: int, ended_at: i
             condition=OfflineEntry.pk.exists() & (OfflineEntry.end_version.does_not_exist()
                                                   | (OfflineEntry.end_version > end_version)))
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
 
 
@@ -263,7 +204,8 @@ def _episode_end_if_known(box_id: str, entry: OfflineEntry) -> None:
             return
 
 
-def record_presence(event: PresenceEvent, settings: Settings, sns: Any, idempotency: Idempotency) -> PresenceResult:
+def record_presence(event: PresenceEvent, settings: Settings, sns: SNSClient,
+                    idempotency: Idempotency) -> PresenceResult:
     """Record a lifecycle event, apply it to its box unless a newer one was, and for a drop send the
     third alarm. A duplicate (or Lambda's retry of this event) redoes only what may not have been
     finished: episode ends and the third alarm, both idempotent."""
@@ -336,8 +278,10 @@ def watched_alarm(box_id: str, offline_at: int, watch_s: int) -> WatchedAlarm | 
 def third_alarm_idempotency(settings: Settings) -> Idempotency:
     """Records keyed on (box, watched alarm), shared by Presence and the sweep (same key prefix):
     one of them sends at a time, a failed one is resumed by the next, a finished one is final."""
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig  # boto3: see boxwatch.idempotency
+
     return Idempotency(
-        persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+        persistence=records(settings),
         config=IdempotencyConfig(event_key_jmespath="[box, alarm]", raise_on_no_idempotency_key=True,
                                  expires_after_seconds=LIFECYCLE_DAYS * 86_400),
     )
@@ -357,7 +301,7 @@ def offline_after_alarm_notification(box: BoxItem, drop: Drop, alarm: WatchedAla
     )
 
 
-def _tell(box: BoxItem, drop: Drop, alarm: WatchedAlarm, sns: Any, reports: dict[str, SendReport]) -> bool:
+def _tell(box: BoxItem, drop: Drop, alarm: WatchedAlarm, sns: SNSClient, reports: dict[str, SendReport]) -> bool:
     """The fan-out of one watched alarm, resumable: skips who an earlier attempt reached; True if it
     sent now, False if it was already done."""
     claim = ThirdAlarmItem(*ThirdAlarmItem.key(box.box_id, alarm.key))
@@ -396,7 +340,7 @@ def _tell(box: BoxItem, drop: Drop, alarm: WatchedAlarm, sns: Any, reports: dict
     return True
 
 
-def offline_after_alarm(box: BoxItem, drop: Drop, settings: Settings, sns: Any, idempotency: Idempotency,
+def offline_after_alarm(box: BoxItem, drop: Drop, settings: Settings, sns: SNSClient, idempotency: Idempotency,
                         reports: dict[str, SendReport]) -> int | None:
     """Send the third alarm for a drop if it has a watched alarm not told yet; the seq if sent now.
 
@@ -418,6 +362,5 @@ def offline_after_alarm(box: BoxItem, drop: Drop, settings: Settings, sns: Any, 
         sent.append(_tell(box, drop, alarm, sns, reports))
         return {"box": box.box_id, "alarm": alarm.key, "sent_now": sent[0]}
 
-    idempotent_function(once, data_keyword_argument="watched", persistence_store=idempotency.persistence,
-                        config=idempotency.config, key_prefix="third")(watched={"box": box.box_id, "alarm": alarm.key})
+    idempotency.run(once, "watched", {"box": box.box_id, "alarm": alarm.key}, key_prefix="third")
     return alarm.seq if sent and sent[0] else None

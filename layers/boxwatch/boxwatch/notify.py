@@ -12,14 +12,17 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
 from boxwatch import bounds
-from boxwatch.models import BindingItem, SmsQuotaItem
+from boxwatch.models import BindingItem, SmsQuotaItem, condition_failed
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
 
 CAUSE_NAMES = {
     "en": {
@@ -243,12 +246,12 @@ def take_sms(number: str, at_ms: int) -> bool:
         )
         return True
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return False
         raise
 
 
-def publish(sns: Any, binding: BindingItem, note: Notification) -> None:
+def publish(sns: SNSClient, binding: BindingItem, note: Notification) -> None:
     if binding.target_kind == "sms":
         title, body = note.render(binding.locale)
         sns.publish(PhoneNumber=binding.target, Message=f"{title}: {body}"[:1400])
@@ -256,7 +259,7 @@ def publish(sns: Any, binding: BindingItem, note: Notification) -> None:
         sns.publish(TargetArn=binding.target, MessageStructure="json", Message=note.message(binding.locale))
 
 
-def send(sns: Any, bindings: list[BindingItem], note: Notification, skip: Collection[str] = (),
+def send(sns: SNSClient, bindings: list[BindingItem], note: Notification, skip: Collection[str] = (),
          report: SendReport | None = None) -> SendReport:
     """Send one notification to each enabled binding; one client's failure never stops the others.
 

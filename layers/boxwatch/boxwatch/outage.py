@@ -23,14 +23,11 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pynamodb.exceptions import PutError, UpdateError
 
 from boxwatch import geo
-from boxwatch.errors import InvalidInput
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
     ARRIVAL_BUCKET_MS,
@@ -43,11 +40,15 @@ from boxwatch.models import (
     IncidentItem,
     IncidentMemberItem,
     OfflineEntry,
+    condition_failed,
 )
 from boxwatch.network import LIFECYCLE_DAYS, Drop, ThirdAlarmFailed, offline_after_alarm
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, send
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
 
 OPEN = "OPEN"
 LATE_CHECKS_PER_SWEEP = 2_000  # ~4,000 requests at most, well inside the sweep's timeout
@@ -55,32 +56,6 @@ INCIDENT_DAYS = 90  # resolved incidents (and what clients were told) kept for a
 # The second late third-alarm check, after Lambda's asynchronous retries of a failed AlarmIngest
 # (about 1 and 2 minutes apart) had their chance to store an alarm received before the drop.
 LATE_ALARM_S = 240
-
-
-class ScheduledEvent(BaseModel):
-    """The EventBridge scheduled event; only its `time` matters (the sweep's event time)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: str | None = None
-    detail_type: str = Field("Scheduled Event", alias="detail-type")
-    time: AwareDatetime
-
-    @property
-    def at_ms(self) -> int:
-        return int(self.time.timestamp() * 1000)
-
-    @classmethod
-    def parse(cls, event: Any) -> ScheduledEvent:
-        if not isinstance(event, dict):
-            raise InvalidInput("scheduled event must be a JSON object", got=type(event).__name__)
-        try:
-            return cls.model_validate(event)
-        except ValidationError as exc:
-            raise InvalidInput(
-                "scheduled event failed validation",
-                problems=[{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()][:5],
-            ) from None
 
 
 def evaluate_window_ms(settings: Settings) -> int:
@@ -374,10 +349,6 @@ def _area(group: Sequence[Candidate], settings: Settings) -> tuple[float, float,
     return lat, lng, round(spread + settings.outage_radius_m, 1)
 
 
-def _conditional_failed(exc: PutError | UpdateError) -> bool:
-    return exc.cause_response_code == "ConditionalCheckFailedException"
-
-
 def _still_open(m: Member, box: BoxItem | None) -> bool:
     """Is the member's latest episode open? Until a connect of a higher version has arrived."""
     if box is None:
@@ -409,7 +380,7 @@ def _resolve(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], merged_into: 
     try:
         item.save()  # optimistic lock on `revision` (a new blip: "does not exist yet")
     except PutError as exc:
-        if not _conditional_failed(exc):
+        if not condition_failed(exc):
             raise
         return False  # another sweep changed it first; the next sweep looks again
     # its members expire with it, and each of its episodes points to it (25 per request)
@@ -418,7 +389,7 @@ def _resolve(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], merged_into: 
     return True
 
 
-def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: Any,
+def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: SNSClient,
           result: SweepResult, only: Sequence[BoxItem] | None = None) -> bool:
     """Tell each client of an online neighbour what it was not told yet; True when nothing failed.
 
@@ -467,7 +438,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
         try:
             record.save(condition=claim)
         except PutError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
             continue
         report: SendReport = send(sns, [binding], neighbour_outage_notification(box, d, group, incident))
@@ -530,7 +501,7 @@ def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, se
     try:
         item.save()  # optimistic lock on `revision` (and "does not exist yet" for a new one)
     except PutError as exc:
-        if not _conditional_failed(exc):
+        if not condition_failed(exc):
             raise
         return None  # an overlapping sweep got there first: the next sweep sees its result
     # after the claim above; a crash before this line leaves episodes that join again next sweep
@@ -554,13 +525,16 @@ def _due_checks(drops: list[ArrivalEntry], at_ms: int, settings: Settings) -> li
 
 
 def _late_third_alarms(due: list[tuple[ArrivalEntry, int]], boxes: dict[str, BoxItem], settings: Settings,
-                       sns: Any, idempotency: Idempotency, result: SweepResult) -> None:
+                       sns: SNSClient, idempotency: Idempotency, result: SweepResult) -> None:
     """Twice per drop, after its arrival: an alarm received before the drop but stored after it was
     processed (a concurrent or retried AlarmIngest), and any third alarm a failure left unfinished.
 
     Two or three requests per drop; an area outage of thousands would hold the sweep past its
     timeout, so a sweep checks at most LATE_CHECKS_PER_SWEEP (oldest first) and the next goes on.
     """
+    # boto3 comes with it: see boxwatch.idempotency
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
     checked: list[ArrivalEntry] = []
     for d, level in due:
         if d.box_id not in boxes:
@@ -580,7 +554,7 @@ def _late_third_alarms(due: list[tuple[ArrivalEntry, int]], boxes: dict[str, Box
             batch.save(d)
 
 
-def sweep(at_ms: int, settings: Settings, sns: Any, idempotency: Idempotency) -> SweepResult:
+def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempotency) -> SweepResult:
     """One sweep at event time `at_ms`; its reads follow the boxes that changed state, not the fleet."""
     result = SweepResult(at_ms)
     drops = sorted(recent_arrivals(at_ms, settings, "D"), key=lambda a: (int(a.arrived_at), a.sk))
@@ -655,7 +629,7 @@ def sweep(at_ms: int, settings: Settings, sns: Any, idempotency: Idempotency) ->
             try:
                 item.save()
             except PutError as exc:
-                if not _conditional_failed(exc):
+                if not condition_failed(exc):
                     raise
                 continue
             if reopened:
@@ -674,7 +648,7 @@ def sweep(at_ms: int, settings: Settings, sns: Any, idempotency: Idempotency) ->
             try:
                 inc.item.update(actions=[IncidentItem.announced_upto.set(group_seq)])
             except UpdateError as exc:
-                if not _conditional_failed(exc):
+                if not condition_failed(exc):
                     raise
     # after the clusters: the fourth alarm must not wait behind a long list of late checks
     _late_third_alarms(due, boxes, settings, sns, idempotency, result)

@@ -11,14 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from boxwatch import bounds
 from boxwatch.contract import BOX_ID_PATTERN
-from boxwatch.errors import UnknownBox
-from boxwatch.geo import cell_of
+from boxwatch.errors import Forbidden, NotFound, UnknownBox
 from boxwatch.models import BindingItem, BoxItem
 from boxwatch.settings import Settings
 
 
 class BoxSpec(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # the operator's models: validators built on first use, not by the import of a handler
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, defer_build=True)
 
     id: str = Field(pattern=BOX_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
@@ -47,7 +47,7 @@ class BoxSpec(BaseModel):
 
 
 class BindingSpec(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     client_id: str = Field(min_length=1, max_length=128)
     box_id: str = Field(pattern=BOX_ID_PATTERN)
@@ -64,6 +64,8 @@ class BindingSpec(BaseModel):
 
 
 def box_item(spec: BoxSpec, settings: Settings) -> BoxItem:
+    from boxwatch.geo import cell_of  # h3: operator paths only, never the handlers that read bindings
+
     return BoxItem(
         spec.id,
         name=spec.name,
@@ -109,6 +111,8 @@ def reindex_boxes(settings: Settings) -> int:
     One Scan of the registry, one conditional UpdateItem per box that moves (only its cells, so a
     concurrent status change is kept); running it again moves nothing.
     """
+    from boxwatch.geo import cell_of  # h3: operator paths only, never the handlers that read bindings
+
     moved = 0
     for box in BoxItem.scan(attributes_to_get=["box_id", "lat", "lng", "alarm_cell", "area_cell"]):
         alarm_cell = cell_of(float(box.lat), float(box.lng), settings.alarm_res)
@@ -143,10 +147,6 @@ def bind(spec: BindingSpec) -> BindingItem:
     return item
 
 
-def unbind(client_id: str, box_id: str) -> None:
-    BindingItem(box_id, client_id).delete()
-
-
 def bindings_of_box(box_id: str) -> list[BindingItem]:
     return list(BindingItem.query(box_id))
 
@@ -161,3 +161,18 @@ def is_bound(client_id: str, box_id: str) -> bool:
         return True
     except BindingItem.DoesNotExist:
         return False
+
+
+def require_bound(client_id: str, box_id: str) -> None:
+    """Only a client bound to a box may read or command it; anyone else gets the answer of an
+    unknown box (same status, same body). The box is looked up only on refusal, for the log and
+    in both cases (same cost), so the common (bound) path costs one GetItem."""
+    if is_bound(client_id, box_id):
+        return
+    try:
+        get_box(box_id)
+    except UnknownBox:
+        exc = NotFound("no such box", client=client_id, box=box_id)
+        exc.reason = "unknown_box"
+        raise exc from None
+    raise Forbidden("no such box", client=client_id, box=box_id)

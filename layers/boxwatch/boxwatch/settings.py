@@ -8,8 +8,6 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from boxwatch.geo import INDEX_RES
-
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -41,13 +39,18 @@ class Settings(BaseModel):
     sms_quota_table: str = "boxwatch-sms-quota"
     sms_per_recipient_per_hour: int = Field(10, ge=1, le=1000)
 
-    # the H3 resolutions of the alarm and area cell indexes: fixed, whatever the radii (geo.INDEX_RES)
+    # the H3 resolutions of the alarm and area cell indexes: fixed, whatever the radii (geo.INDEX_RES);
+    # geo is imported here, not at the top: it loads h3, which the command handlers never use
     @cached_property
     def alarm_res(self) -> int:
+        from boxwatch.geo import INDEX_RES
+
         return INDEX_RES
 
     @cached_property
     def area_res(self) -> int:
+        from boxwatch.geo import INDEX_RES
+
         return INDEX_RES
 
     @classmethod

@@ -5,57 +5,46 @@ A command is recorded first (its idempotency key reserved), then written into th
 (CommandAck); a command not settled by `expires_at` expires and leaves `desired` (CommandExpiry),
 so a box that comes back hours later never acts on a stale order. Nothing here is ever triggered
 automatically: only a client's request creates a command (GB 50116).
+
+The shadow itself is `boxwatch.shadow`; what a phone reads back is `boxwatch.views`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import bounds
-from boxwatch.errors import Conflict, Rejected, Spoofed, UnknownBox
-from boxwatch.models import AlarmRecord, BindingItem, BoxItem, CommandItem, CommandKeyItem, connection
+from boxwatch.errors import Conflict, Spoofed
+from boxwatch.models import (
+    COMMAND_ID,
+    BindingItem,
+    CommandItem,
+    CommandKeyItem,
+    cancelled_by_condition,
+    condition_failed,
+    connection,
+)
 from boxwatch.notify import Notification, SendReport, send
-from boxwatch.registry import get_box, is_bound
+from boxwatch.registry import get_box, require_bound
 from boxwatch.settings import Settings
+from boxwatch.shadow import CLEAR_ORDER, ShadowContention, holds, order, update_desired
+from boxwatch.views import latest_alarms
+
+if TYPE_CHECKING:
+    from mypy_boto3_iot_data import IoTDataPlaneClient
+    from mypy_boto3_sns import SNSClient
 
 SETTLED = ("succeeded", "failed", "refused", "expired")
-# a shadow changing under us (the box reporting, another order) is retried here with backoff, then
-# by Lambda (the error is not a refusal): 5 tries over ~0.3 s
-SHADOW_TRIES = 5
-SHADOW_BACKOFF_S = 0.02
 KEY_TTL_S = 30 * 86_400  # an idempotency key's reservation; reused after that, it makes a new command
 # longer than CommandAck's timeout: a command settled this long ago without its push was left by a
 # crash or a failed publish, not by an invocation still running
 RETELL_AFTER_MS = 60_000
-
-
-class ShadowContention(RuntimeError):
-    """The shadow's version kept changing while we wrote it: retryable, never bad input."""
-
-
-class NotFound(Rejected):
-    code = "not_found"
-    reason = "not_found"  # the real reason, for the log only
-
-
-class Forbidden(NotFound):
-    """Not bound to the box: answered exactly as an unknown box, so that box ids cannot be told
-    apart from outside; logged and counted as what it is (an attempt on someone else's box)."""
-
-    reason = "not_bound"
-
-
-COMMAND_ID = re.compile(r"^c-[0-9a-f]{20}$")
 # what the audit record keeps of the box's report (docs/device-contract.md), nothing else
 REPORTED_FIELDS = ("power", "contactor", "command_id", "command_status", "reason", "at")
 
@@ -65,94 +54,8 @@ def command_id_for(client_id: str, key: str) -> str:
     return "c-" + hashlib.sha256(f"{client_id}\x00{key}".encode()).hexdigest()[:20]
 
 
-def require_bound(client_id: str, box_id: str) -> None:
-    """Only a client bound to a box may read or command it; anyone else gets the answer of an
-    unknown box (same status, same body). The box is looked up only on refusal, for the log and
-    in both cases (same cost), so the common (bound) path costs one GetItem."""
-    if is_bound(client_id, box_id):
-        return
-    try:
-        get_box(box_id)
-    except UnknownBox:
-        exc = NotFound("no such box", client=client_id, box=box_id)
-        exc.reason = "unknown_box"
-        raise exc from None
-    raise Forbidden("no such box", client=client_id, box=box_id)
-
-
-def latest_alarms(box_id: str, limit: int) -> list[dict[str, Any]]:
-    records = AlarmRecord.query(f"BOX#{box_id}", AlarmRecord.sk.startswith("SEQ#"), scan_index_forward=False,
-                                limit=limit)
-    return [{"seq": int(r.seq), "cause": r.cause, "alarm_time": int(r.alarm_time), "value": r.value,
-             "threshold": r.threshold, "unit": r.unit} for r in records]
-
-
-def command_view(cmd: CommandItem, viewer: str | None = None) -> dict[str, Any]:
-    """The command as `viewer` may see it: another client bound to the box sees its status, never
-    who asked (their `sub`); None = the requester's own view (replay, audit)."""
-    def ms(value: Any) -> int | None:
-        return None if value is None else int(value)
-
-    mine = viewer is None or viewer == cmd.client_id
-    view = {"command_id": cmd.command_id, "box_id": cmd.box_id, "client_id": cmd.client_id if mine else None,
-            "requested_by_me": mine, "status": cmd.status,
-            "requested_at": int(cmd.requested_at), "expires_at": int(cmd.expires_at), "alarm": cmd.alarm,
-            "settled_at": ms(cmd.settled_at), "reason": cmd.reason}
-    if cmd.late:  # succeeded after it had expired: both times
-        view.update(late=True, expired_at=ms(cmd.expired_at))
-    if cmd.late_report is not None:  # a failure/refusal reported after expiry, recorded only
-        view.update(late_report=cmd.late_report, late_reported_at=ms(cmd.late_reported_at))
-    return view
-
-
-# ---------------------------------------------------------------------------------------------- shadow
-def _shadow(iotdata: Any, box_id: str) -> dict[str, Any] | None:
-    try:
-        doc: dict[str, Any] = json.loads(iotdata.get_thing_shadow(thingName=box_id)["payload"].read())
-        return doc
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return None
-        raise
-
-
-def _update_desired(iotdata: Any, box_id: str, desired: dict[str, Any],
-                    when: Callable[[str | None], bool] | None = None) -> bool:
-    """Write `desired` with the version just read, retrying with backoff on a concurrent update.
-
-    With `when`, change nothing unless it accepts the command id the shadow holds now (a newer
-    command must not be cleared by an older one's settlement, nor overwritten by a repeat).
-    Raises ShadowContention (retryable) when the shadow kept changing."""
-    for attempt in range(SHADOW_TRIES):
-        if attempt:
-            time.sleep(SHADOW_BACKOFF_S * 2 ** (attempt - 1))
-        doc = _shadow(iotdata, box_id)
-        if when is not None:
-            current = ((doc or {}).get("state", {}).get("desired") or {}).get("command_id")
-            if not when(current):
-                return False
-        payload: dict[str, Any] = {"state": {"desired": desired}}
-        if doc is not None:
-            payload["version"] = doc["version"]
-        try:
-            iotdata.update_thing_shadow(thingName=box_id, payload=json.dumps(payload).encode())
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConflictException":
-                raise
-    raise ShadowContention(f"the shadow of {box_id} kept changing ({SHADOW_TRIES} tries)")
-
-
-CLEAR_ORDER = {"power": None, "command_id": None, "expires_at": None}
-
-
-def _holds(command_id: str) -> Callable[[str | None], bool]:
-    return lambda current: current == command_id
-
-
 def _order(cmd: CommandItem) -> dict[str, Any]:
-    """The order as the box reads it from `desired` (docs/device-contract.md)."""
-    return {"power": "off", "command_id": cmd.command_id, "expires_at": int(cmd.expires_at)}
+    return order(cmd.command_id, int(cmd.expires_at))
 
 
 # ---------------------------------------------------------------------------------------------- request
@@ -163,7 +66,8 @@ class PowerOffOutcome:
 
 
 def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settings: Settings,
-                      iotdata: Any, _retried: bool = False, _generation: int | None = None) -> PowerOffOutcome:
+                      iotdata: IoTDataPlaneClient, _retried: bool = False,
+                      _generation: int | None = None) -> PowerOffOutcome:
     require_bound(client_id, box_id)
     key_pk, key_sk = CommandKeyItem.key(client_id, key)
     now_s = now_ms // 1000
@@ -181,7 +85,7 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
         if cmd.status == "pending" and now_ms < int(cmd.expires_at):
             # the first attempt may have died between recording and writing the order: the repeat
             # finishes it, unless the shadow holds an order already (this one or a newer one)
-            _update_desired(iotdata, box_id, _order(cmd), when=lambda current: current is None)
+            update_desired(iotdata, box_id, _order(cmd), when=lambda current: current is None)
         return PowerOffOutcome(cmd, False)
 
     # the key's first command has the id derived from (client, key); a key reused after its
@@ -202,7 +106,7 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
                     condition=CommandKeyItem.pk.does_not_exist() | (CommandKeyItem.expires_at_ttl <= now_s))
             tx.save(cmd, condition=CommandItem.pk.does_not_exist())
     except TransactWriteError as exc:
-        failed = [r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []]
+        failed = cancelled_by_condition(exc)
         if failed[:1] == [True] and not _retried:
             # a concurrent request with the same key won the race: answer with its command
             return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried=True)
@@ -211,44 +115,11 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
             return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried, now_ms)
         raise
     try:
-        _update_desired(iotdata, box_id, _order(cmd))
+        update_desired(iotdata, box_id, _order(cmd))
     except (ClientError, ShadowContention) as exc:
         # the order never reached the box: say so now rather than let it expire silently
         _settle(cmd, "failed", now_ms, f"shadow update failed: {exc}", None)  # updates cmd in place
     return PowerOffOutcome(cmd, True)
-
-
-def get_command(client_id: str, box_id: str, command_id: str) -> CommandItem:
-    require_bound(client_id, box_id)
-    if not COMMAND_ID.match(command_id):
-        raise NotFound("no such command", command_id=command_id[:64])  # never a key DynamoDB would refuse
-    try:
-        cmd = CommandItem.get(*CommandItem.key(command_id), consistent_read=True)
-    except CommandItem.DoesNotExist:
-        raise NotFound("no such command", command_id=command_id) from None
-    if cmd.box_id != box_id:
-        raise NotFound("no such command for this box", command_id=command_id)
-    return cmd
-
-
-def my_boxes(client_id: str, alarms_per_box: int = 3) -> list[dict[str, Any]]:
-    bindings = list(BindingItem.by_client.query(client_id))
-    boxes = {b.box_id: b for b in BoxItem.batch_get([b.box_id for b in bindings])} if bindings else {}
-    out = []
-    for binding in bindings:
-        box = boxes.get(binding.box_id)
-        if box is None:
-            continue
-        out.append({"box_id": box.box_id, "name": box.name, "address": box.address, "lat": box.lat, "lng": box.lng,
-                    "online": bool(box.online), "status_since": int(box.status_since),
-                    "status_reason": box.status_reason, "latest_alarms": latest_alarms(box.box_id, alarms_per_box)})
-    return out
-
-
-def box_alarms(client_id: str, box_id: str, limit: int) -> dict[str, Any]:
-    require_bound(client_id, box_id)
-    box = get_box(box_id)
-    return {"box_id": box.box_id, "name": box.name, "alarms": latest_alarms(box_id, limit)}
 
 
 # ---------------------------------------------------------------------------------------------- settle
@@ -270,7 +141,7 @@ def _settle(cmd: CommandItem, status: str, at_ms: int, reason: str | None, repor
         )
         return True
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return False
         raise
 
@@ -280,7 +151,7 @@ def _finish(cmd: CommandItem) -> None:
     cmd.update(actions=[CommandItem.pending.remove()])
 
 
-def _tell_requester(cmd: CommandItem, sns: Any) -> int:
+def _tell_requester(cmd: CommandItem, sns: SNSClient) -> int:
     """Push the result; leave the command for the expiry sweep to retry if the push failed."""
     report = _notify_requester(cmd, sns)
     if not report.failed:
@@ -288,7 +159,7 @@ def _tell_requester(cmd: CommandItem, sns: Any) -> int:
     return len(report.sent)
 
 
-def _notify_requester(cmd: CommandItem, sns: Any) -> SendReport:
+def _notify_requester(cmd: CommandItem, sns: SNSClient) -> SendReport:
     try:
         binding = BindingItem.get(cmd.box_id, cmd.client_id)
     except BindingItem.DoesNotExist:
@@ -312,7 +183,7 @@ class AckResult:
     late: bool = False  # settled by a report that came after the command expired
 
 
-def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -> AckResult:
+def acknowledge(thing: str, documents: dict[str, Any], iotdata: IoTDataPlaneClient, sns: SNSClient) -> AckResult:
     """Settle the command the box reported on (shadow update/documents), if any."""
     current = (documents.get("current") or {}).get("state") or {}
     previous = (documents.get("previous") or {}).get("state") or {}
@@ -347,14 +218,14 @@ def acknowledge(thing: str, documents: dict[str, Any], iotdata: Any, sns: Any) -
         return AckResult("duplicate", cid)
     # clear the order first, settle second: if we die in between, the retry finds the command still
     # pending and finishes; the other way round a retry would see it settled and leave the order
-    _update_desired(iotdata, thing, CLEAR_ORDER, when=_holds(cid))
+    update_desired(iotdata, thing, CLEAR_ORDER, when=holds(cid))
     if not _settle(cmd, status, at_ms, reason, bounds.fields(reported, REPORTED_FIELDS, bounds.REASON_CHARS)):
         return AckResult("duplicate", cid)  # a concurrent delivery or the expiry settled it first
     return AckResult(status, cid, _tell_requester(cmd, sns))
 
 
 def _late_report(cmd: CommandItem, status: str, at_ms: int, reason: str | None, reported: dict[str, Any],
-                 sns: Any) -> AckResult:
+                 sns: SNSClient) -> AckResult:
     """A report for a command that expired meanwhile. The box's report is the truth: `done` with
     the contactor open settles it as succeeded (late, both times kept) and the requester is told
     again; a late failure or refusal is recorded only (expired already said it did not happen).
@@ -364,7 +235,7 @@ def _late_report(cmd: CommandItem, status: str, at_ms: int, reason: str | None, 
             cmd.update(actions=[CommandItem.late_report.set(reported), CommandItem.late_reported_at.set(at_ms)],
                        condition=(CommandItem.status == "expired") & CommandItem.late_report.does_not_exist())
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return AckResult("duplicate", cmd.command_id)
             raise
         return AckResult("late_" + status, cmd.command_id)
@@ -376,13 +247,13 @@ def _late_report(cmd: CommandItem, status: str, at_ms: int, reason: str | None, 
                             CommandItem.reported.set(reported), CommandItem.pending.set("1")],
                    condition=CommandItem.status == "expired")
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return AckResult("duplicate", cmd.command_id)  # a concurrent delivery settled it first
         raise
     return AckResult("succeeded", cmd.command_id, _tell_requester(cmd, sns), late=True)
 
 
-def expire_due(now_ms: int, iotdata: Any, sns: Any) -> list[str]:
+def expire_due(now_ms: int, iotdata: IoTDataPlaneClient, sns: SNSClient) -> list[str]:
     """Expire every pending command whose expiry has passed: one Query of the sparse index."""
     expired = []
     # the index projects every attribute and the conditional settle guards against a stale entry,
@@ -397,7 +268,7 @@ def expire_due(now_ms: int, iotdata: Any, sns: Any) -> list[str]:
         # order cleared before the settle, as in acknowledge: a crash in between is finished by the
         # next sweep, which still finds the command pending
         try:
-            _update_desired(iotdata, cmd.box_id, CLEAR_ORDER, when=_holds(cmd.command_id))
+            update_desired(iotdata, cmd.box_id, CLEAR_ORDER, when=holds(cmd.command_id))
         except ShadowContention:
             continue  # the box is busy with its shadow: the next sweep expires it
 
