@@ -121,7 +121,7 @@ def test_the_graph_is_read_from_every_part() -> None:
     # Then the walk saw the product, the handlers and the tooling, and their imports
     assert "boxwatch.models" in found and "boxwatch_infra.sandbox" in found
     assert any(name.startswith("functions.") for name in found)
-    assert "boxwatch.models" in edges["functions.alarm_ingest.app"]
+    assert "boxwatch.runtime" in edges["functions.alarm_ingest.app"]
     assert sum(len(v) for v in edges.values()) > 100
 
 
