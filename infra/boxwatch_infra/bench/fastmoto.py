@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import inspect
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +35,8 @@ def faster_moto() -> Iterator[None]:
     from moto.dynamodb.models.table import Table
 
     original_query = Table.query
+    original_all_items = Table.all_items
+    local = threading.local()
     signature = inspect.signature(original_query)
 
     def index_partition(self: Any, index_name: str, conditions: list[tuple[str, Any]]) -> list[Any] | None:
@@ -98,11 +101,20 @@ def faster_moto() -> Iterator[None]:
             partition = None
         if partition is None:
             return original_query(self, hash_key, *args, **kwargs)
-        self.all_items = lambda: sorted(partition, key=lambda x: (x.hash_key, x.range_key or x.hash_key))
+        # per thread: moto_server answers requests on many threads, and a query of one partition
+        # must never see (or remove) another query's partition on the same table
+        scoped = local.__dict__.setdefault("partitions", {})
+        scoped[id(self)] = partition
         try:
             return original_query(self, hash_key, *args, **kwargs)
         finally:
-            del self.all_items
+            scoped.pop(id(self), None)
+
+    def all_items(self: Any) -> Any:
+        partition = local.__dict__.get("partitions", {}).get(id(self))
+        if partition is None:
+            return original_all_items(self)
+        return sorted(partition, key=lambda x: (x.hash_key, x.range_key or x.hash_key))
 
     def backup(self: Any, memo: dict[int, Any]) -> Any:
         return self  # no rollback copy: see the module docstring
@@ -124,6 +136,7 @@ def faster_moto() -> Iterator[None]:
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(Table, "query", query))
+        stack.enter_context(mock.patch.object(Table, "all_items", all_items))
         stack.enter_context(mock.patch.object(Table, "__deepcopy__", backup, create=True))
         stack.enter_context(invalidating("put_item"))
         stack.enter_context(invalidating("delete_item"))
