@@ -14,6 +14,10 @@ import pytest
 
 from tests.model import differential
 
+# seeds that disagree for a reason recorded in tests/model/findings (still open): they must keep
+# disagreeing in exactly that class, so that a fix (or a new disagreement) shows here
+KNOWN = {71: ["neighbour_outage:missing"]}  # findings/21_fourth_alarm_member_unlinked_by_a_late_connect.yaml
+
 
 @pytest.mark.slow
 def test_replay_agrees_with_the_model_on_random_scenarios() -> None:
@@ -26,7 +30,9 @@ def test_replay_agrees_with_the_model_on_random_scenarios() -> None:
     results = differential.run_many(list(range(start, start + count)), jobs)
     # Then every required push is there, none is forbidden, none comes twice
     print(differential.summary(results, sum(r.seconds for r in results) / max(1, jobs)))
-    bad = [r for r in results if r.classes]
+    known = {r.seed: r.classes for r in results if r.seed in KNOWN}
+    assert known == {k: v for k, v in KNOWN.items() if k in known}, f"a known disagreement changed: {known}"
+    bad = [r for r in results if r.classes and r.seed not in KNOWN]
     if bad:
         first = bad[0]
         lines = [differential.summary(results, 0.0), "", f"seed {first.seed}: {first.classes}", *first.details[:10],

@@ -21,7 +21,11 @@ def worker() -> Iterator[ProcessPoolExecutor]:
         yield ex
 
 
-@pytest.mark.parametrize("path", FINDINGS, ids=[p.stem for p in FINDINGS])
+OPEN = {"21_fourth_alarm_member_unlinked_by_a_late_connect"}  # the system still differs (see the file)
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="open finding"))
+                                  if p.stem in OPEN else p for p in FINDINGS], ids=[p.stem for p in FINDINGS])
 def test_finding_agrees_with_the_model(path: Path, worker: ProcessPoolExecutor) -> None:
     # Given a scenario that once made replay and the model disagree
     # When it runs through replay and the model

@@ -77,12 +77,13 @@ def test_timeline_events_by_t_then_file_order_before_ticks_at_the_same_t() -> No
     s = scenario([box("A", 0)], [drop(60, "A", 2), alarm(5, "A", 1), back(60, "A", 3)])
     steps = timeline(s, Settings.for_scenario(s))
     # Then the order is 5, the two events at 60 in file order, then the ticks at 60
-    kinds = [(st.t, st.kind, (st.event or {}).get("type", st.function)) for st in steps[:5]]
+    kinds = [(st.t, st.kind, (st.event or {}).get("type", st.function)) for st in steps[:6]]
     assert kinds[0] == (5.0, "event", "alarm")
     assert kinds[1:3] == [(60.0, "event", "disconnected"), (60.0, "event", "connected")]
-    assert {k[2] for k in kinds[3:5]} == {"CommandExpiryFunction", "OfflineSweepFunction"}
-    # and schedules run for the settle period after the last event: max(watch, gap, expiry) + 2 periods
-    assert steps[-1].t == 60 * ((60 + 60 + 120) // 60)
+    assert {k[2] for k in kinds[3:6]} == {"AlarmSweepFunction", "CommandExpiryFunction", "OfflineSweepFunction"}
+    # and schedules run for the settle period after the last event: max(watch, gap, expiry, hold)
+    # + 2 periods (here the hold window, 120 s, is the longest)
+    assert steps[-1].t == 60 + 120 + 2 * 60
 
 
 # ---------------------------------------------------------------------- first alarm
