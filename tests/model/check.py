@@ -16,12 +16,12 @@ which the handler published it; data = the push's machine-readable part). Per ki
 from __future__ import annotations
 
 import itertools
-import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from tests.model.model import EDGE_M, KINDS, LISTED, Cluster, Expectation, Model
+from tests.model.world import env_choice
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,7 @@ class Disagreement:
 
 def selected_kinds() -> tuple[str, ...]:
     """BOXWATCH_MODEL_KINDS=alarm,nearby_update checks only those kinds (default: all)."""
-    raw = os.environ.get("BOXWATCH_MODEL_KINDS", "").strip()
-    if not raw:
-        return KINDS
-    kinds = tuple(k.strip() for k in raw.split(",") if k.strip())
-    unknown = set(kinds) - set(KINDS)
-    if unknown:
-        raise ValueError(f"BOXWATCH_MODEL_KINDS: unknown kinds {sorted(unknown)}; known: {KINDS}")
-    return kinds
+    return env_choice("BOXWATCH_MODEL_KINDS", KINDS)
 
 
 def slot_of(kind: str, data: dict[str, Any], command_keys: dict[str, str]) -> tuple[Any, ...] | None:

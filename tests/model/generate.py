@@ -21,11 +21,10 @@ decide), clients bound to one or two boxes, then per family:
 from __future__ import annotations
 
 import math
-import os
 import random
 from typing import Any
 
-from tests.model.world import EARTH_RADIUS_M, distance_m
+from tests.model.world import EARTH_RADIUS_M, distance_m, env_choice
 
 FEATURES = ("alarms", "lifecycle", "power", "extras", "faults")
 
@@ -60,14 +59,7 @@ FAULT_CALLS: dict[str, list[tuple[str, str]]] = {
 
 
 def selected_features() -> tuple[str, ...]:
-    raw = os.environ.get("BOXWATCH_MODEL_FEATURES", "").strip()
-    if not raw:
-        return FEATURES
-    out = tuple(f.strip() for f in raw.split(",") if f.strip())
-    unknown = set(out) - set(FEATURES)
-    if unknown:
-        raise ValueError(f"BOXWATCH_MODEL_FEATURES: unknown {sorted(unknown)}; known: {FEATURES}")
-    return out
+    return env_choice("BOXWATCH_MODEL_FEATURES", FEATURES)
 
 
 def _offset(lat: float, lng: float, north_m: float, east_m: float) -> tuple[float, float]:

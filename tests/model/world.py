@@ -9,6 +9,7 @@ harness checks that replay delivered exactly these steps.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,3 +177,15 @@ def timeline(scenario: dict[str, Any], settings: Settings) -> list[Step]:
     items.sort(key=lambda x: (x[0], x[1]))
     return [Step(i, t, "event", event=item) if kind == 0 else Step(i, t, "tick", function=item)
             for i, (t, kind, item) in enumerate(items)]
+
+
+def env_choice(name: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated subset of `known` from the environment variable `name` (default: all)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return known
+    chosen = tuple(k.strip() for k in raw.split(",") if k.strip())
+    unknown = set(chosen) - set(known)
+    if unknown:
+        raise ValueError(f"{name}: unknown {sorted(unknown)}; known: {known}")
+    return chosen
