@@ -152,6 +152,16 @@ class Sandbox:
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.template.region)  # type: ignore[call-overload]
 
+    def redeploy(self, **parameters: Any) -> None:
+        """`sam deploy` with other parameter values: the same tables and data, a new function
+        configuration (cold containers, new settings and rules)."""
+        self.parameter_overrides = {**self.parameter_overrides, **parameters}
+        self.template = Template(parameter_overrides=self.parameter_overrides)
+        self._functions.clear()
+        self.settings = Settings.from_env(self.global_env)
+        bind_tables(self.settings)
+        self.rules = rules_from_template(self.template)
+
     # ---------------------------------------------------------------- functions
     def function(self, name: str) -> LocalFunction:
         spec = self.template.function(name)

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
 
 from boxwatch import geo
-from boxwatch.models import BoxItem, bind_tables
+from boxwatch.models import BoxItem
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
-from boxwatch.settings import Settings
 from boxwatch_infra.aws.events import lifecycle_event
-from boxwatch_infra.aws.iot_rules import rules_from_template
-from boxwatch_infra.aws.template import Template
 from boxwatch_infra.sandbox import Sandbox, decode_push
 
 T0 = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
@@ -23,15 +19,6 @@ R = 6371007.180918475
 
 def east(lat: float, lng: float, metres: float) -> tuple[float, float]:
     return lat, lng + math.degrees(metres / (R * math.cos(math.radians(lat))))
-
-
-def redeploy(sb: Sandbox, **parameters: Any) -> None:
-    """`sam deploy` with other parameter values: same tables and data, new function configuration."""
-    sb.template = Template(parameter_overrides={**sb.parameter_overrides, **parameters})
-    sb._functions.clear()  # new code configuration: cold containers
-    sb.settings = Settings.from_env(sb.global_env)
-    bind_tables(sb.settings)
-    sb.rules = rules_from_template(sb.template)
 
 
 def kinds(sb: Sandbox, endpoints: dict[str, str]) -> dict[str, list[str]]:
@@ -51,7 +38,7 @@ def test_outage_neighbours_are_found_after_the_outage_radius_changes() -> None:
         endpoints = sb.create_push_endpoints(["nina"])
         bind(BindingSpec(client_id="nina", box_id="N1", target=endpoints["nina"], locale="en"))
         # When the stack is redeployed with 2000 m and two boxes drop together
-        redeploy(sb, OutageRadiusM=2000)
+        sb.redeploy(OutageRadiusM=2000)
         for i, box in enumerate(("O1", "O2")):
             for kind, version, at in (("connected", 1, T0), ("disconnected", 2, T0 + 10_000 + i * 1000)):
                 sb.now_ms = at
@@ -78,7 +65,7 @@ def test_same_cause_neighbours_are_found_after_the_neighbour_radius_changes() ->
 
         alarm("A", 1, T0)
         # When the stack is redeployed with 3000 m and B (2.5 km away) raises the same cause
-        redeploy(sb, NeighbourRadiusM=3000)
+        sb.redeploy(NeighbourRadiusM=3000)
         alarm("B", 1, T0 + 30_000)
         # Then B's client hears of A
         assert kinds(sb, endpoints) == {"bea": ["alarm", "same_cause_nearby"]}

@@ -25,6 +25,16 @@ def backlog() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def faulted() -> dict[str, Any]:
+    return run("field_03_third_alarm_after_faults.yaml")
+
+
+@pytest.fixture(scope="module")
+def redeployed() -> dict[str, Any]:
+    return run("field_06_redeploy_radius.yaml")
+
+
+@pytest.fixture(scope="module")
 def flaps() -> dict[str, Any]:
     return run("field_04_third_alarm_flaps.yaml")
 
@@ -138,3 +148,29 @@ def test_nobody_hears_twice(quick: dict[str, Any], flaps: dict[str, Any], backlo
                        for n in report["notifications"])
         assert max(keys.values(), default=1) == 1
         assert not report["rejected"]
+
+
+# -------------------------------------------------------------------- third alarm: failures
+def test_a_failure_after_the_watch_was_taken_is_finished_by_the_retry(faulted: dict[str, Any]) -> None:
+    # Given a throttled bindings read, a 5xx push and a crash, each on a drop inside an alarm's watch
+    # Then every fault fired, nothing was refused, and each client heard the third alarm once
+    assert [f["fired"] for f in faulted["faults"]] == [1, 1, 1]
+    assert faulted["rejected"] == []
+    told = Counter((n["client"], n["box"]) for n in notes(faulted, kind="offline_after_alarm"))
+    assert told == {("c1", "BX-1"): 1, ("c2", "BX-1"): 1, ("d1", "BX-2"): 1, ("d2", "BX-2"): 1, ("e1", "BX-3"): 1}
+
+
+def test_the_retry_tells_at_the_drop_not_at_a_later_sweep(faulted: dict[str, Any]) -> None:
+    # Then the retry (at once in virtual time) told them, not the sweep a minute later
+    assert {n["t"] for n in notes(faulted, kind="offline_after_alarm")} == {30.0, 130.0, 230.0}
+
+
+# -------------------------------------------------------------------- a parameter change
+def test_a_redeploy_with_a_larger_radius_still_finds_what_was_indexed_before(redeployed: dict[str, Any]) -> None:
+    # Given boxes and A's alarm indexed while the radii were 500 m / 1000 m
+    # When the stack is redeployed with 2000 m / 3000 m
+    # Then B (2.5 km from A) hears of A, and N1 (1.2 km from the outage) is warned
+    assert redeployed["rejected"] == []
+    assert notes(redeployed, client="bea", kind="same_cause_nearby")[0]["boxes"] == ["A"]
+    [outage] = notes(redeployed, client="nina", kind="neighbour_outage")
+    assert outage["offline_boxes"] == ["O1", "O2"]
