@@ -21,7 +21,7 @@ def worker() -> Iterator[ProcessPoolExecutor]:
         yield ex
 
 
-OPEN = {"21_fourth_alarm_member_unlinked_by_a_late_connect"}  # the system still differs (see the file)
+OPEN: set[str] = set()  # findings the system still differs on (a strict xfail each, so a fix shows)
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="open finding"))

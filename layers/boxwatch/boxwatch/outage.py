@@ -317,6 +317,7 @@ class SweepResult:
     notified: dict[str, list[str]] = field(default_factory=dict)  # incident -> clients sent to
     third_alarms: list[str] = field(default_factory=list)  # boxes whose late alarm the sweep caught
     failed: list[tuple[str, str]] = field(default_factory=list)  # (client, error) to retry next sweep
+    unlinked: dict[str, list[str]] = field(default_factory=dict)  # incident -> members a late connect unlinked
 
 
 def neighbour_outage_notification(box: BoxItem, distance_m: float, group: Sequence[Candidate],
@@ -387,6 +388,45 @@ def _resolve(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], merged_into: 
     _write_members(inc.incident_id, inc.members, expires_at)
     _write_pointers(inc.incident_id, inc.members, at_ms)
     return True
+
+
+def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[ArrivalEntry], settings: Settings,
+            result: SweepResult) -> None:
+    """Drop the members that a late connect shows were never linked (docs/claims.md "Fourth alarm").
+
+    A member's episode ends at the first connect above its disconnect version. When that connect
+    arrives after the member was decided, the members' episodes are clustered again with the ends
+    now known; a member left alone (one episode, linked to no other member) was never part of the
+    outage: it leaves the incident and, online next to it, its clients become recipients.
+    """
+    ends: dict[str, int] = {}
+    for a in connects:
+        m = inc.members.get(a.box_id)
+        if m is not None and m.version is not None and int(a.version) > m.version:
+            ends[a.box_id] = min(ends.get(a.box_id, int(a.timestamp)), int(a.timestamp))
+    if not ends:
+        return
+    episodes = [Candidate(b, "", float(boxes[b].lat), float(boxes[b].lng), m.t, inc.incident_id, m.version or 0,
+                          ends.get(b)) for b, m in inc.members.items() if b in boxes]
+    alone = {g[0].box_id for g in cluster(episodes, settings.outage_radius_m, settings.outage_max_gap_s,
+                                           settings.area_res) if len(g) == 1}
+    gone = sorted(b for b in alone if b in ends and len(inc.members[b].versions) <= 1)
+    if not gone or len(gone) == len(inc.members):
+        return  # nobody left alone, or nobody left at all: the incident resolves as it is
+    item = inc.item
+    item.member_count = len(inc.members) - len(gone)
+    try:
+        item.save()  # optimistic lock on `revision`
+    except PutError as exc:
+        if not condition_failed(exc):
+            raise
+        return  # another sweep changed it first: the next sweep looks again
+    with IncidentMemberItem.batch_write() as batch:
+        for b in gone:
+            batch.delete(IncidentMemberItem(*IncidentMemberItem.key(inc.incident_id, b)))
+    for b in gone:
+        del inc.members[b]
+    result.unlinked.setdefault(inc.incident_id, []).extend(gone)
 
 
 def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: SNSClient,
@@ -608,6 +648,8 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
     boxes = {b.box_id: b for b in BoxItem.batch_get(ids, consistent_read=True)} if ids else {}
 
     for inc in sorted(incidents.values(), key=lambda i: i.incident_id):
+        if inc.item.state == "open" and not inc.new:
+            _unlink(inc, boxes, connects, settings, result)
         live = any(_still_open(m, boxes.get(b)) for b, m in inc.members.items())
         group = _group(inc, boxes)
         if not live:
