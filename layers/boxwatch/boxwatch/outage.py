@@ -408,11 +408,13 @@ def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[Arrival
         return
     episodes = [Candidate(b, "", float(boxes[b].lat), float(boxes[b].lng), m.t, inc.incident_id, m.version or 0,
                           ends.get(b)) for b, m in inc.members.items() if b in boxes]
-    alone = {g[0].box_id for g in cluster(episodes, settings.outage_radius_m, settings.outage_max_gap_s,
-                                           settings.area_res) if len(g) == 1}
+    groups = cluster(episodes, settings.outage_radius_m, settings.outage_max_gap_s, settings.area_res)
+    if not any(len(g) >= 2 for g in groups):
+        return  # no cluster is left at all: the incident stays as it was decided and resolves as it is
+    alone = {g[0].box_id for g in groups if len(g) == 1}
     gone = sorted(b for b in alone if b in ends and len(inc.members[b].versions) <= 1)
-    if not gone or len(gone) == len(inc.members):
-        return  # nobody left alone, or nobody left at all: the incident resolves as it is
+    if not gone:
+        return
     item = inc.item
     item.member_count = len(inc.members) - len(gone)
     try:
