@@ -56,7 +56,7 @@ SOAK_JOBS ?= 2
 SOAK_START ?= 100000
 soak: install
 	$(BIN)/python -m tests.model.differential --size full --count $(SOAK_COUNT) --jobs $(SOAK_JOBS) \
-		--start $(SOAK_START) --shrink
+		--start $(SOAK_START) --shrink --progress soak-progress.log
 
 # the whole system on the local cloud (moto_server + MQTT broker + the template's functions,
 # rules and schedules) with a fleet of device agents; exits 0 when every expected push arrived

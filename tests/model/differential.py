@@ -102,7 +102,15 @@ def run_seed(seed: int) -> SeedResult:
 def _batch(seeds: list[int], size: str | None = None) -> list[SeedResult]:
     global SIZE
     SIZE = size or SIZE
-    return [run_seed(s) for s in seeds]
+    # a line per seed: a long soak cut short still says what it covered
+    progress = os.environ.get("BOXWATCH_MODEL_PROGRESS")
+    out = []
+    for s in seeds:
+        out.append(run_seed(s))
+        if progress:
+            with open(progress, "a") as f:
+                f.write(f"seed {s}: {' '.join(out[-1].classes) or 'agrees'}\n")
+    return out
 
 
 @functools.cache
@@ -204,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", choices=("small", "full"), default=SIZE)
     ap.add_argument("--shrink", action="store_true", help="print a minimal YAML for the first seed of each class")
     ap.add_argument("--show", type=int, default=0, help="print the disagreements of the first N failing seeds")
+    ap.add_argument("--progress", help="append a line per seed to this file as it finishes")
     args = ap.parse_args(argv)
+    if args.progress:
+        os.environ["BOXWATCH_MODEL_PROGRESS"] = args.progress
     SIZE = args.size
     if args.file:
         failed = 0
