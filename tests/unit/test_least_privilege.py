@@ -45,19 +45,21 @@ USES: dict[str, dict[str, set[str]]] = {
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,
     },
-    "AlarmSweepFunction": {  # due.py: flood summaries
+    "AlarmSweepFunction": {  # due.py: flood summaries, escalation steps (alarm_life: the alarm's state)
         "${AlarmsTable.Arn}/index/due_by_time": {"dynamodb:Query"},
-        "AlarmsTable": {"dynamodb:UpdateItem"},
+        "AlarmsTable": {"dynamodb:UpdateItem", "dynamodb:GetItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,
     },
-    "CommandApiFunction": {  # issue 4: power_off.request_power_off, views
-        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query"},
+    "CommandApiFunction": {  # power_off.request_power_off, views, alarm_life.acknowledge (+ its push)
+        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
         "${BindingsTable.Arn}/index/by_client": {"dynamodb:GetItem", "dynamodb:Query"},
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
-        "AlarmsTable": {"dynamodb:Query"},
+        "AlarmsTable": {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
+                        "dynamodb:PutItem"},
+        **PUSH,
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
             "iot:GetThingShadow", "iot:UpdateThingShadow"},
