@@ -56,7 +56,7 @@ def slot_of(kind: str, data: dict[str, Any], command_keys: dict[str, str]) -> tu
             return (data["box"], data["cause"])
         if kind == "offline_after_alarm":
             return (data["box"], int(data["alarm_seq"]), int(data["alarm_time"]))
-        if kind in ("reminder", "acknowledged", "alarm_cleared"):
+        if kind in ("reminder", "acknowledged", "alarm_cleared", "box_back_online"):
             return (data["box"], data["cause"], int(data["first_at"]))
         if kind == "power_off_result":
             return (command_keys.get(str(data.get("command_id")), f"?{data.get('command_id')}"), data["status"])

@@ -35,7 +35,8 @@ from tests.model.world import (
 )
 
 KINDS = ("alarm", "same_cause_nearby", "nearby_update", "alarm_summary", "offline_after_alarm",
-         "neighbour_outage", "power_off_result", "reminder", "acknowledged", "alarm_cleared")
+         "neighbour_outage", "power_off_result", "reminder", "acknowledged", "alarm_cleared", "box_back_online")
+OFFLINE = "offline_after_alarm"  # a third alarm is an alarm with a life too (cause, no circuit)
 DISPOSITIONS = ("real", "false_alarm", "test", "drill")
 LISTED = 30  # a push lists at most the 30 nearest boxes (claims: same_cause_nearby `boxes`)
 EDGE_M = 1.0  # distances this close to a radius are left to float luck: the generator avoids them
@@ -109,6 +110,7 @@ class _Life:
     count: int = 1
     acked_step: int | None = None
     cleared_step: int | None = None
+    version: int = 0  # a third alarm's: the drop's version (a connect above it ends it)
 
 
 @dataclass
@@ -432,6 +434,13 @@ class Model:
         p.applied = max(p.applied, (version, rank))  # Presence applies only what supersedes
         if kind == "connected":
             p.connects.setdefault(version, ts)
+            life = self.active.get((box, OFFLINE, None))
+            if life is not None and version > life.version:  # the box of an open third alarm is back
+                del self.active[(box, OFFLINE, None)]
+                life.cleared_step = step.index
+                for c in self.clients(box):
+                    self.expect("box_back_online", c, (box, OFFLINE, self.start_ms + life.first_ms), step,
+                                f"{box} back (v{version}) after its third alarm at {life.first_ms / 1000:g} s")
             return
         if version in p.disconnects:
             return  # the same lifecycle event again
@@ -450,6 +459,10 @@ class Model:
         if alarm.identity in self.third_told:
             return
         self.third_told.add(alarm.identity)
+        # it has a life from now on, unless the box is back already (a connect above the drop arrived)
+        if (box, OFFLINE, None) not in self.active and not any(v > version for v in p.connects):
+            life = self.active[(box, OFFLINE, None)] = _Life(box, OFFLINE, None, ts, version=version)
+            self.lives.append(life)
         for c in self.clients(box):
             self.expect("offline_after_alarm", c, (box, alarm.seq, self.start_ms + alarm.alarm_ms), step,
                         f"{box} dropped at {ts / 1000:g} s within the watch of alarm #{alarm.seq} "

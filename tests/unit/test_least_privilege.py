@@ -40,7 +40,8 @@ USES: dict[str, dict[str, set[str]]] = {
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "NetworkTable": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:GetItem"},
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
-        "AlarmsTable": {"dynamodb:Query"},
+        # Query: the watched alarm; the rest: the third alarm's life and box_back_online (alarm_life)
+        "AlarmsTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,
@@ -88,13 +89,14 @@ USES: dict[str, dict[str, set[str]]] = {
     },
     "OfflineSweepFunction": {  # issue 3: outage.py
         "RejectedInputQueue": {"sqs:SendMessage"},
-        "BoxesTable": {"dynamodb:BatchGetItem"},
+        "BoxesTable": {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"},
         "${BoxesTable.Arn}/index/by_area_cell": {"dynamodb:Query"},
         "NetworkTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                          "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:GetItem"},
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "${NetworkTable.Arn}/index/open_incidents": {"dynamodb:Query"},
-        "AlarmsTable": {"dynamodb:Query"},
+        # the late third alarm's life, the all_clear due item and its lease (alarm_life)
+        "AlarmsTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,

@@ -152,44 +152,89 @@ def get_life(box_id: str, alarm_id: str) -> AlarmLifeItem | None:
         return None
 
 
-# ---------------------------------------------------------------------------------------- third / fourth alarm
-def open_alarm(box: BoxItem, cause: str, subject: str, at_ms: int, settings: Settings) -> str | None:
-    """A third or fourth alarm as an alarm with a life (ackable, escalated like the others): one
-    transaction; None when it already exists (a retry). Its alarm_id is <at ms>.<subject>."""
-    alarm_id = alarm_id_for(at_ms, re.sub(r"[^0-9A-Za-z_.-]", "-", subject)[:64])
-    life = AlarmLifeItem(
-        *AlarmLifeItem.key(box.box_id, alarm_id), alarm_id=alarm_id, box_id=box.box_id, box_name=box.name,
-        lat=box.lat, lng=box.lng, cause=cause, state="active", first_at=at_ms, last_at=at_ms, count=1,
-        subject=subject, expires_at=at_ms // 1000 + settings.alarm_retention_days * 86_400)
-    try:
-        with TransactWrite(connection=connection()) as tx:
-            tx.save(life, condition=AlarmLifeItem.pk.does_not_exist())
-            for step in chain(box.box_id, alarm_id, at_ms, settings):
-                tx.save(step)
-    except TransactWriteError as exc:
-        if any(cancelled_by_condition(exc)):
+# ---------------------------------------------------------------------------------------- third alarm
+def _box_rev(box: BoxItem) -> tuple[int | None, Any]:
+    rev = None if box.hold_rev is None else int(box.hold_rev)
+    return rev, (BoxItem.hold_rev.does_not_exist() if rev is None else BoxItem.hold_rev == rev)
+
+
+def open_offline_alarm(box_id: str, offline_at: int, version: int, settings: Settings) -> str | None:
+    """A third alarm as an alarm with a life (ackable, escalated like the others): opened when it is
+    told, unless the box is back already (a connect above the drop's version arrived) or has one
+    open. One transaction with the box's active map (hold_rev guard); None if not opened now."""
+    for attempt in range(ACK_ATTEMPTS):
+        try:
+            box = BoxItem.get(box_id, consistent_read=True)
+        except BoxItem.DoesNotExist:
             return None
-        raise
-    return alarm_id
+        if int(box.last_connect_version or 0) > version:
+            return None
+        active = dict(box.active or {})
+        key = life_key(OFFLINE_CAUSE, None)
+        if key in active:
+            return None
+        alarm_id = alarm_id_for(offline_at, f"v{version}")
+        life = AlarmLifeItem(
+            *AlarmLifeItem.key(box_id, alarm_id), alarm_id=alarm_id, box_id=box_id, box_name=box.name, lat=box.lat,
+            lng=box.lng, cause=OFFLINE_CAUSE, state="active", first_at=offline_at, last_at=offline_at, count=1,
+            subject=str(version), expires_at=offline_at // 1000 + settings.alarm_retention_days * 86_400)
+        active[key] = alarm_id
+        rev, same = _box_rev(box)
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.save(life, condition=AlarmLifeItem.pk.does_not_exist())
+                for step in chain(box_id, alarm_id, offline_at, settings):
+                    tx.save(step)
+                tx.update(BoxItem(box_id), actions=[BoxItem.active.set(active), BoxItem.hold_rev.set((rev or 0) + 1)],
+                          condition=BoxItem.box_id.exists() & same)
+        except TransactWriteError as exc:
+            failed = cancelled_by_condition(exc)
+            if failed[:1] == [True]:
+                return None  # opened before (a retry of this third alarm)
+            time.sleep(0.025 * 2 ** attempt)  # the box changed meanwhile, or a conflict: look again
+            continue
+        return alarm_id
+    raise RuntimeError(f"opening {box_id}'s offline alarm kept conflicting")  # retryable
 
 
-def close_alarm(box_id: str, alarm_id: str, at_ms: int, note: DueItem | None) -> bool:
-    """A third or fourth alarm is over (the box is back, the incident resolved): cleared, its chain
-    stopped, and `note` (the push that says so) due. False: it was over already."""
-    pk, sk = AlarmLifeItem.key(box_id, alarm_id)
-    try:
-        with TransactWrite(connection=connection()) as tx:
-            tx.update(AlarmLifeItem(pk, sk), actions=[AlarmLifeItem.state.set("cleared"),
-                                                      AlarmLifeItem.cleared_at.set(at_ms)],
-                      condition=AlarmLifeItem.state == "active")
-            stop_chain(tx, box_id, alarm_id)
-            if note is not None:
+def back_online(box: BoxItem, version: int, online_at: int, arrived_at: int, settings: Settings,
+                sns: SNSClient) -> SendReport | None:
+    """A connect above the drop of the box's open third alarm: the alarm is cleared, its chain
+    stopped, and the box's clients get `box_back_online` (once: a due item). `box` as Presence
+    read it: a box without an open third alarm costs nothing more."""
+    key = life_key(OFFLINE_CAUSE, None)
+    if key not in (box.active or {}):
+        return None
+    for attempt in range(ACK_ATTEMPTS):
+        fresh = BoxItem.get(box.box_id, consistent_read=True)
+        active = dict(fresh.active or {})
+        alarm_id = active.pop(key, None)
+        if alarm_id is None:
+            return None
+        life = get_life(box.box_id, alarm_id)
+        if life is not None and int(life.subject or 0) >= version:
+            return None  # a connect older than the drop: the box is still offline
+        note = step_item(BACK_ONLINE, box.box_id, alarm_id, arrived_at, settings,
+                         data={"online_at": online_at, "offline_at": None if life is None else int(life.first_at),
+                               "box_name": fresh.name})
+        rev, same = _box_rev(fresh)
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                if life is not None and life.state == "active":
+                    pk, sk = AlarmLifeItem.key(box.box_id, alarm_id)
+                    tx.update(AlarmLifeItem(pk, sk), actions=[AlarmLifeItem.state.set("cleared"),
+                                                              AlarmLifeItem.cleared_at.set(online_at)],
+                              condition=AlarmLifeItem.state == "active")
+                    stop_chain(tx, box.box_id, alarm_id)
                 tx.save(note, condition=DueItem.pk.does_not_exist())
-    except TransactWriteError as exc:
-        if any(cancelled_by_condition(exc)):
-            return False
-        raise
-    return True
+                tx.update(BoxItem(box.box_id), actions=[BoxItem.active.set(active),
+                                                        BoxItem.hold_rev.set((rev or 0) + 1)],
+                          condition=BoxItem.box_id.exists() & same)
+        except TransactWriteError:
+            time.sleep(0.025 * 2 ** attempt)  # the box or the alarm changed meanwhile: look again
+            continue
+        return due.run_item(note, arrived_at, sns)
+    raise RuntimeError(f"{box.box_id} back online kept conflicting")  # retryable
 
 
 # ---------------------------------------------------------------------------------------- acknowledge
@@ -387,8 +432,8 @@ def send_back_online(item: DueItem, sns: SNSClient, skip: Collection[str]) -> Se
     data = item.data or {}
     back = int(data.get("online_at") or item.due_at)
     note = Notification(kind=BACK_ONLINE, box_id=str(item.box_id), at_ms=back,
-                        data={"online_at": back, "offline_at": data.get("offline_at"),
-                              "alarm_id": data.get("alarm_id"), "boxes": []},
+                        data={"cause": OFFLINE_CAUSE, "online_at": back, "offline_at": data.get("offline_at"),
+                              "first_at": data.get("offline_at"), "alarm_id": data.get("alarm_id"), "boxes": []},
                         context={"box_name": data.get("box_name") or item.box_id,
                                  "minutes": (back - int(data.get("offline_at") or back)) / 60_000})
     return send(sns, bindings_of_box(str(item.box_id)), note, skip=skip)
