@@ -114,8 +114,22 @@ def check(model: Model, pushes: list[dict[str, Any]], commands: list[dict[str, A
     for e in model.expectations:
         groups.setdefault((e.kind, e.client, e.slot), []).append(e)
     taken: set[int] = set()
+    warned: set[tuple[str, Any]] = set()  # (client, incident) told by a neighbour_outage so far
+    cleared: set[tuple[str, Any]] = set()
     for p in sorted(pushes, key=lambda p: p["step"]):
         kind, client, data, step = p["kind"], p["client"], p["data"], p["step"]
+        if kind == "neighbour_outage":
+            warned.add((client, data.get("incident")))
+        if kind == "all_clear" and kind in kinds:
+            # ALLOWED to a client told about that incident, once; REQUIRED is not modelled (the
+            # incident a cluster became is the system's to name)
+            key = (client, data.get("incident"))
+            if key not in warned:
+                out.append(Disagreement(kind, "forbidden", client, f"all_clear of {key[1]} never warned of it"))
+            elif key in cleared:
+                out.append(Disagreement(kind, "twice", client, f"all_clear of {key[1]} again at step {step}"))
+            cleared.add(key)
+            continue
         if kind == "neighbour_outage" or (kind not in kinds and kind in KINDS):
             continue
         where = f"step {step} ({model.steps[step].t:g} s)" if step < len(model.steps) else f"step {step}"

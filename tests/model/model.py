@@ -35,7 +35,8 @@ from tests.model.world import (
 )
 
 KINDS = ("alarm", "same_cause_nearby", "nearby_update", "alarm_summary", "offline_after_alarm",
-         "neighbour_outage", "power_off_result", "reminder", "acknowledged", "alarm_cleared", "box_back_online")
+         "neighbour_outage", "power_off_result", "reminder", "acknowledged", "alarm_cleared", "box_back_online",
+         "all_clear")
 OFFLINE = "offline_after_alarm"  # a third alarm is an alarm with a life too (cause, no circuit)
 DISPOSITIONS = ("real", "false_alarm", "test", "drill")
 LISTED = 30  # a push lists at most the 30 nearest boxes (claims: same_cause_nearby `boxes`)

@@ -26,7 +26,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import bounds, due
@@ -36,6 +36,8 @@ from boxwatch.models import (
     BindingItem,
     BoxItem,
     DueItem,
+    IncidentClientItem,
+    IncidentItem,
     cancelled_by_condition,
     condition_failed,
     connection,
@@ -235,6 +237,30 @@ def back_online(box: BoxItem, version: int, online_at: int, arrived_at: int, set
             continue
         return due.run_item(note, arrived_at, sns)
     raise RuntimeError(f"{box.box_id} back online kept conflicting")  # retryable
+
+
+# ---------------------------------------------------------------------------------------- all-clear
+def all_clear(incident: IncidentItem, members: list[str], boxes: dict[str, BoxItem], at_ms: int,
+              settings: Settings, sns: SNSClient) -> SendReport | None:
+    """An incident resolved: every client told about it (its IncidentClientItem rows) gets one
+    `all_clear` (how long, which boxes are back, which still dark). One due item per incident,
+    written once: a sweep delivered twice, or an incident resolved again, tells nobody twice."""
+    told = [[r.client_id, r.box_id] for r in IncidentClientItem.rows(incident.pk)]
+    if not told:
+        return None
+    back = [b for b in members if b in boxes and boxes[b].online]
+    dark = [b for b in members if b not in back]
+    note = step_item(ALL_CLEAR, "-", str(incident.incident_id), at_ms, settings,
+                     data={"incident": incident.incident_id, "clients": told, "back": back, "dark": dark,
+                           "opened_at": int(incident.opened_at), "resolved_at": int(incident.resolved_at or at_ms)})
+    note.box_id = None
+    try:
+        note.save(condition=DueItem.pk.does_not_exist())
+    except PutError as exc:
+        if condition_failed(exc):
+            return None
+        raise
+    return due.run_item(note, at_ms, sns)
 
 
 # ---------------------------------------------------------------------------------------- acknowledge
