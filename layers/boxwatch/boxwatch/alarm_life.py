@@ -485,3 +485,8 @@ def send_all_clear(item: DueItem, sns: SNSClient, skip: Collection[str]) -> Send
                                      "dark_list": ", ".join(dark[:5]) or "-"})
         send(sns, bindings, note, skip=skip, report=out)
     return out
+
+
+for _kind, _handler in ((REMINDER, send_reminder), (ESCALATION, send_escalation), (ACKNOWLEDGED, send_acknowledged),
+                        (CLEARED, send_cleared), (BACK_ONLINE, send_back_online), (ALL_CLEAR, send_all_clear)):
+    due.register(_kind, _handler)

@@ -432,6 +432,9 @@ def send_alarm_summary(item: DueItem, sns: SNSClient, skip: Collection[str]) -> 
     return send(sns, bindings_of_box(str(item.box_id)), summary_notification(item), skip=skip)
 
 
+due.register(SUMMARY_KIND, send_alarm_summary)
+
+
 # ---------------------------------------------------------------------------------------- processing
 class NotificationFailed(RuntimeError):
     """Some pushes failed for a retryable reason: the invocation fails so that Lambda retries it."""

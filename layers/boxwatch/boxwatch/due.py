@@ -29,23 +29,16 @@ LEASE_MS = 120_000
 PER_SWEEP = 1000  # the rest waits for the next run: a backlog never holds a sweep past its timeout
 
 Handler = Callable[[DueItem, Any, Collection[str]], SendReport]
+# each kind's handler, registered by the module that makes items of that kind when it is imported
+# (alarms: alarm_summary; alarm_life: the alarm's life): this module imports none of them
 HANDLERS: dict[str, Handler] = {}
 
 
+def register(kind: str, handler: Handler) -> None:
+    HANDLERS[kind] = handler
+
+
 def handlers() -> dict[str, Handler]:
-    """Each kind's handler; imported on first use (the kinds' modules import this one)."""
-    if not HANDLERS:
-        from boxwatch import alarm_life as life
-
-        def send_alarm_summary(item: DueItem, sns: Any, skip: Collection[str]) -> SendReport:
-            from boxwatch.alarms import send_alarm_summary as summary  # h3: only where summaries go out
-
-            return summary(item, sns, skip)
-
-        HANDLERS.update({"alarm_summary": send_alarm_summary, life.REMINDER: life.send_reminder,
-                         life.ESCALATION: life.send_escalation, life.ACKNOWLEDGED: life.send_acknowledged,
-                         life.CLEARED: life.send_cleared, life.BACK_ONLINE: life.send_back_online,
-                         life.ALL_CLEAR: life.send_all_clear})
     return HANDLERS
 
 
