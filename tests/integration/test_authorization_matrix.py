@@ -35,7 +35,8 @@ from boxwatch_infra.sandbox import Sandbox
 
 BOX = "BX-1"  # bound to alice; bob is bound to BX-2 only
 KEY = "matrix-key-0001"
-PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY)}  # a new path parameter must be named here
+# a new path parameter must be named here
+PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY), "alarm_id": "1767225600000.1"}
 UNAUTHORIZED = 401
 
 
@@ -54,6 +55,8 @@ ACTORS: dict[str, Actor] = {
         "GET /boxes/{box_id}/commands/{command_id}": 200,
         "GET /me/boxes": 200,
         "GET /boxes/{box_id}/alarms": 200,
+        "POST /boxes/{box_id}/alarms/{alarm_id}/ack": 400,  # bound, but the matrix sends no disposition
+        "GET /me/alarms": 200,
     }),
     # a real client of another box: hears what an unknown box answers, and nothing of this one
     "other client": Actor(lambda aud: f"Bearer {mint_token('bob', aud)}", {
@@ -61,6 +64,8 @@ ACTORS: dict[str, Actor] = {
         "GET /boxes/{box_id}/commands/{command_id}": 404,
         "GET /me/boxes": 200,
         "GET /boxes/{box_id}/alarms": 404,
+        "POST /boxes/{box_id}/alarms/{alarm_id}/ack": 404,
+        "GET /me/alarms": 200,
     }, secrets_kept=True),
     "no token": Actor(lambda aud: None, {}, secrets_kept=True),
     "malformed token": Actor(lambda aud: "Bearer not.a-jwt", {}, secrets_kept=True),
