@@ -13,7 +13,7 @@ import yaml
 from tests.model.model import Model
 from tests.model.test_model import back, box, drop, scenario
 
-STORM = {"storm_share": 0.5, "storm_radius_m": 600, "storm_min_boxes": 4}
+STORM: dict[str, Any] = {"storm_share": 0.5, "storm_radius_m": 600, "storm_min_boxes": 4}
 
 
 def district(dark: int) -> dict[str, Any]:
