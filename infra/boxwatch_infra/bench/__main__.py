@@ -192,9 +192,10 @@ def blackout_rows(data: dict[str, Any]) -> list[Row]:
     area = big["pushes"].get("area_outage", 0)
     once = big["max_pushes_per_client_kind"] == 1 and not big["pushes"].get("neighbour_outage")
     rows.append(Row(sec, f"area_outage pushes, {big['offline']:,} offline of {big['fleet']:,} (run)",
-                    f"{area:,} to {big['clients']:,} clients, max {big['max_pushes_per_client_kind']} per client, kind",
+                    f"{area:,} to {big['told']:,} clients, max {big['max_pushes_per_client_kind']} per client, kind",
                     target="one per affected client, no neighbour_outage", met=area > 0 and once,
-                    note="the clients of the online boxes around the dark area"))
+                    note=f"one client bound to each of the {big['clients_bound']:,} boxes around the dark area; "
+                         "those within the outage radius are told"))
     return rows
 
 
