@@ -136,7 +136,8 @@ def _sweep_case(n_fleet: int, n_dark: int) -> dict[str, Any]:
     return {"fleet": n_fleet, "offline": n_dark, "dynamodb_requests": snap["dynamodb_requests"],
             "operations": snap["operations"], "sns_publishes": snap["sns_publishes"], "wall_s": round(wall_s, 2),
             "pushes": dict(kinds), "max_pushes_per_client_kind": max(per_client.values(), default=0),
-            "clients_bound": len(ring), "told": len({arn for arn, _ in per_client}), "storms": len(result.get("storms", [])) if isinstance(result, dict) else None}
+            "clients_bound": len(ring), "told": len({arn for arn, _ in per_client}),
+            "storms": len(result.get("storms", [])) if isinstance(result, dict) else None}
 
 
 def quiet(fleets: tuple[int, ...] = (1_000, 20_000)) -> dict[str, Any]:
