@@ -26,14 +26,17 @@ def lambda_handler(event: ScheduledEvent, context: LambdaContext) -> dict[str, A
     logger.info("sweep done", extra={"at": result.at_ms, "candidates": result.candidates,
                                      "cluster_sizes": [len(c) for c in result.clusters],
                                      "opened": result.opened, "updated": result.updated, "resolved": result.resolved,
-                                     "blips": result.blips,
+                                     "blips": result.blips, "storms": result.storms,
+                                     "all_clears": {i: len(c) for i, c in result.all_clears.items()},
                                      "third_alarms": result.third_alarms, "failed": result.failed[:10]})
     metrics.add_metric(name="SweepCandidates", unit=MetricUnit.Count, value=result.candidates)
     metrics.add_metric(name="OutageClusters", unit=MetricUnit.Count, value=len(result.clusters))
     metrics.add_metric(name="IncidentsResolved", unit=MetricUnit.Count, value=len(result.resolved))
     metrics.add_metric(name="OutageBlips", unit=MetricUnit.Count, value=len(result.blips))
     metrics.add_metric(name="NotificationsSent", unit=MetricUnit.Count, value=sent)
+    metrics.add_metric(name="StormIncidents", unit=MetricUnit.Count, value=len(result.storms))
     metrics.add_metric(name="LateThirdAlarms", unit=MetricUnit.Count, value=len(result.third_alarms))
     metrics.add_metric(name="NotificationsFailed", unit=MetricUnit.Count, value=len(result.failed))
     return {"status": "swept", "at": result.at_ms, "clusters": result.clusters, "opened": result.opened,
-            "updated": result.updated, "resolved": result.resolved, "blips": result.blips, "notified": sent}
+            "updated": result.updated, "resolved": result.resolved, "blips": result.blips, "storms": result.storms,
+            "notified": sent}

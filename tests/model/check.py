@@ -7,6 +7,8 @@ which the handler published it; data = the push's machine-readable part). Per ki
   whose step range admits it (earliest deadline first); a push that matches none is FORBIDDEN,
   or TWICE when an expectation with that slot was already taken, or LATE/EARLY when only the
   step is off; an expectation left unmatched is MISSING; a matched push must carry the content;
+- area_outage / area_all_clear (storm mode): matched like the above, slot () per client and storm;
+  a cluster that is a storm at a sweep asks for no neighbour_outage and allows none;
 - neighbour_outage: a push at a sweep must name at least one box of a live cluster that its
   client is eligible for and was not told about, and nothing outside that cluster but boxes it
   was told about; every eligible client of a live cluster must, by the end of that sweep, have
@@ -58,6 +60,8 @@ def slot_of(kind: str, data: dict[str, Any], command_keys: dict[str, str]) -> tu
             return (data["box"], int(data["alarm_seq"]), int(data["alarm_time"]))
         if kind in ("reminder", "acknowledged", "alarm_cleared", "box_back_online"):
             return (data["box"], data["cause"], int(data["first_at"]))
+        if kind in ("area_outage", "area_all_clear"):
+            return ()  # once per client and storm (a client near two storms has two, either matches)
         if kind == "power_off_result":
             return (command_keys.get(str(data.get("command_id")), f"?{data.get('command_id')}"), data["status"])
     except (KeyError, TypeError, ValueError):
@@ -183,7 +187,7 @@ def _check_outage(model: Model, pushes: list[dict[str, Any]], required: Counter[
             out.append(Disagreement("neighbour_outage", "forbidden", client,
                                     f"{sorted(named)} at {where}: not a sweep"))
             continue
-        live = [c for c in model.sweeps[step] if c.live]
+        live = [c for c in model.sweeps[step] if c.live and not c.storm]
         mine = [c for c in live if client in c.eligible]
         fits = [c for c in mine
                 if named <= c.boxes | told_about(client, c) and named & (c.boxes - told_about(client, c))]
@@ -219,7 +223,7 @@ def _check_outage(model: Model, pushes: list[dict[str, Any]], required: Counter[
     obligations: set[tuple[str, frozenset[tuple[str, int, int]]]] = set()  # (client, cluster): counted once
     for step, clusters in sorted(model.sweeps.items()):
         for cluster in clusters:
-            if not cluster.live:
+            if not cluster.live or cluster.storm:
                 continue
             for client in sorted(cluster.eligible):
                 obligations.add((client, cluster.episodes))

@@ -36,7 +36,7 @@ from tests.model.world import (
 
 KINDS = ("alarm", "same_cause_nearby", "nearby_update", "alarm_summary", "offline_after_alarm",
          "neighbour_outage", "power_off_result", "reminder", "acknowledged", "alarm_cleared", "box_back_online",
-         "all_clear")
+         "all_clear", "area_outage", "area_all_clear")
 OFFLINE = "offline_after_alarm"  # a third alarm is an alarm with a life too (cause, no circuit)
 DISPOSITIONS = ("real", "false_alarm", "test", "drill")
 LISTED = 30  # a push lists at most the 30 nearest boxes (claims: same_cause_nearby `boxes`)
@@ -89,6 +89,16 @@ class Cluster:
     boxes: frozenset[str]
     live: bool
     eligible: dict[str, frozenset[str]]  # client -> its online, non-member boxes within the radius
+    storm: bool = False  # an area outage at this sweep: no neighbour_outage about it (area_outage instead)
+
+
+@dataclass
+class _Storm:
+    """A cluster found to be an area outage, followed from sweep to sweep through its episodes."""
+
+    episodes: set[tuple[str, int, int]]
+    told: set[str] = field(default_factory=set)  # clients owed an area_outage already
+    over: bool = False  # resolved: its all-clear was due
 
 
 @dataclass
@@ -163,6 +173,8 @@ class Model:
         self.lives: list[_Life] = []  # every alarm's life, in the order opened
         self.active: dict[tuple[str, str, str | None], _Life] = {}
         self.clears: set[tuple[Any, ...]] = set()  # clear messages stored (their identity)
+        self.storms: list[_Storm] = []
+        self._last_clusters: set[frozenset[tuple[str, int, int]]] = set()  # the previous sweep's clusters
 
         self._register()
         for step in self.steps:
@@ -514,7 +526,46 @@ class Model:
             clusters.append(Cluster(
                 episodes=frozenset((eps[i][0].box, eps[i][0].version, eps[i][0].s_ms) for i in members),
                 boxes=boxes, live=any(e is None or e > step.ms for e in ends), eligible=eligible))
+        clusters = [self._storm_mode(step, c, eps) for c in clusters]
+        self._last_clusters = {c.episodes for c in clusters}
         self.sweeps.setdefault(step.index, []).extend(clusters)
+
+    # ------------------------------------------------------------------ storm mode
+    def _storm_test(self, step: Step, cluster: Cluster, eps: list[tuple[Disconnect, int | None]]) -> bool:
+        s = self.settings
+        open_boxes = sorted({d.box for d, e in eps if (d.box, d.version, d.s_ms) in cluster.episodes
+                             and (e is None or e > step.ms)})
+        if len(open_boxes) < s.storm_min_boxes:
+            return False
+        lat = sum(self.location[b][0] for b in open_boxes) / len(open_boxes)
+        lng = sum(self.location[b][1] for b in open_boxes) / len(open_boxes)
+        n = sum(distance_m((lat, lng), self.location[b]) <= s.storm_radius_m for b in open_boxes)
+        every = sum(distance_m((lat, lng), p) <= s.storm_radius_m for p in self.location.values())
+        return n >= s.storm_min_boxes and n >= s.storm_share * every
+
+    def _storm_mode(self, step: Step, cluster: Cluster, eps: list[tuple[Disconnect, int | None]]) -> Cluster:
+        """Storm mode at one sweep: the storm a cluster continues, or the test when it changed."""
+        storm = next((st for st in self.storms if not st.over and st.episodes & cluster.episodes), None)
+        if storm is None and cluster.live and cluster.episodes not in self._last_clusters \
+                and self._storm_test(step, cluster, eps):
+            storm = _Storm(set(cluster.episodes))
+            self.storms.append(storm)
+        if storm is None:
+            return cluster
+        storm.episodes |= cluster.episodes
+        if not cluster.live:
+            storm.over = True
+            back = max(e for d, e in eps if (d.box, d.version, d.s_ms) in cluster.episodes and e is not None)
+            for c in sorted(storm.told):
+                self.expect("area_all_clear", c, (), step, f"the area outage of {sorted(cluster.boxes)} is over",
+                            back_at=self.start_ms + back)
+            return cluster
+        for c in sorted(set(cluster.eligible) - storm.told):
+            storm.told.add(c)
+            self.expect("area_outage", c, (), step, f"area outage: {len(cluster.boxes)} boxes "
+                        f"{sorted(cluster.boxes)[:5]}... offline together, eligible through "
+                        f"{sorted(cluster.eligible[c])}")
+        return Cluster(cluster.episodes, cluster.boxes, cluster.live, cluster.eligible, storm=True)
 
     def _linked(self, x: Disconnect, ex: int | None, y: Disconnect) -> bool:
         """x dropped first (or together), y within the gap, while x was still offline."""

@@ -95,6 +95,10 @@ class Settings:
     alarm_hold_ms: int
     alarm_max_age_ms: int
     escalate_after_ms: int = 300_000
+    # storm mode (docs/claims.md "Storm mode")
+    storm_share: float = 0.3
+    storm_radius_m: float = 2000.0
+    storm_min_boxes: int = 200
     # (function logical id, period s) of every Schedule event, in template order
     schedules: tuple[tuple[str, int], ...] = field(default=())
     # what settle_s is made of (replay keeps sweeping this long after the last event)
@@ -139,6 +143,9 @@ class Settings:
             alarm_hold_ms=round(num("AlarmRepeatHoldS") * 1000),
             alarm_max_age_ms=round(num("AlarmMaxAgeS") * 1000),
             escalate_after_ms=round(num("EscalateAfterS") * 1000),
+            storm_share=num("StormShare"),
+            storm_radius_m=num("StormRadiusM"),
+            storm_min_boxes=int(num("StormMinBoxes")),
             schedules=tuple(schedules),
             settle_s=settle,
         )

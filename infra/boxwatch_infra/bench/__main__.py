@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from boxwatch_infra.aws.template import ROOT
-from boxwatch_infra.bench import coldstart, e2e, escalation, per_alarm, report, sweep
+from boxwatch_infra.bench import blackout, coldstart, e2e, escalation, per_alarm, report, sweep
 from boxwatch_infra.bench.capacity import PARTITION_WCU_PER_S
 from boxwatch_infra.bench.report import Row, fmt, ratio
 
@@ -182,6 +182,36 @@ def escalation_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def blackout_rows(data: dict[str, Any]) -> list[Row]:
+    sec = "Blackout: 100,000 of 1,000,000 boxes drop in one minute"
+    ing, quiet, bo = data["ingest"], data["quiet"], data["blackout"]
+    rows = [Row(sec, f"busiest partition key, WCU / s ({ing['disconnects']:,} disconnects in {ing['window_s']:g} s)",
+                f"{fmt(ing['busiest_wcu_per_s'])} ({ing['busiest_key']})",
+                f"{fmt(ing['unsharded_wcu_per_s'])} unsharded",
+                ratio(ing["unsharded_wcu_per_s"], ing["busiest_wcu_per_s"]), "<= 500",
+                ing["busiest_wcu_per_s"] <= 500, f"{ing['shards']} shards per bucket; {ing['how']}")]
+    cases = quiet["cases"]
+    same = len({c["dynamodb_requests"] for c in cases}) == 1
+    rows.append(Row(sec, "quiet sweep, DynamoDB requests: " + " / ".join(f"{c['fleet']:,} boxes" for c in cases),
+                    " / ".join(str(c["dynamodb_requests"]) for c in cases), target="the same at 1M as at 1k",
+                    met=same, note=quiet["how"]))
+    interval = bo["interval_s"]
+    rows.append(Row(sec, "blackout decided by one sweep (longest chain x latency + clustering CPU)",
+                    f"{fmt(bo['decided_in_s'])} s", target=f"<= {2 * interval} s (2 intervals)",
+                    met=bo["decided_in_s"] <= 2 * interval,
+                    note=f"{bo['chain_requests']:,} sequential requests x {bo['request_ms']:g} ms + "
+                         f"{fmt(bo['cluster_cpu']['cpu_s_at_dark'])} s CPU; {bo['how']}"))
+    big = bo["cases"][-1]
+    area = big["pushes"].get("area_outage", 0)
+    once = big["max_pushes_per_client_kind"] == 1 and not big["pushes"].get("neighbour_outage")
+    rows.append(Row(sec, f"area_outage pushes, {big['offline']:,} offline of {big['fleet']:,} (run)",
+                    f"{area:,} to {big['told']:,} clients, max {big['max_pushes_per_client_kind']} per client, kind",
+                    target="one per affected client, no neighbour_outage", met=area > 0 and once,
+                    note=f"one client bound to each of the {big['clients_bound']:,} boxes around the dark area; "
+                         "those within the outage radius are told"))
+    return rows
+
+
 def _metres(m: float) -> str:
     return f"{m / 1000:g} km" if m >= 1000 else f"{m:g} m"
 
@@ -310,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 raw["sweep"] = sweep.run(cfg.sweep, cfg.sweep_max_offline)
             with phase(f"escalation sweep: fleets {cfg.sweep}"):
                 raw["escalation"] = escalation.run(cfg.sweep)
+            with phase("blackout: 100,000 disconnects, quiet and blackout sweeps"):
+                raw["blackout"] = blackout.run(quick=args.quick)
         with phase("waiting for the storm"):
             storm_proc.wait()
         if storm_proc.returncode != 0:
@@ -347,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         raw["e2e"] = e2e.run(rate, duration, timeout_s=duration + 300, boxes=e2e_boxes)
 
     rows = (per_alarm_rows(raw["per_alarm"]) + storm_rows(raw["storm"]) + sweep_rows(raw["sweep"])
-            + escalation_rows(raw["escalation"]) + geopeer_rows(raw["geopeer"]) + cold_rows(raw["cold_start"])
-            + e2e_rows(raw["e2e"], rate, duration))
+            + escalation_rows(raw["escalation"]) + blackout_rows(raw["blackout"])
+            + geopeer_rows(raw["geopeer"]) + cold_rows(raw["cold_start"]) + e2e_rows(raw["e2e"], rate, duration))
     wall = time.perf_counter() - started
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": "make bench-quick" if args.quick else "make bench",

@@ -117,7 +117,7 @@ class Network(Plugin):
                 {"id": i.incident_id, "state": i.state, "members": sorted(members[i.incident_id]),
                  "announced": sorted(b for b, q in members[i.incident_id].items() if q <= int(i.announced_upto)),
                  "opened_at": secs(i.opened_at), "resolved_at": secs(i.resolved_at), "merged_into": i.merged_into,
-                 "blip": bool(i.blip)}
+                 "blip": bool(i.blip)} | ({"storm": True, "storm_at": secs(i.storm_at)} if i.storm else {})
                 for i in sorted(incidents, key=lambda i: i.incident_id)
             ],
         }

@@ -28,6 +28,9 @@ REPORT_FIELDS = ("offline_boxes", "status", "command_id", "alarm_seq", "seq", "c
 REPORT_TIMES = ("window_start", "window_end", "first_at", "cleared_at")
 # the reference an escalation SMS ends with (alarm_life, notify "escalation"): <box>/<alarm id>
 SMS_REF = re.compile(r"(?:Ref|编号) (\S+)/(\S+)$")
+# and for the storm-mode kinds (only theirs: the other kinds' entries stay as they were)
+AREA_FIELDS = ("incident", "offline_count", "boxes_in_area")
+AREA_TIMES = ("back_at",)
 
 
 class Plugin:
@@ -217,6 +220,9 @@ class Run:
                          "kind": data.get("kind"), "cause": data.get("cause"), "boxes": data.get("boxes", [])}
                 entry.update({k: data[k] for k in REPORT_FIELDS if k in data})
                 entry.update({k: (int(data[k]) - self.start_ms) / 1000 for k in REPORT_TIMES if k in data})
+                if str(data.get("kind")).startswith("area_"):
+                    entry.update({k: data[k] for k in AREA_FIELDS if k in data})
+                    entry.update({k: (int(data[k]) - self.start_ms) / 1000 for k in AREA_TIMES if k in data})
                 self.notifications.append(entry)
             self._seen[arn] = len(messages)
         sms = self.sb.sent_sms()

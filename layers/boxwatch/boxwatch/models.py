@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from collections.abc import Iterator
 from typing import Self
 
@@ -337,6 +338,16 @@ class DueItem(Model):
 # -------------------------------------------------------------------- network status (NetworkTable)
 OFFLINE_BUCKET_MS = 60_000  # offline index partition width; fixed so that entries stay findable
 ARRIVAL_BUCKET_MS = 300_000  # arrival index partition width: a sweep reads its few minutes in 1-2 Queries
+# Each bucket of the offline and arrival indexes is split into this many partition keys, the shard
+# from the box id: 100,000 boxes dropping in one minute write ~1,700 items/s, which one key would
+# throttle (DynamoDB: 1,000 WCU/s per partition); 16 keys take ~105/s each. Fixed, like the widths:
+# changing it would hide the entries written under the old count until they age out.
+INDEX_SHARDS = 16
+
+
+def index_shard(box_id: str) -> int:
+    """The shard of a box's index entries: stable across processes (not Python's salted hash)."""
+    return zlib.crc32(box_id.encode()) % INDEX_SHARDS
 
 
 class OfflineEntry(Model):
@@ -344,7 +355,7 @@ class OfflineEntry(Model):
     connect has arrived, its end. Indexed by the disconnect's lifecycle timestamp, so the sweep finds
     the drops near another drop's instant.
 
-    pk = OFF#<minute of the offline time>, sk = <offline ms, 13 digits>#<box>#<version, 16 digits>.
+    pk = OFF#<minute of the offline time>#<shard of the box>, sk = <offline ms, 13 digits>#<box>#<version, 16>.
     """
 
     class Meta:
@@ -368,7 +379,12 @@ class OfflineEntry(Model):
 
     @staticmethod
     def key(offline_at: int, box_id: str, version: int) -> tuple[str, str]:
-        return f"OFF#{offline_at // OFFLINE_BUCKET_MS}", f"{offline_at:013d}#{box_id}#{version:016d}"
+        return (OfflineEntry.bucket_key(offline_at // OFFLINE_BUCKET_MS, index_shard(box_id)),
+                f"{offline_at:013d}#{box_id}#{version:016d}")
+
+    @staticmethod
+    def bucket_key(bucket: int, shard: int) -> str:
+        return f"OFF#{bucket}#{shard}"
 
 
 class PresenceLogItem(Model):
@@ -396,7 +412,8 @@ class PresenceLogItem(Model):
 class ArrivalEntry(Model):
     """A lifecycle event by ARRIVAL time: what a sweep has not seen yet, however late the event is.
 
-    pk = ARR#<arrival ms // ARRIVAL_BUCKET_MS>#<C|D>, sk = <arrival ms, 13 digits>#<box>#<version, 16>#<C|D>.
+    pk = ARR#<arrival ms // ARRIVAL_BUCKET_MS>#<C|D>#<shard of the box>,
+    sk = <arrival ms, 13 digits>#<box>#<version, 16>#<C|D>.
     Drops and connects have their own partitions: a sweep reads every drop, but connects only near
     an open incident (a mass reconnect must not make every quiet sweep read thousands of rows).
     """
@@ -421,7 +438,12 @@ class ArrivalEntry(Model):
     @staticmethod
     def key(arrived_at: int, box_id: str, version: int, online: bool) -> tuple[str, str]:
         kind = "C" if online else "D"
-        return f"ARR#{arrived_at // ARRIVAL_BUCKET_MS}#{kind}", f"{arrived_at:013d}#{box_id}#{version:016d}#{kind}"
+        return (ArrivalEntry.bucket_key(arrived_at // ARRIVAL_BUCKET_MS, kind, index_shard(box_id)),
+                f"{arrived_at:013d}#{box_id}#{version:016d}#{kind}")
+
+    @staticmethod
+    def bucket_key(bucket: int, kind: str, shard: int) -> str:
+        return f"ARR#{bucket}#{kind}#{shard}"
 
 
 class EpisodeIncidentItem(Model):
@@ -509,6 +531,13 @@ class IncidentItem(Model):
     center_lng = NumberAttribute(null=True)
     radius_m = NumberAttribute(null=True)  # area: every member within radius_m of the center
     blip = BooleanAttribute(null=True)  # every member was back when the cluster was first decided: nobody told
+    # storm mode (boxwatch.storm): the cluster is a share of its area, an area outage; sticky until resolved
+    storm = BooleanAttribute(null=True)
+    storm_at = NumberAttribute(null=True)  # the sweep that found it
+    storm_lat = NumberAttribute(null=True)
+    storm_lng = NumberAttribute(null=True)
+    storm_radius_m = NumberAttribute(null=True)
+    storm_boxes = NumberAttribute(null=True)  # registered boxes in the storm disk then
     revision = VersionAttribute()  # optimistic lock between overlapping sweeps
     expires_at = NumberAttribute(null=True)
     open_incidents = OpenIncidentIndex()
@@ -560,8 +589,10 @@ class IncidentClientItem(_UnderIncident):
     client_id = UnicodeAttribute()
     box_id = UnicodeAttribute()  # the client's online box the warning was addressed to
     told_upto = NumberAttribute(default=0)  # highest member number this client was told about
-    content_hash = UnicodeAttribute()
+    content_hash = UnicodeAttribute(null=True)  # none when only told `area_outage`
     sends = NumberAttribute(default=0)
+    area_told = BooleanAttribute(null=True)  # told `area_outage` (storm mode): never again for this incident
+    cleared = BooleanAttribute(null=True)  # told `area_all_clear`
     updated_at = NumberAttribute()
     expires_at = NumberAttribute(null=True)
 

@@ -190,6 +190,27 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "{dark_count} 个仍离线：{dark_list}。",
         ),
     },
+    "area_outage": {
+        "en": (
+            "Power outage in the area of {box_name}",
+            "{count} boxes within {radius_m:.0f} m lost connection together: the power is out in the area, "
+            "not a fault of one box. You will be told when the area is back.",
+        ),
+        "zh-CN": (
+            "{box_name} 所在区域停电",
+            "{radius_m:.0f} 米内 {count} 个配电箱同时离线：区域停电，并非单个配电箱故障。恢复后将通知您。",
+        ),
+    },
+    "area_all_clear": {
+        "en": (
+            "Power is back in the area of {box_name}",
+            "The {count} boxes of the area outage near {box_name} are back online.",
+        ),
+        "zh-CN": (
+            "{box_name} 所在区域已恢复供电",
+            "{box_name} 附近区域停电涉及的 {count} 个配电箱已全部恢复在线。",
+        ),
+    },
     "power_off_result": {
         "en": ("Power-off {status}: {box_name}", "Command {command_id} for {box_name}: {status}. {reason}"),
         "zh-CN": ("远程断电{status_zh}：{box_name}", "{box_name} 的断电指令 {command_id}：{status_zh}。{reason}"),

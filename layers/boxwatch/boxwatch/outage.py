@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from boxwatch import alarm_life, geo
+from boxwatch import alarm_life, geo, storm
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
     ARRIVAL_BUCKET_MS,
+    INDEX_SHARDS,
     OFFLINE_BUCKET_MS,
     ArrivalEntry,
     BindingItem,
@@ -242,15 +244,31 @@ def _resolved_incidents(episodes: Iterable[Candidate], known: dict[str, Incident
 
 
 # -------------------------------------------------------------------- reads
+T = TypeVar("T")
+READ_THREADS = 16  # the shards of a bucket are read side by side: a sweep's latency stays one Query's
+
+
+def read_all(keys: Sequence[str], read: Callable[[str], list[T]]) -> list[T]:
+    """`read` of every partition key, in parallel threads (botocore clients are thread-safe), the
+    results in the order of `keys` (a sweep decides the same whatever the threads' timing)."""
+    if len(keys) <= 1:
+        return [x for k in keys for x in read(k)]
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(keys))) as pool:
+        return [x for part in pool.map(read, keys) for x in part]
+
+
 def recent_arrivals(at_ms: int, settings: Settings, kind: str = "D") -> list[ArrivalEntry]:
-    """Drops (D) or connects (C) that arrived in (at - window, at]: one Query per arrival bucket (1-2)."""
+    """Drops (D) or connects (C) that arrived in (at - window, at]: one Query per arrival bucket (1-2)
+    and shard, whatever the fleet's size."""
     lo = at_ms - arrival_window_ms(settings) + 1
-    out: list[ArrivalEntry] = []
-    for bucket in range(lo // ARRIVAL_BUCKET_MS, at_ms // ARRIVAL_BUCKET_MS + 1):
-        out.extend(ArrivalEntry.query(f"ARR#{bucket}#{kind}",
-                                      ArrivalEntry.sk.between(f"{lo:013d}", f"{at_ms:013d}#\uffff"),
-                                      consistent_read=True))
-    return out
+    buckets = range(lo // ARRIVAL_BUCKET_MS, at_ms // ARRIVAL_BUCKET_MS + 1)
+    keys = [ArrivalEntry.bucket_key(bucket, kind, shard) for bucket in buckets for shard in range(INDEX_SHARDS)]
+
+    def read(pk: str) -> list[ArrivalEntry]:
+        return list(ArrivalEntry.query(pk, ArrivalEntry.sk.between(f"{lo:013d}", f"{at_ms:013d}#\uffff"),
+                                       consistent_read=True))
+
+    return sorted(read_all(keys, read), key=lambda a: a.sk)
 
 
 def _areas(incidents: dict[str, Incident]) -> list[tuple[float, float, float]]:
@@ -273,14 +291,15 @@ def episodes_near(drops: Iterable[ArrivalEntry], at_ms: int, settings: Settings)
     for d in drops:
         t = int(d.timestamp)
         buckets.update(range((t - gap) // OFFLINE_BUCKET_MS, (t + gap) // OFFLINE_BUCKET_MS + 1))
+    keys = [OfflineEntry.bucket_key(b, shard) for b in sorted(buckets) for shard in range(INDEX_SHARDS)]
     out: dict[tuple[str, int], Candidate] = {}
-    for bucket in sorted(buckets):
-        for e in OfflineEntry.query(f"OFF#{bucket}", consistent_read=True):
-            if e.arrived_at is not None and int(e.arrived_at) > at_ms:
-                continue  # not arrived yet at the sweep's time
-            c = Candidate(e.box_id, e.name, float(e.lat), float(e.lng), int(e.offline_at), version=int(e.version),
-                          ended_at=None if e.ended_at is None else int(e.ended_at))
-            out[c.key] = c
+    for e in sorted(read_all(keys, lambda pk: list(OfflineEntry.query(pk, consistent_read=True))),
+                    key=lambda e: e.sk):
+        if e.arrived_at is not None and int(e.arrived_at) > at_ms:
+            continue  # not arrived yet at the sweep's time
+        c = Candidate(e.box_id, e.name, float(e.lat), float(e.lng), int(e.offline_at), version=int(e.version),
+                      ended_at=None if e.ended_at is None else int(e.ended_at))
+        out[c.key] = c
     return out
 
 
@@ -317,6 +336,8 @@ class SweepResult:
     notified: dict[str, list[str]] = field(default_factory=dict)  # incident -> clients sent to
     third_alarms: list[str] = field(default_factory=list)  # boxes whose late alarm the sweep caught
     failed: list[tuple[str, str]] = field(default_factory=list)  # (client, error) to retry next sweep
+    storms: list[str] = field(default_factory=list)  # incidents found to be area outages (storm mode) now
+    all_clears: dict[str, list[str]] = field(default_factory=dict)  # storm incident -> clients told it is back
     unlinked: dict[str, list[str]] = field(default_factory=dict)  # incident -> members a late connect unlinked
 
 
@@ -431,16 +452,10 @@ def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[Arrival
     result.unlinked.setdefault(inc.incident_id, []).extend(gone)
 
 
-def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: SNSClient,
-          result: SweepResult, only: Sequence[BoxItem] | None = None) -> bool:
-    """Tell each client of an online neighbour what it was not told yet; True when nothing failed.
-
-    The highest member number is the content: a client told up to it knows every box of the cluster
-    (members only join, and a box back in a new episode joins with a new number). `only`: just
-    these boxes' clients (boxes that came online next to a live incident).
-    """
-    incident = inc.item
-    group_seq = max(m.seq for m in inc.members.values())
+def _recipients(group: Sequence[Candidate], settings: Settings,
+                only: Sequence[BoxItem] | None) -> dict[str, tuple[BindingItem, BoxItem, float]]:
+    """The clients of the online non-member boxes within the radius of a member (of `only`, if
+    given): client -> (binding, its nearest such box, distance). A client hears once, about its nearest box."""
     members = {c.box_id for c in group}
     if only is None:
         neighbours = online_neighbours(group, settings)
@@ -452,16 +467,43 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
             d = min(geo.distance_m((box.lat, box.lng), (c.lat, c.lng)) for c in group)
             if d <= settings.outage_radius_m:
                 neighbours[box.box_id] = (box, d)
-        if not neighbours:
-            return True
     chosen: dict[str, tuple[BindingItem, BoxItem, float]] = {}
-    # a client bound to several neighbours hears once, about its nearest box
     for box_id, (box, d) in sorted(neighbours.items(), key=lambda kv: (kv[1][1], kv[0])):
         for binding in bindings_of_box(box_id):
             if binding.enabled and binding.client_id not in chosen:
                 chosen[binding.client_id] = (binding, box, d)
+    return chosen
+
+
+def _all_clear(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], sns: SNSClient, result: SweepResult) -> bool:
+    """Before a storm incident resolves, its clients are told the area is back; True when it may
+    resolve (no storm, or every all-clear sent)."""
+    if not inc.item.storm:
+        return True
+    back_at = max((int(boxes[b].status_since) for b in inc.members if b in boxes and boxes[b].online), default=at_ms)
+    return storm.all_clear(inc.item, back_at, at_ms, sns, result.all_clears.setdefault(inc.incident_id, []),
+                           result.failed)
+
+
+def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: SNSClient,
+          result: SweepResult, boxes: dict[str, BoxItem], only: Sequence[BoxItem] | None = None) -> bool:
+    """Tell each client of an online neighbour what it was not told yet; True when nothing failed.
+
+    The highest member number is the content: a client told up to it knows every box of the cluster
+    (members only join, and a box back in a new episode joins with a new number). `only`: just
+    these boxes' clients (boxes that came online next to a live incident).
+    """
+    incident = inc.item
+    group_seq = max(m.seq for m in inc.members.values())
+    members = {c.box_id for c in group}
+    chosen = _recipients(group, settings, only)
     if not chosen:
         return True
+    if incident.storm:
+        # an area outage: one `area_outage` per client, however the cluster grows
+        open_count = sum(_still_open(inc.members[c.box_id], boxes.get(c.box_id)) for c in group)
+        return storm.warn_area(incident, group, open_count, chosen, at_ms, sns,
+                               result.notified.setdefault(incident.incident_id, []), result.failed)
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
     content = content_hash(members)
     ok = True
@@ -658,15 +700,26 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
             if inc.new:
                 if _resolve(inc, at_ms, boxes, blip=True):
                     result.blips.append(inc.incident_id)
-            elif inc.item.state == "open" and _resolve(inc, at_ms, boxes):
+            elif (inc.item.state == "open" and _all_clear(inc, at_ms, boxes, sns, result)
+                  and _resolve(inc, at_ms, boxes)):
                 result.resolved.append(inc.incident_id)
-                alarm_life.all_clear(inc.item, sorted(inc.members), boxes, at_ms, settings, sns)
+                if not inc.item.storm:  # a storm's clients had their area all-clear above
+                    alarm_life.all_clear(inc.item, sorted(inc.members), boxes, at_ms, settings, sns)
             elif inc.changed:  # a resolved incident grown by a late drop, still all back: recorded
                 _resolve(inc, at_ms, boxes)
             continue
         if not group:
             continue
-        if inc.item.state != "open" or inc.changed:
+        group_seq = max(m.seq for m in inc.members.values())
+        became_storm = False
+        if not inc.item.storm and (inc.changed or int(inc.item.announced_upto) < group_seq):
+            test = storm.assess([c for c in group if _still_open(inc.members[c.box_id], boxes.get(c.box_id))],
+                                settings)
+            if test is not None and test.is_storm(settings):
+                storm.mark(inc.item, test, at_ms, settings)
+                became_storm = True
+                result.storms.append(inc.incident_id)
+        if inc.item.state != "open" or inc.changed or became_storm:
             reopened = inc.item.state != "open"  # a resolved incident that a late drop made live again
             item = inc.item
             item.state, item.open_key, item.expires_at, item.resolved_at, item.blip = "open", OPEN, None, None, None
@@ -679,16 +732,15 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
                 continue
             if reopened:
                 _write_members(inc.incident_id, inc.members)  # no TTL while open
-        group_seq = max(m.seq for m in inc.members.values())
         if inc.changed or int(inc.item.announced_upto) < group_seq:
-            ok = _warn(inc, group, at_ms, settings, sns, result)
+            ok = _warn(inc, group, at_ms, settings, sns, result, boxes)
         else:
             # unchanged: only boxes that came online next to it may have clients to tell
             lat, lng, radius = (float(inc.item.center_lat or 0), float(inc.item.center_lng or 0),
                                 float(inc.item.radius_m or 0))
             back = [boxes[a.box_id] for a in connects if a.box_id in boxes and a.box_id not in inc.members
                     and geo.distance_m((lat, lng), (float(a.lat), float(a.lng))) <= radius]
-            ok = _warn(inc, group, at_ms, settings, sns, result, only=back) if back else True
+            ok = _warn(inc, group, at_ms, settings, sns, result, boxes, only=back) if back else True
         if ok and int(inc.item.announced_upto) < group_seq:
             try:
                 inc.item.update(actions=[IncidentItem.announced_upto.set(group_seq)])

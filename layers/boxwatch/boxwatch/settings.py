@@ -35,6 +35,11 @@ class Settings(BaseModel):
     outage_radius_m: float = Field(500.0, gt=0, le=50_000)
     outage_max_gap_s: int = Field(60, gt=0)
     sweep_interval_s: int = Field(60, gt=0)
+    # storm mode (boxwatch.storm): at least this share of the boxes within storm_radius_m, and at
+    # least storm_min_boxes of them, offline in one cluster is an area outage
+    storm_share: float = Field(0.3, gt=0, le=1)
+    storm_radius_m: float = Field(2000.0, gt=0, le=50_000)
+    storm_min_boxes: int = Field(200, ge=2)
 
     command_expiry_s: int = Field(120, gt=0, le=3600)
 
