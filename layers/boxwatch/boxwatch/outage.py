@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from pynamodb.exceptions import PutError, UpdateError
 
 from boxwatch import geo
+from boxwatch.devices import devices_of
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
     ARRIVAL_BUCKET_MS,
@@ -420,6 +421,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
                 chosen[binding.client_id] = (binding, box, d)
     if not chosen:
         return True
+    devices = devices_of(chosen)  # every chosen client's phones in one read, not one per client
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
     content = content_hash(members)
     ok = True
@@ -441,7 +443,8 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
             if not condition_failed(exc):
                 raise
             continue
-        report: SendReport = send(sns, [binding], neighbour_outage_notification(box, d, group, incident))
+        report: SendReport = send(sns, [binding], neighbour_outage_notification(box, d, group, incident),
+                                  devices=devices)
         if report.failed:
             ok = False
             result.failed.extend(report.failed)
