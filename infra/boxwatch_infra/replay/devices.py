@@ -17,13 +17,15 @@ import json
 from typing import Any, ClassVar
 
 from boxwatch.devices import device_id_for, list_devices
+from boxwatch.models import DeviceOwnerItem
 from boxwatch_infra.aws.events import http_api_event
 from boxwatch_infra.replay.run import Plugin
 from boxwatch_infra.replay.scenario import ScenarioError
 
 
 class Devices(Plugin):
-    EVENTS: ClassVar[dict[str, str]] = {"register": "register", "unregister": "unregister"}
+    EVENTS: ClassVar[dict[str, str]] = {"register": "register", "unregister": "unregister",
+                                        "endpoint_disabled": "endpoint_disabled"}
 
     def registering(self) -> set[str]:
         """The clients that register themselves in the scenario (no implicit device)."""
@@ -55,6 +57,16 @@ class Devices(Plugin):
         device = device_id_for(str(event.get("platform", "fcm")), token)
         self._call(event, "DELETE", f"/me/devices/{device}", "/me/devices/{device_id}", client,
                    {"device_id": device})
+
+    def endpoint_disabled(self, event: dict[str, Any]) -> None:
+        token, platform = event.get("token"), str(event.get("platform", "fcm"))
+        if not isinstance(token, str):
+            raise ScenarioError("endpoint_disabled needs token")
+        try:
+            owner = DeviceOwnerItem.get(DeviceOwnerItem.key(device_id_for(platform, token)))
+        except DeviceOwnerItem.DoesNotExist:
+            raise ScenarioError(f"no device registered the {platform} token {token!r}") from None
+        self.run.sb.client("sns").set_endpoint_attributes(EndpointArn=owner.endpoint, Attributes={"Enabled": "false"})
 
     def finish(self) -> None:
         if not self.registering():

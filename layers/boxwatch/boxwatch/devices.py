@@ -108,6 +108,7 @@ def _endpoint(sns: SNSClient, application: str, token: str, client_id: str) -> s
     mobile token management says: CreatePlatformEndpoint returns the existing endpoint for the same
     token and attributes; for the same token with other attributes it answers InvalidParameter
     naming the endpoint, which we then look at and set (token, Enabled=true, owner)."""
+    wanted = {"Token": token, "Enabled": "true", "CustomUserData": client_id}
     try:
         arn = sns.create_platform_endpoint(PlatformApplicationArn=application, Token=token,
                                            CustomUserData=client_id)["EndpointArn"]
@@ -116,12 +117,13 @@ def _endpoint(sns: SNSClient, application: str, token: str, client_id: str) -> s
         found = EXISTING.search(str(error.get("Message", "")))
         if error.get("Code") != "InvalidParameter" or found is None:
             raise
+        # the token's endpoint with other attributes (another owner, disabled): make them ours
         arn = found.group(1)
+        sns.set_endpoint_attributes(EndpointArn=arn, Attributes=wanted)
+        return arn
     attributes = sns.get_endpoint_attributes(EndpointArn=arn).get("Attributes", {})
-    if (attributes.get("Token") != token or str(attributes.get("Enabled", "true")).lower() != "true"
-            or attributes.get("CustomUserData", client_id) != client_id):
-        sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Token": token, "Enabled": "true",
-                                                                 "CustomUserData": client_id})
+    if attributes.get("Token") != token or str(attributes.get("Enabled", "true")).lower() != "true":
+        sns.set_endpoint_attributes(EndpointArn=arn, Attributes=wanted)
     return arn
 
 
