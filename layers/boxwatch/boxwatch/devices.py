@@ -263,3 +263,47 @@ def adopt_endpoint(client_id: str, endpoint_arn: str, locale: str | None, now_ms
             continue
         return device
     raise Conflict("adopting an endpoint kept racing", client=client_id)
+
+
+# ---------------------------------------------------------------------------------------- migration
+@dataclass
+class Migration:
+    devices: list[str]  # "<client> <box>": endpoint targets now devices of their clients
+    sms: list[str]  # phone number targets now the binding's `sms`
+    topics: list[str]  # topic targets now the binding's `topic`
+    dropped: list[str]  # endpoints that no longer exist, numbers that are not E.164: no target left
+
+
+def migrate_bindings(now_ms: int, sns: SNSClient, dry_run: bool = False) -> Migration:
+    """Turn every binding of the older form (one `target` on the binding) into a client binding:
+    an endpoint ARN becomes a device record of the client (token and state read from SNS), a
+    phone number the binding's `sms`, a topic its `topic`. One Scan of the bindings (an operator
+    command, run once after the deploy); each binding is rewritten only if its target is still the
+    one read (a concurrent `clients bind` wins). Running it again changes nothing."""
+    from boxwatch.models import BindingItem
+
+    out = Migration([], [], [], [])
+    for b in BindingItem.scan(BindingItem.target.exists()):
+        name, target, kind = f"{b.client_id} {b.box_id}", str(b.target), b.target_kind
+        actions: list[Any] = [BindingItem.target.remove()]
+        if kind == "endpoint":
+            device = None if dry_run else adopt_endpoint(b.client_id, target, b.locale, now_ms, sns)
+            (out.devices if dry_run or device is not None else out.dropped).append(name)
+            # the device carries a dead endpoint's state now: the binding serves the client's other targets
+            actions += [BindingItem.enabled.set(True), BindingItem.disabled_reason.remove()]
+        elif kind == "sms" and re.fullmatch(r"\+[1-9][0-9]{6,14}", target):
+            out.sms.append(name)
+            actions += [BindingItem.sms.set(target), BindingItem.enabled.set(True),
+                        BindingItem.disabled_reason.remove()]
+        elif kind == "topic":
+            out.topics.append(name)
+            actions.append(BindingItem.topic.set(target))
+        else:
+            out.dropped.append(name)
+        if not dry_run:
+            try:
+                b.update(actions=actions, condition=BindingItem.target == target)
+            except PynamoDBException as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+    return out
