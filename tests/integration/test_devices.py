@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,10 +197,3 @@ def test_cli_binds_a_client_id_and_migrates(sb: Sandbox, capsys: pytest.CaptureF
     assert (alice.target, alice.sms, alice.locale, bob.target) == (None, "+8613800138000", "en", None)
     assert [d.endpoint for d in list_devices("bob")] == [arn]
 
-
-def test_seed_file_bindings_are_client_bindings() -> None:
-    import yaml
-
-    seed = yaml.safe_load((Path(__file__).parents[2] / "events" / "seed.yaml").read_text())
-    for binding in seed.get("bindings", []):
-        assert "target" not in binding, binding
