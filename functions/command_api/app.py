@@ -88,6 +88,7 @@ def box_alarms(box_id: str) -> dict[str, Any]:
 
 @app.post("/me/devices")
 def register_device() -> Response:
+    caller = client_id()  # before the body: a request without claims is 401 whatever it sends
     try:
         body = json.loads(app.current_event.decoded_body or "null")
     except ValueError:
@@ -95,7 +96,7 @@ def register_device() -> Response:
     if not isinstance(body, dict):
         raise InvalidInput("body: a JSON object {platform, token, locale}")
     now_ms = app.current_event.request_context.time_epoch  # event time: the request as API Gateway got it
-    device = devices.register(client_id(), body.get("platform"), body.get("token"), body.get("locale"), now_ms,
+    device = devices.register(caller, body.get("platform"), body.get("token"), body.get("locale"), now_ms,
                               RT.settings, RT.sns)
     metrics.add_metric(name="DeviceRegistered", unit=MetricUnit.Count, value=1)
     return Response(200, "application/json", device.view())

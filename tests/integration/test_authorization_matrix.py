@@ -35,7 +35,7 @@ from boxwatch_infra.sandbox import Sandbox
 
 BOX = "BX-1"  # bound to alice; bob is bound to BX-2 only
 KEY = "matrix-key-0001"
-PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY)}  # a new path parameter must be named here
+PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY), "device_id": "d-0123456789abcdef0123"}  # a new path parameter must be named here
 UNAUTHORIZED = 401
 
 
@@ -54,6 +54,9 @@ ACTORS: dict[str, Actor] = {
         "GET /boxes/{box_id}/commands/{command_id}": 200,
         "GET /me/boxes": 200,
         "GET /boxes/{box_id}/alarms": 200,
+        "POST /me/devices": 400,  # the matrix posts {}: no platform, no token
+        "GET /me/devices": 200,
+        "DELETE /me/devices/{device_id}": 404,  # not a device of hers
     }),
     # a real client of another box: hears what an unknown box answers, and nothing of this one
     "other client": Actor(lambda aud: f"Bearer {mint_token('bob', aud)}", {
@@ -61,6 +64,9 @@ ACTORS: dict[str, Actor] = {
         "GET /boxes/{box_id}/commands/{command_id}": 404,
         "GET /me/boxes": 200,
         "GET /boxes/{box_id}/alarms": 404,
+        "POST /me/devices": 400,
+        "GET /me/devices": 200,
+        "DELETE /me/devices/{device_id}": 404,
     }, secrets_kept=True),
     "no token": Actor(lambda aud: None, {}, secrets_kept=True),
     "malformed token": Actor(lambda aud: "Bearer not.a-jwt", {}, secrets_kept=True),

@@ -296,8 +296,9 @@ def test_a_held_alarm_costs_what_a_pushed_one_costs(world: AlarmWorld) -> None:
     # When the 4th alarm of the window (held) and the 5th (held, counted) arrive
     [d4] = world.alarm(seq=4, t_s=4)
     [d5] = world.alarm(seq=5, t_s=5)
-    # Then neither is pushed, and each costs the common path's 5 + c requests: the hold state and
-    # the summary counter are part of the alarm's one transaction
+    # Then neither is pushed, and each costs the common path's 5 + c requests (a pushed alarm adds
+    # the read of its recipients' devices): the hold state and the summary counter are part of the
+    # alarm's one transaction
     assert d4.result["held"] and d5.result["held"] and d4.result["notified"] == d5.result["notified"] == 0
     delta = world.sb.counter.operations - before
     queries = delta["dynamodb.Query"] // 2 - 1
