@@ -35,7 +35,8 @@ from boxwatch_infra.sandbox import Sandbox
 
 BOX = "BX-1"  # bound to alice; bob is bound to BX-2 only
 KEY = "matrix-key-0001"
-PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY), "device_id": "d-0123456789abcdef0123"}  # a new path parameter must be named here
+# a new path parameter must be named here
+PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY), "device_id": "d-0123456789abcdef0123"}
 UNAUTHORIZED = 401
 
 
