@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -206,14 +206,16 @@ def unregister(client_id: str, device_id: str, sns: SNSClient) -> None:
     raise Conflict("concurrent changes to your devices; try again", client=client_id, device=device_id)
 
 
-def mark_disabled(client_id: str, device_ids: Collection[str], reason: str) -> None:
-    """SNS said these endpoints are disabled: skip them until the phone registers the token again."""
+def mark_disabled(client_id: str, seen: Mapping[str, int], reason: str) -> None:
+    """SNS said these endpoints are disabled: skip them until the phone registers the token again.
+    `seen`: device id -> its registration time when the fan-out read it; a device registered again
+    since (enabled by its phone meanwhile) is left alone."""
     for _ in range(ATTEMPTS):
         item = _item(client_id)
         devices = dict(item.devices or {})
         changed = False
-        for did in device_ids:
-            if did in devices and devices[did].get("enabled", True):
+        for did, at in seen.items():
+            if did in devices and devices[did].get("enabled", True) and int(devices[did].get("at", 0)) == at:
                 devices[did] = {**devices[did], "enabled": False, "reason": reason}
                 changed = True
         if not changed:

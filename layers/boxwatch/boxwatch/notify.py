@@ -312,7 +312,8 @@ def send(sns: SNSClient, bindings: list[BindingItem], note: Notification, skip: 
     live = [b for b in bindings if b.enabled]
     if devices is None:
         devices = devices_of(b.client_id for b in live) if live else {}
-    dead: dict[str, set[str]] = {}
+    dead: dict[str, dict[str, int]] = {}  # client -> {device id: its registration time as read}
+    registered = {(d.client_id, d.device_id): d.at for ds in devices.values() for d in ds}
     for binding in live:
         for target in targets_of(binding, devices):
             if target.key in skip:
@@ -331,7 +332,8 @@ def send(sns: SNSClient, bindings: list[BindingItem], note: Notification, skip: 
                 code = exc.response.get("Error", {}).get("Code", "Unknown")
                 if code == "EndpointDisabled" and target.device_id is not None:
                     report.disabled.append(target.key)
-                    dead.setdefault(target.client_id, set()).add(target.device_id)
+                    dead.setdefault(target.client_id, {})[target.device_id] = registered[
+                        (target.client_id, target.device_id)]
                 elif code == "EndpointDisabled":
                     _disable(target, code, report)
                 else:
