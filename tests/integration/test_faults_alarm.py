@@ -182,11 +182,13 @@ def test_common_path_request_count_is_unchanged_by_idempotency(world: AlarmWorld
     world.alarm()
     ops = world.sb.counter.operations
     queries = ops["dynamodb.Query"]
-    # Then: idempotency Put + box Get + TransactWrite + c cell Queries + bindings Query + idempotency Update
+    # Then: idempotency Put + box Get + TransactWrite + c cell Queries + bindings Query + the
+    # recipients' devices (BatchGet) + idempotency Update
     assert ops["dynamodb.PutItem"] == 1 and ops["dynamodb.UpdateItem"] == 1
     assert ops["dynamodb.GetItem"] == 1 and ops["dynamodb.TransactWriteItems"] == 1
-    assert sum(n for op, n in ops.items() if op.startswith("dynamodb.")) == 5 + (queries - 1)
-    assert 5 + (queries - 1) <= 10
+    assert ops["dynamodb.BatchGetItem"] == 1
+    assert sum(n for op, n in ops.items() if op.startswith("dynamodb.")) == 6 + (queries - 1)
+    assert 6 + (queries - 1) <= 10
 
 
 def test_concurrent_duplicate_is_held_off_and_dead_lettered_not_doubled(world: AlarmWorld) -> None:
