@@ -3,8 +3,11 @@
 POST /boxes/{box_id}/power-off (Idempotency-Key header), GET /boxes/{box_id}/commands/{id},
 GET /me/boxes, GET /boxes/{box_id}/alarms[?state=active|all], POST /boxes/{box_id}/alarms/{alarm_id}/ack,
 GET /me/alarms?state=active. Only a client bound to a box may command, acknowledge or read it.
+POST /me/devices {platform, token, locale}, GET /me/devices, DELETE /me/devices/{device_id}: the
+caller's push devices (docs/devices.md).
 """
 
+import json
 import os
 import re
 from typing import Any
@@ -13,7 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boxwatch import alarm_life, views
+from boxwatch import alarm_life, devices, views
 from boxwatch.contract import BOX_ID_PATTERN
 from boxwatch.errors import Forbidden, InvalidInput, Rejected, Unauthorized
 from boxwatch.power_off import request_power_off
@@ -111,6 +114,33 @@ def ack_alarm(box_id: str, alarm_id: str) -> Response:
 @app.get("/me/alarms")
 def me_alarms() -> dict[str, Any]:
     return {"alarms": alarm_life.my_alarms(client_id(), state_param("active") or "active")}
+
+
+@app.post("/me/devices")
+def register_device() -> Response:
+    caller = client_id()  # before the body: a request without claims is 401 whatever it sends
+    try:
+        body = json.loads(app.current_event.decoded_body or "null")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidInput("body: a JSON object {platform, token, locale}")
+    now_ms = app.current_event.request_context.time_epoch  # event time: the request as API Gateway got it
+    device = devices.register(caller, body.get("platform"), body.get("token"), body.get("locale"), now_ms,
+                              RT.settings, RT.sns)
+    metrics.add_metric(name="DeviceRegistered", unit=MetricUnit.Count, value=1)
+    return Response(200, "application/json", device.view())
+
+
+@app.get("/me/devices")
+def my_devices() -> dict[str, Any]:
+    return {"devices": [d.view() for d in devices.list_devices(client_id())]}
+
+
+@app.delete("/me/devices/<device_id>")
+def delete_device(device_id: str) -> Response:
+    devices.unregister(client_id(), device_id, RT.sns)
+    return Response(204, "application/json", "")
 
 
 @RT.lambda_handler

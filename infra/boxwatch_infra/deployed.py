@@ -30,6 +30,8 @@ def stack_settings(stack: str) -> Any:
         "bindings_table": outputs["BindingsTableName"],
         "alarms_table": outputs["AlarmsTableName"],
     }
+    if "DevicesTableName" in outputs:
+        values["devices_table"] = outputs["DevicesTableName"]
     if "NeighbourRadiusM" in params:
         values["neighbour_radius_m"] = params["NeighbourRadiusM"]
     if "OutageRadiusM" in params:

@@ -136,6 +136,7 @@ class Sandbox:
         self.tables = self.template.create_tables(self.client("dynamodb"))
         self.topics = self.template.create_topics(self.client("sns"))
         self.queues = self.template.create_queues(self.client("sqs"))
+        self.platform_apps = self.template.create_platform_applications(self.client("sns"))
         self.settings = Settings.from_env(self.global_env)
         bind_tables(self.settings)
         self.rules: list[Rule] = rules_from_template(self.template)
@@ -293,16 +294,35 @@ class Sandbox:
 
     # ---------------------------------------------------------------- phones
     def create_push_endpoints(self, client_ids: list[str]) -> dict[str, str]:
-        """One FCM platform endpoint per client (CustomUserData = client id)."""
+        """One FCM platform endpoint per client (CustomUserData = client id), made outside the API:
+        for bindings of the older form (`target` = the endpoint ARN)."""
         sns = self.client("sns")
-        app = sns.create_platform_application(
-            Name="boxwatch-fcm", Platform="GCM", Attributes={"PlatformCredential": "local-fcm-key"}
-        )["PlatformApplicationArn"]
+        app = self.platform_apps["fcm"]
         return {
             cid: sns.create_platform_endpoint(PlatformApplicationArn=app, Token=f"fcm-token-{cid}",
                                               CustomUserData=cid)["EndpointArn"]
             for cid in client_ids
         }
+
+    def register_phones(self, clients: dict[str, str | None], now_ms: int = 0) -> dict[str, str]:
+        """One FCM device per client, registered as POST /me/devices does (devices.register, token
+        `fcm-token-<client>`); client -> endpoint ARN. `clients`: client id -> the phone's locale."""
+        from boxwatch.devices import register
+
+        sns = self.client("sns")
+        return {cid: register(cid, "fcm", f"fcm-token-{cid}", locale, now_ms, self.settings, sns).endpoint
+                for cid, locale in clients.items()}
+
+    def endpoint_owner(self, arn: str) -> str | None:
+        """The client an endpoint belongs to now (its CustomUserData; a moved token changes it)."""
+        from moto.sns.models import sns_backends
+
+        backend = sns_backends[self.template.account_id][self.template.region]
+        ep = backend.platform_endpoints.get(arn)
+        if ep is None:
+            return None
+        owner = ep.attributes.get("CustomUserData", ep.custom_user_data)
+        return str(owner) if owner else None
 
     def pushed_messages(self) -> dict[str, list[str]]:
         """endpoint ARN -> messages moto 'delivered' to it, oldest first."""

@@ -36,7 +36,8 @@ from boxwatch_infra.sandbox import Sandbox
 BOX = "BX-1"  # bound to alice; bob is bound to BX-2 only
 KEY = "matrix-key-0001"
 # a new path parameter must be named here
-PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY), "alarm_id": "1767225600000.1"}
+PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY), "alarm_id": "1767225600000.1",
+          "device_id": "d-0123456789abcdef0123"}
 UNAUTHORIZED = 401
 
 
@@ -57,6 +58,9 @@ ACTORS: dict[str, Actor] = {
         "GET /boxes/{box_id}/alarms": 200,
         "POST /boxes/{box_id}/alarms/{alarm_id}/ack": 400,  # bound, but the matrix sends no disposition
         "GET /me/alarms": 200,
+        "POST /me/devices": 400,  # the matrix posts {}: no platform, no token
+        "GET /me/devices": 200,
+        "DELETE /me/devices/{device_id}": 404,  # not a device of hers
     }),
     # a real client of another box: hears what an unknown box answers, and nothing of this one
     "other client": Actor(lambda aud: f"Bearer {mint_token('bob', aud)}", {
@@ -66,6 +70,9 @@ ACTORS: dict[str, Actor] = {
         "GET /boxes/{box_id}/alarms": 404,
         "POST /boxes/{box_id}/alarms/{alarm_id}/ack": 404,
         "GET /me/alarms": 200,
+        "POST /me/devices": 400,
+        "GET /me/devices": 200,
+        "DELETE /me/devices/{device_id}": 404,
     }, secrets_kept=True),
     "no token": Actor(lambda aud: None, {}, secrets_kept=True),
     "malformed token": Actor(lambda aud: "Bearer not.a-jwt", {}, secrets_kept=True),

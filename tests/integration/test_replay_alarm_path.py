@@ -134,7 +134,9 @@ def test_dynamodb_requests_per_alarm_do_not_grow_with_the_fleet() -> None:
     # counted separately and tested in test_replay_network_fleet.py)
     ingest_small = small["aws_calls_by_function"]["AlarmIngestFunction"]["dynamodb"]
     assert ingest_small == large["aws_calls_by_function"]["AlarmIngestFunction"]["dynamodb"]
+    # at most 10 on the common path (no neighbour: 6 + c), plus what telling the earlier
+    # neighbours' clients costs; these five alarms: 4 with neighbours, 3 clients told (README)
     per_alarm = ingest_small / 5
-    assert per_alarm <= 10, per_alarm
+    assert per_alarm <= 11, per_alarm
     # and the correlation found the same neighbours (the grid is the same near the alarms)
     assert len(small["notifications"]) == len(large["notifications"])

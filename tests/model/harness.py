@@ -86,6 +86,7 @@ def reset_sandbox(sb: Any) -> None:
             backends[account][region].reset()
     sb.topics = sb.template.create_topics(sb.client("sns"))
     sb.queues = sb.template.create_queues(sb.client("sqs"))
+    sb.platform_apps = sb.template.create_platform_applications(sb.client("sns"))  # the phones register on them
     sb.pending_mqtt.clear()
     sb.mqtt_log.clear()
     sb.counter.reset()

@@ -20,6 +20,8 @@ PUSH: dict[str, set[str]] = {
     "sns:${AWS::StackName}-client-*": {"sns:Publish"},
     "sns:NOT-arn:*": {"sns:Publish"},
     "SmsQuotaTable": {"dynamodb:UpdateItem"},  # every SMS first takes one from its recipient's hour
+    # the recipients' devices in one BatchGetItem; Get/PutItem mark an endpoint SNS reports disabled
+    "DevicesTable": {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"},
 }
 
 # What each function uses, by resource logical id -> actions. A function missing here fails the
@@ -65,6 +67,14 @@ USES: dict[str, dict[str, set[str]]] = {
         "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
             "iot:GetThingShadow", "iot:UpdateThingShadow"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
+        # devices.register / unregister / list_devices: POST, DELETE, GET /me/devices
+        "DevicesTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        "sns:app/GCM/${FcmPlatformApplicationName}": {"sns:CreatePlatformEndpoint"},
+        "sns:app/${ApnsPlatform}/${ApnsPlatformApplicationName}": {"sns:CreatePlatformEndpoint"},
+        "sns:endpoint/GCM/${FcmPlatformApplicationName}/*": {
+            "sns:GetEndpointAttributes", "sns:SetEndpointAttributes", "sns:DeleteEndpoint"},
+        "sns:endpoint/${ApnsPlatform}/${ApnsPlatformApplicationName}/*": {
+            "sns:GetEndpointAttributes", "sns:SetEndpointAttributes", "sns:DeleteEndpoint"},
     },
     "CommandAckFunction": {  # issue 4: power_off.acknowledge
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},

@@ -244,6 +244,18 @@ class Template:
             out[logical] = sns.create_topic(Name=f"{self.stack_name}-{logical}")["TopicArn"]
         return out
 
+    def create_platform_applications(self, sns: Any) -> dict[str, str]:
+        """The SNS platform applications the template's parameters name (CloudFormation has no
+        resource for them: on AWS an operator creates them once, docs/devices.md); platform -> ARN."""
+        p = self.parameters
+        out = {}
+        for platform, kind, name in (("fcm", "GCM", p["FcmPlatformApplicationName"]),
+                                     ("apns", p["ApnsPlatform"], p["ApnsPlatformApplicationName"])):
+            out[platform] = sns.create_platform_application(
+                Name=name, Platform=kind, Attributes={"PlatformCredential": f"local-{platform}-key"})[
+                "PlatformApplicationArn"]
+        return out
+
     def create_queues(self, sqs: Any) -> dict[str, str]:
         out = {}
         for logical in self.resources_of_type("AWS::SQS::Queue"):

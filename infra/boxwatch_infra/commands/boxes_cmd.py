@@ -33,17 +33,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rei.set_defaults(func=reindex)
 
     clients = sub.add_parser("clients", help="client bindings").add_subparsers(dest="clients_cmd", required=True)
-    b = clients.add_parser("bind", help="bind a client to a box")
+    b = clients.add_parser("bind", help="bind a client (its id, the account's sub) to a box; pushes go to "
+                                        "the devices the client's app registers")
     b.add_argument("client_id")
     b.add_argument("box_id")
-    b.add_argument("--target", required=True, help="SNS endpoint/topic ARN or +E.164 phone number")
-    b.add_argument("--kind", default="endpoint", choices=["endpoint", "topic", "sms"])
+    b.add_argument("--sms", help="also text every push of the box to this E.164 number")
+    b.add_argument("--topic", help="also send every push to this SNS topic (its e-mail subscriptions)")
+    b.add_argument("--role", help="the client's role at the box (e.g. manager)")
     b.add_argument("--locale", default="zh-CN", choices=["zh-CN", "en"])
-    b.add_argument("--role", choices=["user", "manager"], default=None,
-                   help="manager: an escalation contact of the box (SMS when an alarm stays unacknowledged)")
-    b.add_argument("--sms", default=None, help="the manager's E.164 number for escalation SMS")
+    # the form of older versions, still served until `clients migrate`
+    b.add_argument("--target", help=argparse.SUPPRESS)
+    b.add_argument("--kind", default="endpoint", choices=["endpoint", "topic", "sms"], help=argparse.SUPPRESS)
     b.add_argument("--stack", default="boxwatch")
     b.set_defaults(func=bind_client)
+    m = clients.add_parser("migrate", help="turn bindings carrying an endpoint ARN / number / topic (older "
+                                           "versions) into client bindings with device records")
+    m.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    m.add_argument("--stack", default="boxwatch")
+    m.set_defaults(func=migrate_bindings)
     inv = clients.add_parser("invite", help="create a client's account (no self sign-up); prints its client id")
     who = inv.add_mutually_exclusive_group(required=True)
     who.add_argument("--phone", help="E.164 number (+8613800138000): the invitation comes by SMS")
@@ -94,16 +101,35 @@ def reindex(args: argparse.Namespace) -> int:
 
 
 def bind_client(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from boxwatch.errors import UnknownBox
     from boxwatch.registry import BindingSpec, bind
 
     stack_settings(args.stack)
     try:
-        bind(BindingSpec(client_id=args.client_id, box_id=args.box_id, target=args.target,
-                         target_kind=args.kind, locale=args.locale, role=args.role, sms=args.sms))
+        bind(BindingSpec(client_id=args.client_id, box_id=args.box_id, locale=args.locale, role=args.role,
+                         sms=args.sms, topic=args.topic, target=args.target, target_kind=args.kind))
     except UnknownBox as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    except ValidationError as exc:
+        print(f"error: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def migrate_bindings(args: argparse.Namespace) -> int:
+    import time
+
+    import boto3
+
+    from boxwatch.devices import migrate_bindings as migrate
+
+    stack_settings(args.stack)
+    done = migrate(int(time.time() * 1000), boto3.client("sns"), dry_run=args.dry_run)
+    print(json.dumps({"dry_run": args.dry_run, "devices": done.devices, "sms": done.sms, "topics": done.topics,
+                      "dropped": done.dropped}))
     return 0
 
 
@@ -145,6 +171,6 @@ def invite_client(args: argparse.Namespace) -> int:
     attrs = {a["Name"]: a["Value"] for a in user.get("Attributes", [])}
     print(json.dumps({"client_id": attrs.get("sub"), "username": user.get("Username"), "status": user.get("UserStatus"),
                       "invited_by": medium.lower()}))
-    print(f"bind it: boxwatch clients bind {attrs.get('sub')} <box id> --target ... --stack {args.stack}",
+    print(f"bind it: boxwatch clients bind {attrs.get('sub')} <box id> --stack {args.stack}",
           file=sys.stderr)
     return 0

@@ -1,17 +1,21 @@
 """Provisioning against a running local cloud, as an operator would on AWS: boxes into the
-registry (through the stack's outputs, `deployed.stack_settings`), one IoT thing per box, one
-mobile push endpoint per client phone (FCM, CustomUserData = client id), bindings.
+registry (through the stack's outputs, `deployed.stack_settings`), one IoT thing per box, the
+stack's SNS platform applications (CloudFormation has none: an operator creates them), one phone
+per client registered as the app does (`devices.register`, what POST /me/devices runs: an FCM
+endpoint with CustomUserData = client id, and its device record), client bindings.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 
+from boxwatch.devices import register
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
 from boxwatch_infra.deployed import stack_settings
 
@@ -35,7 +39,7 @@ def use_local_cloud(info: dict[str, Any]) -> None:
 
 
 def provision(info: dict[str, Any], boxes: Iterable[BoxSpec], clients: Iterable[ClientSpec]) -> dict[str, str]:
-    """Register boxes and things, create push endpoints, bind clients; client id -> endpoint ARN."""
+    """Register boxes and things, register each client's phone, bind clients; client id -> endpoint ARN."""
     use_local_cloud(info)
     settings = stack_settings(info["stack"])
     boxes = list(boxes)
@@ -44,14 +48,18 @@ def provision(info: dict[str, Any], boxes: Iterable[BoxSpec], clients: Iterable[
     for b in boxes:
         iot.create_thing(thingName=b.id)
     sns = boto3.client("sns")
-    app = sns.create_platform_application(Name="boxwatch-app", Platform="GCM",
-                                          Attributes={"PlatformCredential": "local-fcm-key"})["PlatformApplicationArn"]
+    env = info["function_env"]["CommandApiFunction"]
+    for arn in (env["FCM_APPLICATION_ARN"], env["APNS_APPLICATION_ARN"]):
+        _, kind, name = arn.rsplit(":", 1)[-1].split("/")
+        sns.create_platform_application(Name=name, Platform=kind, Attributes={"PlatformCredential": "local-key"})
+    settings = settings.model_copy(update={"fcm_application_arn": env["FCM_APPLICATION_ARN"],
+                                           "apns_application_arn": env["APNS_APPLICATION_ARN"]})
     endpoints: dict[str, str] = {}
+    now_ms = int(time.time() * 1000)
     for c in clients:
         if c.id not in endpoints:
-            endpoints[c.id] = sns.create_platform_endpoint(PlatformApplicationArn=app, Token=f"fcm-{c.id}",
-                                                           CustomUserData=c.id)["EndpointArn"]
+            endpoints[c.id] = register(c.id, "fcm", f"fcm-{c.id}", c.locale, now_ms, settings, sns).endpoint
         for box in c.boxes:
-            bind(BindingSpec(client_id=c.id, box_id=box, target=endpoints[c.id], locale=c.locale,  # type: ignore[arg-type]
+            bind(BindingSpec(client_id=c.id, box_id=box, locale=c.locale,  # type: ignore[arg-type]
                              role=c.role, sms=c.sms))  # type: ignore[arg-type]
     return endpoints

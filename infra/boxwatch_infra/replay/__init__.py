@@ -14,6 +14,7 @@ nothing itself: every notification in the report was read back from moto's SNS.
 | `commands` | `power_off`, `power_state`, `ttl_expired`; the `commands` and `shadows` sections |
 | `faults` | a scenario's `faults:` injected into the handlers' AWS calls; the `faults` section |
 | `deploy` | `redeploy` events: the same stack with other template parameters |
+| `devices` | `register` / `unregister` (POST / DELETE /me/devices); the `devices` section |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from boxwatch_infra.replay.alarms import Alarms
 from boxwatch_infra.replay.commands import Commands
 from boxwatch_infra.replay.deploy import Deploy
+from boxwatch_infra.replay.devices import Devices
 from boxwatch_infra.replay.faults import Faults
 from boxwatch_infra.replay.network import Network
 from boxwatch_infra.replay.run import Plugin, Run
@@ -32,7 +34,7 @@ from boxwatch_infra.replay.scenario import ClientSpec, Scenario, ScenarioError
 from boxwatch_infra.sandbox import DEFAULT_START
 
 # the plugins of `boxwatch replay`, in the order their hooks run (the report's sections follow it)
-PLUGINS: tuple[type[Plugin], ...] = (Alarms, Commands, Faults, Network, Deploy)
+PLUGINS: tuple[type[Plugin], ...] = (Alarms, Commands, Faults, Network, Deploy, Devices)
 
 
 class Replay(Run):

@@ -95,12 +95,15 @@ class Run:
         for _ in import_boxes((BoxSpec.model_validate(raw) for raw in self.scenario.boxes), sb.settings):
             pass
         sb.create_things([str(raw["id"]) for raw in self.scenario.boxes])  # every box is an IoT thing
-        endpoints = sb.create_push_endpoints([c.id for c in self.scenario.clients])
+        # a client that registers its phone in the scenario has no device until it does; every
+        # other client gets one, registered as the phone would (docs/replay.md)
+        registering = {str(e.get("client")) for e in self.scenario.events if e.get("type") == "register"}
+        endpoints = sb.register_phones({c.id: None for c in self.scenario.clients if c.id not in registering})
         self.endpoint_client = {arn: cid for cid, arn in endpoints.items()}
         for client in self.scenario.clients:
             for box in client.boxes:
-                bind(BindingSpec(client_id=client.id, box_id=box, target=endpoints[client.id],
-                                 locale=client.locale, role=client.role, sms=client.sms))  # type: ignore[arg-type]
+                bind(BindingSpec(client_id=client.id, box_id=box, locale=client.locale, role=client.role,
+                                 sms=client.sms))  # type: ignore[arg-type]
             if client.sms:
                 self.sms_client[client.sms] = client.id
         for plugin in self.plugins:
@@ -216,7 +219,9 @@ class Run:
             seen = self._seen.get(arn, 0)
             for message in messages[seen:]:
                 data = decode_push(message)
-                entry = {"t": self.t, "client": self.endpoint_client.get(arn, arn), "box": data.get("box"),
+                # the endpoint's owner now (a token that moved to another client moved its endpoint)
+                client = self.sb.endpoint_owner(arn) or self.endpoint_client.get(arn, arn)
+                entry = {"t": self.t, "client": client, "box": data.get("box"),
                          "kind": data.get("kind"), "cause": data.get("cause"), "boxes": data.get("boxes", [])}
                 entry.update({k: data[k] for k in REPORT_FIELDS if k in data})
                 entry.update({k: (int(data[k]) - self.start_ms) / 1000 for k in REPORT_TIMES if k in data})

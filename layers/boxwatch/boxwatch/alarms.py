@@ -24,6 +24,7 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import alarm_life, due, geo
+from boxwatch.devices import devices_of
 from boxwatch.errors import Conflict, UnknownBox
 from boxwatch.events import AlarmEvent
 from boxwatch.idempotency import Idempotency
@@ -41,7 +42,7 @@ from boxwatch.models import (
     connection,
 )
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, local_time, send
-from boxwatch.registry import bindings_of_box
+from boxwatch.registry import binding_from_snapshot, bindings_of_box, snapshot_of
 from boxwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ class Neighbour:
     seq: int
     lat: float | None = None
     lng: float | None = None
-    # the box's enabled bindings when it alarmed ([client, target, kind, locale]); None: not known
-    clients: list[list[str]] | None = None
+    # the box's enabled bindings when it alarmed (registry.snapshot_of); None: not known
+    clients: list[list[Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "distance_m": round(self.distance_m, 1),
@@ -185,8 +186,8 @@ def _box(box_id: str) -> BoxItem:
         raise UnknownBox(f"box {box_id!r} is not registered", box=box_id) from None
 
 
-def _snapshot(bindings: list[BindingItem]) -> list[list[str]] | None:
-    enabled = [[b.client_id, b.target, b.target_kind, b.locale] for b in bindings if b.enabled]
+def _snapshot(bindings: list[BindingItem]) -> list[list[str | None]] | None:
+    enabled = [snapshot_of(b) for b in bindings if b.enabled]
     return enabled if len(enabled) <= SNAPSHOT_MAX_CLIENTS else None
 
 
@@ -309,8 +310,7 @@ def nearby_targets(neighbours: list[Neighbour], own: list[BindingItem]) -> list[
         if n.clients is None:  # a box with too many bindings to copy: read them
             bindings = [b for b in bindings_of_box(n.id) if b.enabled]
         else:
-            bindings = [BindingItem(n.id, c, target=t, target_kind=k, locale=loc, enabled=True)
-                        for c, t, k, loc in n.clients]
+            bindings = [binding_from_snapshot(n.id, row) for row in n.clients]
         for b in bindings:
             if b.client_id not in bound_here and b.client_id not in out:
                 out[b.client_id] = NearbyTarget(b, n)
@@ -490,6 +490,9 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestRes
                      [t.binding for t in group]))
     for note, _ in plan:
         result.reports.setdefault(note.kind, SendReport())
+    # every recipient's devices in one read (BatchGetItem), whatever the number of notifications
+    recipients = {b.client_id for _, to in plan for b in to if b.enabled}
+    devices = devices_of(recipients) if recipients else {}
 
     def sent_so_far() -> set[str]:
         return already | {f"{kind}#{c}" for kind, r in result.reports.items() for c in r.sent}
@@ -499,14 +502,14 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestRes
             skip = {key.split("#", 1)[1] for key in already if key.startswith(f"{note.kind}#")}
             report = result.reports[note.kind]
             before = len(report.failed)
-            send(sns, to, note, skip=skip, report=report)
+            send(sns, to, note, skip=skip, report=report, devices=devices)
             if len(report.failed) > before:
                 # once more now, after a short backoff, before failing the invocation: Lambda's
-                # retry comes a minute later
-                again = {c for c, _ in report.failed[before:]}
+                # retry comes a minute later; what was sent, disabled or capped is not tried again
                 del report.failed[before:]
                 time.sleep(BACKOFF_S)
-                send(sns, [b for b in to if b.client_id in again], note, report=report)
+                done = skip | set(report.sent) | set(report.disabled) | set(report.capped)
+                send(sns, to, note, skip=done, report=report, devices=devices)
     except Exception:
         if sent_so_far() != already:
             _record_sent(record, sent_so_far())

@@ -77,10 +77,13 @@ class ClientIndex(GlobalSecondaryIndex["BindingItem"]):
 
 
 class BindingItem(Model):
-    """A client (phone user) bound to a box, with where and how to reach them.
+    """A client (phone user) bound to a box: who hears of the box, in which language, and the
+    SMS number / e-mail topic an operator set for them.
 
-    The push target and locale are copied onto each binding so that an alarm needs one Query to
-    know everyone to notify; `boxwatch clients` rewrites them on every binding of the client.
+    Pushes go to every device the client registered (`ClientDevicesItem`, POST /me/devices): a
+    binding names the client, never a phone. A binding written by an older version carries one
+    `target` (endpoint ARN, topic ARN or phone number) and is still sent to until
+    `boxwatch clients migrate` turns it into a device record; new bindings have none.
     """
 
     class Meta:
@@ -88,15 +91,59 @@ class BindingItem(Model):
 
     box_id = UnicodeAttribute(hash_key=True)
     client_id = UnicodeAttribute(range_key=True)
-    target = UnicodeAttribute()  # SNS platform endpoint ARN, topic ARN, or E.164 phone number
-    target_kind = UnicodeAttribute(default="endpoint")  # endpoint | topic | sms
+    target = UnicodeAttribute(null=True)  # older bindings only: SNS endpoint ARN, topic ARN or E.164 number
+    target_kind = UnicodeAttribute(default="endpoint")  # of `target`: endpoint | topic | sms
     locale = UnicodeAttribute(default="zh-CN")
+    role = UnicodeAttribute(null=True)  # None = a client; "manager": an escalation contact of the box
+    # E.164 number texted every push of the box (set by an operator); a manager's is its escalation
+    # number, texted the escalation SMS only
+    sms = UnicodeAttribute(null=True)
+    topic = UnicodeAttribute(null=True)  # SNS topic ARN (its e-mail subscriptions) sent every push
     enabled = BooleanAttribute(default=True)
     disabled_reason = UnicodeAttribute(null=True)
-    # an escalation contact of the box: role "manager" with an E.164 number gets the SMS escalation
-    role = UnicodeAttribute(null=True)  # None = a user
-    sms = UnicodeAttribute(null=True)
     by_client = ClientIndex()
+
+
+# ------------------------------------------------------------------------- phones (DevicesTable)
+class ClientDevicesItem(Model):
+    """Every device (phone app install) a client registered: pk = CLIENT#<client>.
+
+    One item per client, so that a fan-out reads the devices of all its recipients in one
+    BatchGetItem; `devices` maps device id -> {platform, endpoint, locale, enabled, reason, at}.
+    Written read-modify-write under `revision` (registrations are rare; two at once retry).
+    """
+
+    class Meta:
+        table_name = "boxwatch-devices"
+
+    pk = UnicodeAttribute(hash_key=True)
+    client_id = UnicodeAttribute()
+    devices = JSONAttribute(default=dict)
+    revision = VersionAttribute()
+
+    @staticmethod
+    def key(client_id: str) -> str:
+        return f"CLIENT#{client_id}"
+
+
+class DeviceOwnerItem(Model):
+    """Who owns a push token now: pk = DEVICE#<device id> (a hash of platform and token).
+
+    A token has one owner: registering it as another client moves it (the previous owner's
+    record loses it in the same transaction)."""
+
+    class Meta:
+        table_name = "boxwatch-devices"
+
+    pk = UnicodeAttribute(hash_key=True)
+    client_id = UnicodeAttribute()
+    endpoint = UnicodeAttribute()
+    platform = UnicodeAttribute()
+    at = NumberAttribute()  # event time (ms) of the registration
+
+    @staticmethod
+    def key(device_id: str) -> str:
+        return f"DEVICE#{device_id}"
 
 
 class AlarmRecord(Model):
@@ -126,7 +173,8 @@ class AlarmRecord(Model):
     # set only when everyone was pushed but the idempotency record could not be completed: a later
     # redelivery is then a duplicate all the same (docs/reliability.md)
     notified_at = NumberAttribute(null=True)
-    # "<kind>#<client>" already pushed, written only when a fan-out fails half-way (the retry skips them)
+    # "<kind>#<target key>" (notify.Target.key: a client's device, SMS or e-mail) already pushed,
+    # written only when a fan-out fails half-way (the retry skips them)
     sent = JSONAttribute(null=True)
     held = BooleanAttribute(null=True)  # held by the flood hold-down: stored, counted, not pushed
     hold_start = NumberAttribute(null=True)  # the hold window it fell in (received_at ms of its first alarm)
@@ -231,8 +279,9 @@ class AlarmCellEntry(Model):
     seq = NumberAttribute()
     alarm_time = NumberAttribute()
     received_at = NumberAttribute(null=True)
-    # the box's enabled bindings when it alarmed, [[client, target, target_kind, locale], ...]: a later
-    # neighbour tells them (nearby_update) without a Query per neighbour box; None = too many, Query
+    # the box's enabled bindings when it alarmed (registry.snapshot_of: [client, target, target_kind,
+    # locale, sms, topic, role], older entries the first four): a later neighbour tells them
+    # (nearby_update) without a Query per neighbour box; None = too many, Query
     clients = JSONAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
@@ -686,6 +735,7 @@ class SmsQuotaItem(Model):
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
+    "devices_table": [ClientDevicesItem, DeviceOwnerItem],
     "alarms_table": [AlarmRecord, AlarmCellEntry, AlarmReceivedEntry, NearbyClaim, DueItem, AlarmLifeItem,
                      AlarmClearRecord],
     "network_table": [OfflineEntry, PresenceLogItem, ArrivalEntry, EpisodeIncidentItem, ThirdAlarmItem, IncidentItem,

@@ -1,6 +1,7 @@
 """Rendering notifications for phones and publishing them through SNS.
 
-Each notification is one SNS Publish per client with MessageStructure=json: a `default` text, an
+Each notification is one SNS Publish per target (each device a bound client registered, and the
+SMS number / e-mail topic of its binding) with MessageStructure=json: a `default` text, an
 FCM (`GCM`) and an APNS body carrying the same title/body plus the machine-readable `boxwatch`
 data that the app (and replay) reads.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
 from boxwatch import bounds
+from boxwatch.devices import Device, devices_of, mark_disabled
+from boxwatch.errors import Conflict
 from boxwatch.models import BindingItem, SmsQuotaItem, condition_failed
 
 if TYPE_CHECKING:
@@ -321,9 +324,11 @@ class Notification:
 
 @dataclass
 class SendReport:
-    sent: list[str] = field(default_factory=list)  # client ids
+    # target keys (Target.key): the client id for a binding of an older version, else
+    # "<client>/<device id>", "<client>/sms" or "<client>/topic"
+    sent: list[str] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (client id, error code)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (target key, error code)
     capped: list[str] = field(default_factory=list)  # SMS recipients over their hour's cap: not sent, final
 
 
@@ -346,55 +351,109 @@ def take_sms(number: str, at_ms: int) -> bool:
         raise
 
 
-def publish(sns: SNSClient, binding: BindingItem, note: Notification) -> None:
-    if binding.target_kind == "sms":
-        title, body = note.render(binding.locale)
-        sns.publish(PhoneNumber=binding.target, Message=f"{title}: {body}"[:1400])
+@dataclass(frozen=True)
+class Target:
+    """One place a push goes: a device of a bound client, or the SMS number / e-mail topic an
+    operator set on the binding. `key` is what exactly-once counts: each phone once, the SMS once."""
+
+    client_id: str
+    key: str
+    kind: str  # endpoint | topic | sms
+    address: str
+    locale: str
+    binding: BindingItem
+    device_id: str | None = None
+
+
+def targets_of(binding: BindingItem, devices: Mapping[str, list[Device]]) -> list[Target]:
+    """Where a binding's pushes go: every enabled device the client registered, the binding's SMS
+    number (not a manager's: that one gets the escalation SMS only) and e-mail topic, and the one
+    target of a binding of an older version (not migrated yet: keyed by the client, as that version
+    recorded it). The device's locale, when it sent one, wins for its pushes (the phone's language);
+    SMS and e-mail use the binding's."""
+    c, locale = binding.client_id, binding.locale
+    out = []
+    if binding.target:
+        out.append(Target(c, c, binding.target_kind, binding.target, locale, binding))
+    for d in devices.get(c, ()):
+        if d.enabled:
+            out.append(Target(c, f"{c}/{d.device_id}", "endpoint", d.endpoint, d.locale or locale, binding,
+                              d.device_id))
+    if binding.sms and binding.role != "manager":  # a manager's number is for escalations (alarm_life)
+        out.append(Target(c, f"{c}/sms", "sms", binding.sms, locale, binding))
+    if binding.topic:
+        out.append(Target(c, f"{c}/topic", "topic", binding.topic, locale, binding))
+    return out
+
+
+def publish(sns: SNSClient, target: Target, note: Notification) -> None:
+    if target.kind == "sms":
+        title, body = note.render(target.locale)
+        sns.publish(PhoneNumber=target.address, Message=f"{title}: {body}"[:1400])
     else:
-        sns.publish(TargetArn=binding.target, MessageStructure="json", Message=note.message(binding.locale))
+        sns.publish(TargetArn=target.address, MessageStructure="json", Message=note.message(target.locale))
 
 
 def send(sns: SNSClient, bindings: list[BindingItem], note: Notification, skip: Collection[str] = (),
-         report: SendReport | None = None) -> SendReport:
-    """Send one notification to each enabled binding; one client's failure never stops the others.
+         report: SendReport | None = None, devices: Mapping[str, list[Device]] | None = None) -> SendReport:
+    """Send one notification to every target of each enabled binding; one failure never stops the others.
 
-    A disabled push endpoint (app uninstalled, token expired) is marked on the binding so that we
-    stop trying it; other failures are reported for the caller to retry. Clients in `skip` were
-    already sent this notification by an earlier attempt. Pass `report` to keep what was sent
-    even if something raises half-way (the caller records it for the retry).
+    `devices`: the clients' devices (devices.devices_of), read here (one BatchGetItem) when not
+    given. A disabled push endpoint (app uninstalled, token expired) is marked (on the device, or
+    on an older binding) so that we stop trying it; other failures are reported for the caller to
+    retry. Target keys in `skip` were already sent this notification by an earlier attempt. Pass
+    `report` to keep what was sent even if something raises half-way (the caller records it).
     """
     report = report if report is not None else SendReport()
-    for binding in bindings:
-        if not binding.enabled or binding.client_id in skip:
-            continue
-        if binding.target_kind == "sms" and not E164.match(binding.target):
-            _disable(binding, "InvalidPhoneNumber", report)  # an SMS goes to a phone number or nowhere
-            continue
-        try:
-            # SMS costs money per message: at most per_hour to one number in an hour, whatever happens
-            if binding.target_kind == "sms" and not take_sms(binding.target, note.at_ms):
-                report.capped.append(binding.client_id)
+    live = [b for b in bindings if b.enabled]
+    if devices is None:
+        devices = devices_of(b.client_id for b in live) if live else {}
+    dead: dict[str, dict[str, int]] = {}  # client -> {device id: its registration time as read}
+    registered = {(d.client_id, d.device_id): d.at for ds in devices.values() for d in ds}
+    for binding in live:
+        for target in targets_of(binding, devices):
+            if target.key in skip:
                 continue
-            publish(sns, binding, note)
-            report.sent.append(binding.client_id)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            if code == "EndpointDisabled":
-                _disable(binding, code, report)
-            else:
-                report.failed.append((binding.client_id, code))
-        except BotoCoreError as exc:  # connection/timeout: retryable like a 5xx
-            report.failed.append((binding.client_id, type(exc).__name__))
-        except PynamoDBException as exc:  # the SMS quota write throttled: retryable
-            report.failed.append((binding.client_id, exc.cause_response_code or type(exc).__name__))
+            if target.kind == "sms" and not E164.match(target.address):
+                _disable(target, "InvalidPhoneNumber", report)  # an SMS goes to a phone number or nowhere
+                continue
+            try:
+                # SMS costs money per message: at most per_hour to one number in an hour, whatever happens
+                if target.kind == "sms" and not take_sms(target.address, note.at_ms):
+                    report.capped.append(target.key)
+                    continue
+                publish(sns, target, note)
+                report.sent.append(target.key)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "Unknown")
+                if code == "EndpointDisabled" and target.device_id is not None:
+                    report.disabled.append(target.key)
+                    dead.setdefault(target.client_id, {})[target.device_id] = registered[
+                        (target.client_id, target.device_id)]
+                elif code == "EndpointDisabled":
+                    _disable(target, code, report)
+                else:
+                    report.failed.append((target.key, code))
+            except BotoCoreError as exc:  # connection/timeout: retryable like a 5xx
+                report.failed.append((target.key, type(exc).__name__))
+            except PynamoDBException as exc:  # the SMS quota write throttled: retryable
+                report.failed.append((target.key, exc.cause_response_code or type(exc).__name__))
+    for client_id, ids in dead.items():
+        try:
+            mark_disabled(client_id, ids, "EndpointDisabled")
+        except (PynamoDBException, Conflict):
+            # unmarked, it is tried again next time and refused again: no message is lost or doubled
+            report.failed.extend((f"{client_id}/{d}", "MarkDisabledFailed") for d in sorted(ids))
     return report
 
 
-def _disable(binding: BindingItem, reason: str, report: SendReport) -> None:
-    """Stop trying a target that cannot be reached (marked on the binding)."""
-    report.disabled.append(binding.client_id)
+def _disable(target: Target, reason: str, report: SendReport) -> None:
+    """Stop trying a binding's own target that cannot be reached (an older binding's is marked on it)."""
+    report.disabled.append(target.key)
+    if target.key != target.client_id:
+        return  # the binding's SMS number: skipped every time, the binding's devices still served
     try:
-        binding.update(actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set(reason)])
+        target.binding.update(actions=[BindingItem.enabled.set(False), BindingItem.disabled_reason.set(reason)])
     except PynamoDBException:
         # unmarked, it is tried again on the retry and refused again: no message is lost or doubled
-        report.failed.append((binding.client_id, "MarkDisabledFailed"))
+        report.failed.append((target.key, "MarkDisabledFailed"))

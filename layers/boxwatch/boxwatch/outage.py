@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pynamodb.exceptions import PutError, UpdateError
 
 from boxwatch import alarm_life, geo, storm
+from boxwatch.devices import devices_of
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
     ARRIVAL_BUCKET_MS,
@@ -504,6 +505,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
         open_count = sum(_still_open(inc.members[c.box_id], boxes.get(c.box_id)) for c in group)
         return storm.warn_area(incident, group, open_count, chosen, at_ms, sns,
                                result.notified.setdefault(incident.incident_id, []), result.failed)
+    devices = devices_of(chosen)  # every chosen client's phones in one read, not one per client
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
     content = content_hash(members)
     ok = True
@@ -525,7 +527,8 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
             if not condition_failed(exc):
                 raise
             continue
-        report: SendReport = send(sns, [binding], neighbour_outage_notification(box, d, group, incident))
+        report: SendReport = send(sns, [binding], neighbour_outage_notification(box, d, group, incident),
+                                  devices=devices)
         if report.failed:
             ok = False
             result.failed.extend(report.failed)

@@ -46,25 +46,30 @@ class BoxSpec(BaseModel):
         return value
 
 
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+
+
 class BindingSpec(BaseModel):
+    """A client bound to a box. Pushes go to the devices the client registers (POST /me/devices);
+    an operator may add an SMS number and an e-mail topic. `target` / `target_kind` is the form of
+    an older version (one endpoint, topic or number per binding), still accepted and served."""
+
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
     client_id: str = Field(min_length=1, max_length=128)
     box_id: str = Field(pattern=BOX_ID_PATTERN)
-    target: str = Field(min_length=1, max_length=1024)
-    target_kind: Literal["endpoint", "topic", "sms"] = "endpoint"
     locale: Literal["zh-CN", "en"] = "zh-CN"
-    # an escalation contact: role manager with an E.164 number gets the escalation SMS
-    role: Literal["user", "manager"] | None = None
-    sms: str | None = None
+    role: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$")
+    sms: str | None = Field(default=None, pattern=E164_PATTERN)
+    topic: str | None = Field(default=None, pattern=r"^arn:[^:]+:sns:[^:]*:[0-9]*:[A-Za-z0-9_-]{1,256}$")
+    target: str | None = Field(default=None, min_length=1, max_length=1024)
+    target_kind: Literal["endpoint", "topic", "sms"] = "endpoint"
 
     @model_validator(mode="after")
     def _phone_number(self) -> BindingSpec:
         # SMS goes only to numbers a binding holds: an E.164 number, nothing else (notify.E164)
-        if self.target_kind == "sms" and not re.fullmatch(r"\+[1-9][0-9]{6,14}", self.target):
+        if self.target is not None and self.target_kind == "sms" and not re.fullmatch(E164_PATTERN, self.target):
             raise ValueError("an sms target is an E.164 phone number (+8613800138000)")
-        if self.sms is not None and not re.fullmatch(r"\+[1-9][0-9]{6,14}", self.sms):
-            raise ValueError("sms is an E.164 phone number (+8613800138000)")
         return self
 
 
@@ -138,7 +143,7 @@ def get_box(box_id: str) -> BoxItem:
 
 
 def bind(spec: BindingSpec) -> BindingItem:
-    """Bind a client to a box. The box must exist: we never guess."""
+    """Bind a client to a box (or rewrite the binding). The box must exist: we never guess."""
     get_box(spec.box_id)
     item = BindingItem(
         spec.box_id,
@@ -146,12 +151,30 @@ def bind(spec: BindingSpec) -> BindingItem:
         target=spec.target,
         target_kind=spec.target_kind,
         locale=spec.locale,
-        enabled=True,
-        role=spec.role if spec.role == "manager" else None,
+        role=spec.role,
         sms=spec.sms,
+        topic=spec.topic,
+        enabled=True,
     )
     item.save()
     return item
+
+
+# A box's bindings as copied onto its alarm's cell entry (AlarmCellEntry.clients), for the
+# nearby_update of later neighbours: one list per binding; entries of an older version hold the
+# first four fields only.
+SNAPSHOT_FIELDS = ("client_id", "target", "target_kind", "locale", "sms", "topic", "role")
+
+
+def snapshot_of(binding: BindingItem) -> list[str | None]:
+    return [getattr(binding, name) for name in SNAPSHOT_FIELDS]
+
+
+def binding_from_snapshot(box_id: str, row: list[Any]) -> BindingItem:
+    values = dict(zip(SNAPSHOT_FIELDS, row, strict=False))
+    client_id = str(values.pop("client_id"))
+    values = {k: v for k, v in values.items() if v is not None}
+    return BindingItem(box_id, client_id, enabled=True, **values)
 
 
 def bindings_of_box(box_id: str) -> list[BindingItem]:

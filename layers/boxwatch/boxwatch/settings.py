@@ -44,6 +44,10 @@ class Settings(BaseModel):
     command_expiry_s: int = Field(120, gt=0, le=3600)
 
     sms_quota_table: str = "boxwatch-sms-quota"
+    devices_table: str = "boxwatch-devices"
+    # the SNS platform applications phones register with (POST /me/devices); "" = not configured
+    fcm_application_arn: str = ""
+    apns_application_arn: str = ""
     sms_per_recipient_per_hour: int = Field(10, ge=1, le=1000)
 
     # the H3 resolutions of the alarm and area cell indexes: fixed, whatever the radii (geo.INDEX_RES);
