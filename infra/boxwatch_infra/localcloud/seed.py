@@ -61,5 +61,5 @@ def provision(info: dict[str, Any], boxes: Iterable[BoxSpec], clients: Iterable[
             endpoints[c.id] = register(c.id, "fcm", f"fcm-{c.id}", c.locale, now_ms, settings, sns).endpoint
         for box in c.boxes:
             bind(BindingSpec(client_id=c.id, box_id=box, locale=c.locale,  # type: ignore[arg-type]
-                             role=c.role, sms=c.sms))  # type: ignore[arg-type]
+                             role=c.role, sms=c.sms))
     return endpoints

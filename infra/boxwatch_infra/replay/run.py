@@ -102,8 +102,8 @@ class Run:
         self.endpoint_client = {arn: cid for cid, arn in endpoints.items()}
         for client in self.scenario.clients:
             for box in client.boxes:
-                bind(BindingSpec(client_id=client.id, box_id=box, locale=client.locale, role=client.role,
-                                 sms=client.sms))  # type: ignore[arg-type]
+                bind(BindingSpec(client_id=client.id, box_id=box, locale=client.locale,  # type: ignore[arg-type]
+                                 role=client.role, sms=client.sms))
             if client.sms:
                 self.sms_client[client.sms] = client.id
         for plugin in self.plugins:
