@@ -421,7 +421,8 @@ def send_escalation(item: DueItem, sns: SNSClient, skip: Collection[str]) -> Sen
                         data={**_data(life), "step": ESCALATION},
                         context={**_context(life), "minutes": minutes, "box_id": life.box_id,
                                  "alarm_id": life.alarm_id})
-    report = send(sns, escalation_contacts(bindings_of_box(life.box_id)), note, skip=skip)
+    # the SMS only: the managers' phones had the reminder (devices={}: none of theirs)
+    report = send(sns, escalation_contacts(bindings_of_box(life.box_id)), note, skip=skip, devices={})
     if not report.failed:
         _record_step(life, ESCALATION)
     return report
