@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,7 +41,15 @@ from boxwatch.models import (
     condition_failed,
     connection,
 )
-from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, local_time, send
+from boxwatch.notify import (
+    LISTED_IN_DATA,
+    NAMED_IN_TEXT,
+    Notification,
+    SendReport,
+    local_time,
+    record_after_push,
+    send,
+)
 from boxwatch.registry import binding_from_snapshot, bindings_of_box, snapshot_of
 from boxwatch.settings import Settings
 
@@ -440,25 +448,9 @@ class NotificationFailed(RuntimeError):
     """Some pushes failed for a retryable reason: the invocation fails so that Lambda retries it."""
 
 
-RECORD_ATTEMPTS = 4
-
-
-def _after_push(write: Callable[[], Any]) -> None:
-    """A write that records pushes already made: tried a few times in this invocation (a 5xx or a
-    throttle passes in milliseconds), because if it is lost the retry pushes again."""
-    for attempt in range(RECORD_ATTEMPTS):
-        try:
-            write()
-            return
-        except UpdateError:
-            if attempt == RECORD_ATTEMPTS - 1:
-                raise
-            time.sleep(BACKOFF_S * 2 ** attempt)
-
-
 def _record_sent(record: AlarmRecord, sent: set[str]) -> None:
     """Remember who already got the alarm, so that the retry skips them (failure path only)."""
-    _after_push(lambda: AlarmRecord(record.pk, record.sk).update(actions=[AlarmRecord.sent.set(sorted(sent))]))
+    record_after_push(lambda: AlarmRecord(record.pk, record.sk).update(actions=[AlarmRecord.sent.set(sorted(sent))]))
 
 
 def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestResult:
@@ -623,6 +615,6 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: SNSClient, idempote
         # everyone was pushed but the record could not be completed: it would expire IN_PROGRESS
         # and a redelivery would push again, so mark the alarm itself notified (failure path only)
         notified = AlarmRecord(f"BOX#{done[0].box_id}", str(done[0].record_sk))
-        _after_push(lambda: notified.update(actions=[AlarmRecord.notified_at.set(alarm.received_at)]))
+        record_after_push(lambda: notified.update(actions=[AlarmRecord.notified_at.set(alarm.received_at)]))
         return done[0]
     return IngestResult.from_dict(out)

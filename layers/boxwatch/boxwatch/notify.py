@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -457,3 +458,20 @@ def _disable(target: Target, reason: str, report: SendReport) -> None:
     except PynamoDBException:
         # unmarked, it is tried again on the retry and refused again: no message is lost or doubled
         report.failed.append((target.key, "MarkDisabledFailed"))
+
+
+RECORD_ATTEMPTS = 4
+RECORD_BACKOFF_S = 0.025
+
+
+def record_after_push(write: Callable[[], Any]) -> None:
+    """A write that records pushes already made: tried a few times in this invocation (a 5xx or a
+    throttle passes in milliseconds), because if it is lost the retry pushes again."""
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            write()
+            return
+        except UpdateError:
+            if attempt == RECORD_ATTEMPTS - 1:
+                raise
+            time.sleep(RECORD_BACKOFF_S * 2 ** attempt)

@@ -30,7 +30,7 @@ from boxwatch.models import (
     condition_failed,
     connection,
 )
-from boxwatch.notify import Notification, SendReport, send
+from boxwatch.notify import Notification, SendReport, record_after_push, send
 from boxwatch.registry import get_box, require_bound
 from boxwatch.settings import Settings
 from boxwatch.shadow import CLEAR_ORDER, ShadowContention, holds, order, update_desired
@@ -147,8 +147,9 @@ def _settle(cmd: CommandItem, status: str, at_ms: int, reason: str | None, repor
 
 
 def _finish(cmd: CommandItem) -> None:
-    """The requester was told (or cannot be): the command leaves the pending index."""
-    cmd.update(actions=[CommandItem.pending.remove()])
+    """The requester was told (or cannot be): the command leaves the pending index. Retried in
+    place: lost, the expiry sweep would tell the requester a second time."""
+    record_after_push(lambda: cmd.update(actions=[CommandItem.pending.remove()]))
 
 
 def _tell_requester(cmd: CommandItem, sns: SNSClient) -> int:
