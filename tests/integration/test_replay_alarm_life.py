@@ -37,13 +37,21 @@ def test_a_clear_tells_every_client_and_clears_the_alarm(clear_and_ack: dict[str
     # Then both clients get alarm_cleared once, then, and the alarm is cleared with its time
     assert who(clear_and_ack, kind="alarm_cleared") == [(120.0, "alice"), (120.0, "bob")]
     [a] = alarm(clear_and_ack, "BX-1", "overtemp")
-    assert (a["state"], a["cleared_at"], a["acked_by"], a["escalation_steps"]) == ("cleared", 120.0, None, [])
+    assert (a["state"], a["cleared_at"], a["escalation_steps"]) == ("cleared", 120.0, [])
+
+
+def test_a_cleared_alarm_may_still_be_acknowledged(clear_and_ack: dict[str, Any]) -> None:
+    # Given BX-1's alarm cleared at 120 s / When bob acknowledges it as a test at 130 s
+    # Then it keeps its disposition and alice is told
+    [a] = alarm(clear_and_ack, "BX-1", "overtemp")
+    assert (a["acked_by"], a["acked_at"], a["disposition"]) == ("bob", 130.0, "test")
+    assert who(clear_and_ack, kind="acknowledged", box="BX-1") == [(130.0, "alice")]
 
 
 def test_an_ack_tells_the_other_clients_once_and_stops_the_reminder(clear_and_ack: dict[str, Any]) -> None:
     # Given BX-2's alarm at 10 s, acknowledged by alice at 70 s, then by bob at 80 s
     # Then only bob hears (alice acknowledged), once: bob's ack is a repeat that changes nothing
-    assert who(clear_and_ack, kind="acknowledged") == [(70.0, "bob")]
+    assert who(clear_and_ack, kind="acknowledged", box="BX-2") == [(70.0, "bob")]
     [a] = alarm(clear_and_ack, "BX-2", "residual_current")
     assert (a["state"], a["acked_by"], a["acked_at"], a["disposition"]) == ("active", "alice", 70.0, "false_alarm")
     # and no reminder follows for either alarm (the settle period runs past 310 s)

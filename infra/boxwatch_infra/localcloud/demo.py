@@ -204,8 +204,9 @@ class Demo:
             # 2 ---------------------------------------------------------------------------------
             self.step("09:40", f"leakage in the rain: {B1}, {B2}, {B3} (~150-300 m apart) raise residual-current "
                       "alarms one after the other")
+            # the leak lasts two minutes: long enough for the escalation (20 s reminder, 40 s SMS)
             for i, b in enumerate((B1, B2, B3)):
-                fleet.after(i * 3.0, lambda b=b: fleet.raise_cause(b, "residual_current", hold_s=30))  # type: ignore[misc]
+                fleet.after(i * 3.0, lambda b=b: fleet.raise_cause(b, "residual_current", hold_s=120))  # type: ignore[misc]
             exp = [self.expect("2 same-cause cluster", owner[b], "alarm", b) for b in (B1, B2, B3)]
             exp += [self.expect("2 same-cause cluster", "chen", "same_cause_nearby", B2,
                                 lambda p: B1 in p["data"]["boxes"]),
