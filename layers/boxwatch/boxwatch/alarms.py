@@ -40,6 +40,7 @@ from boxwatch.models import (
     connection,
 )
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, local_time, send
+from boxwatch.ops import note_alarm
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
@@ -454,6 +455,7 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestRes
     bindings = bindings_of_box(box.box_id)
     stored = _store(alarm, box, bindings, settings)
     record = stored.record
+    note_alarm(box, record, settings)  # the operators' view; keyed by the alarm, so a retry rewrites it
     if stored.existing and record.notified_at is not None:  # notified, its idempotency record never completed
         return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=record.sk)
 

@@ -33,6 +33,19 @@ class BoxAreaIndex(GlobalSecondaryIndex["BoxItem"]):
     box_id = UnicodeAttribute(range_key=True)
 
 
+class BoxMapIndex(GlobalSecondaryIndex["BoxItem"]):
+    """The operator map: boxes of one organisation by H3 cell. hash = <org>#<coarse cell>, range =
+    <fine cell>#<box>: the fine cells of any coarser cell are one contiguous sort-key range, so a
+    viewport is a few Queries that read about the boxes in view (geo.map_cover)."""
+
+    class Meta:
+        index_name = "by_org_cell"
+        projection = AllProjection()
+
+    map_part = UnicodeAttribute(hash_key=True)
+    map_cell = UnicodeAttribute(range_key=True)
+
+
 class BoxItem(Model):
     """A distribution box: where it is (for people and for H3) and its network status."""
 
@@ -59,7 +72,14 @@ class BoxItem(Model):
     # the highest versionNumber of a `connected` event that arrived, applied or late: an offline
     # episode started by a disconnect of version v has ended once this is above v
     last_connect_version = NumberAttribute(null=True)
+    # the organisation that owns the box: its operators see and act on it (old rows: "default")
+    org = UnicodeAttribute(default="default")
+    map_part = UnicodeAttribute(null=True)  # by_org_cell keys, written with the cells (registry.box_item)
+    map_cell = UnicodeAttribute(null=True)
+    # the box's latest alarm for the operator map {alarm_id, cause, at, acked}, written by ingest
+    alarm = JSONAttribute(null=True)
     by_area_cell = BoxAreaIndex()
+    by_org_cell = BoxMapIndex()
 
 
 class ClientIndex(GlobalSecondaryIndex["BindingItem"]):
@@ -494,6 +514,18 @@ class PendingCommandIndex(GlobalSecondaryIndex["CommandItem"]):
     expires_at = NumberAttribute(range_key=True)
 
 
+class CommandOrgIndex(GlobalSecondaryIndex["CommandItem"]):
+    """An organisation's command audit, newest first (commands recorded with their box's org; a box's
+    audit filters it: power-offs are few, and DynamoDB adds one index per table update)."""
+
+    class Meta:
+        index_name = "by_org"
+        projection = AllProjection()
+
+    org = UnicodeAttribute(hash_key=True)
+    requested_at = NumberAttribute(range_key=True)
+
+
 class CommandItem(Model):
     """A power-off command and its audit record (pk = CMD#<id>, sk = CMD)."""
 
@@ -518,7 +550,10 @@ class CommandItem(Model):
     late_report = JSONAttribute(null=True)  # a failed/refused report after expiry: recorded only
     late_reported_at = NumberAttribute(null=True)
     pending = UnicodeAttribute(null=True)  # "1" while pending (sparse index key)
+    org = UnicodeAttribute(null=True)  # the box's organisation when it was requested
+    requested_by_role = UnicodeAttribute(null=True)  # client | operator (None: a client, before operators)
     by_expiry = PendingCommandIndex()
+    by_org = CommandOrgIndex()
 
     @staticmethod
     def key(command_id: str) -> tuple[str, str]:
@@ -569,6 +604,60 @@ class SmsQuotaItem(Model):
         return f"SMS#{digest}#{at_ms // 3_600_000}"
 
 
+# ------------------------------------------------------------------------ operators (OpsTable)
+CHANGE_BUCKET_MS = 60_000  # change-log partition width: a 2 s poll reads one or two partitions
+
+
+class ChangeItem(Model):
+    """One change an operator's console must show (a box, alarm, incident or command), by org and
+    arrival time: pk = CHG#<org>#<minute>, sk = <at ms, 13 digits>#<type>#<id>. Sparse (only what
+    changed), kept a day: `/ops/changes` costs ~ changes, never the fleet."""
+
+    class Meta:
+        table_name = "boxwatch-ops"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    type = UnicodeAttribute()  # box | alarm | incident | command
+    id = UnicodeAttribute()
+    at = NumberAttribute()
+    entity = JSONAttribute(null=True)  # the entity as the console shows it, when not read back (alarm)
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(org: str, at: int, type_: str, id_: str) -> tuple[str, str]:
+        return f"CHG#{org}#{at // CHANGE_BUCKET_MS}", f"{at:013d}#{type_}#{id_}"
+
+
+class OrgAlarmItem(Model):
+    """An alarm under its organisation and month (event time: IoT's receive time), newest last:
+    pk = ALARM#<org>#<YYYY-MM>, sk = <received_at, 13 digits>#<box>#<record sk>. The alarm list and
+    the monthly report are Queries of the months they cover."""
+
+    class Meta:
+        table_name = "boxwatch-ops"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    alarm_id = UnicodeAttribute()  # <box>#<record sk>
+    box_id = UnicodeAttribute()
+    box_name = UnicodeAttribute(default="")
+    cause = UnicodeAttribute()
+    circuit = UnicodeAttribute(null=True)
+    alarm_time = NumberAttribute()
+    received_at = NumberAttribute()
+    value = NumberAttribute(null=True)
+    threshold = NumberAttribute(null=True)
+    unit = UnicodeAttribute(null=True)
+    lat = NumberAttribute(null=True)
+    lng = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(org: str, month: str, received_at: int, alarm_id: str) -> tuple[str, str]:
+        return f"ALARM#{org}#{month}", f"{received_at:013d}#{alarm_id}"
+
+
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
@@ -577,6 +666,7 @@ ALL_MODELS: dict[str, list[type[Model]]] = {
                       IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],
     "sms_quota_table": [SmsQuotaItem],
+    "ops_table": [ChangeItem, OrgAlarmItem],
 }
 
 

@@ -37,6 +37,7 @@ class Settings(BaseModel):
     command_expiry_s: int = Field(120, gt=0, le=3600)
 
     sms_quota_table: str = "boxwatch-sms-quota"
+    ops_table: str = "boxwatch-ops"  # the operators' change log and per-organisation alarm log
     sms_per_recipient_per_hour: int = Field(10, ge=1, le=1000)
 
     # the H3 resolutions of the alarm and area cell indexes: fixed, whatever the radii (geo.INDEX_RES);
