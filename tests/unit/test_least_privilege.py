@@ -30,6 +30,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AlarmsTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem",
                         "dynamodb:BatchGetItem"},
+        "OpsTable": {"dynamodb:PutItem"},  # ops.note_alarm: the org's alarm log and change log
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "AsyncFailureQueue": {"sqs:SendMessage"},  # Lambda's on-failure destination (SAM-generated)
@@ -37,6 +38,7 @@ USES: dict[str, dict[str, set[str]]] = {
     },
     "PresenceFunction": {  # issue 3: network.py
         "RejectedInputQueue": {"sqs:SendMessage"},
+        "OpsTable": {"dynamodb:PutItem"},  # the operators' change log
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "NetworkTable": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:GetItem"},
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
@@ -59,6 +61,20 @@ USES: dict[str, dict[str, set[str]]] = {
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
         "AlarmsTable": {"dynamodb:Query"},
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
+            "iot:GetThingShadow", "iot:UpdateThingShadow"},
+        "AsyncFailureQueue": {"sqs:SendMessage"},
+    },
+    "OpsApiFunction": {  # ops.py and the power-off path it shares
+        "BoxesTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+        "${BoxesTable.Arn}/index/by_org_cell": {"dynamodb:Query"},
+        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        "AlarmsTable": {"dynamodb:Query"},
+        "NetworkTable": {"dynamodb:Query"},
+        "${NetworkTable.Arn}/index/open_incidents": {"dynamodb:Query"},
+        "CommandsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "${CommandsTable.Arn}/index/by_org": {"dynamodb:Query"},
+        "OpsTable": {"dynamodb:Query", "dynamodb:PutItem"},
         "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
             "iot:GetThingShadow", "iot:UpdateThingShadow"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
