@@ -102,7 +102,9 @@ function worst(states) {
   return states.reduce((w, s) => (STATE_ORDER.indexOf(s) > STATE_ORDER.indexOf(w) ? s : w), "normal");
 }
 function initMap() {
-  const v = S.config.view || { lat: 39.98, lng: 116.31, zoom: 15 };
+  // #view=lat,lng,zoom opens the map there (links, tests); else config.json's view; else Haidian
+  const m = location.hash.match(/view=(-?[\d.]+),(-?[\d.]+),(\d+)/);
+  const v = m ? { lat: +m[1], lng: +m[2], zoom: +m[3] } : S.config.view || { lat: 39.98, lng: 116.31, zoom: 15 };
   S.map = L.map("map", { minZoom: 6, maxZoom: 19 }).setView([v.lat, v.lng], v.zoom);
   if (S.config.tile_url) {
     L.tileLayer(S.config.tile_url, { maxZoom: 19, attribution: S.config.tile_attribution || "" }).addTo(S.map);

@@ -78,6 +78,7 @@ class BoxItem(Model):
     map_cell = UnicodeAttribute(null=True)
     # the box's latest alarm for the operator map {alarm_id, cause, at, acked}, written by ingest
     alarm = JSONAttribute(null=True)
+    alarm_at = NumberAttribute(null=True)  # its receive time: a late older alarm does not replace it
     by_area_cell = BoxAreaIndex()
     by_org_cell = BoxMapIndex()
 

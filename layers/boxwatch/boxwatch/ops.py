@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from pynamodb.exceptions import UpdateError
 
 from boxwatch.errors import InvalidInput, NotFound
 from boxwatch.models import (
@@ -32,6 +33,7 @@ from boxwatch.models import (
     IncidentItem,
     IncidentMemberItem,
     OrgAlarmItem,
+    condition_failed,
 )
 from boxwatch.registry import BindingSpec, BoxSpec
 from boxwatch.settings import Settings
@@ -252,16 +254,12 @@ def note_alarm(box: BoxItem, record: AlarmRecord, settings: Settings) -> None:
     item.save()
     summary = {"alarm_id": alarm_id, "cause": record.cause, "at": received, "acked": False}
     try:
-        BoxItem(box.box_id).update(actions=[BoxItem.alarm.set(summary)],
-                                   condition=BoxItem.box_id.exists() & (BoxItem.alarm.does_not_exist()
-                                                                        | (BoxItem.alarm["at"] <= received)))
-    except Exception as exc:
-        from pynamodb.exceptions import UpdateError
-
-        from boxwatch.models import condition_failed
-
-        if not (isinstance(exc, UpdateError) and condition_failed(exc)):
-            raise
+        BoxItem(box.box_id).update(actions=[BoxItem.alarm.set(summary), BoxItem.alarm_at.set(received)],
+                                   condition=BoxItem.box_id.exists() & (BoxItem.alarm_at.does_not_exist()
+                                                                        | (BoxItem.alarm_at <= received)))
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise  # else a newer alarm is shown already: nothing to do
     record_change(org, "alarm", alarm_id, received, alarm_view(item))
     record_change(org, "box", box.box_id, received)
 
