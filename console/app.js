@@ -165,7 +165,7 @@ function alarmRow(a) {
   const box = S.boxes.get(a.box_id);
   const unacked = a.state === "active" && !a.acked;
   const state = a.state === "cleared" ? t("cleared") : a.acked ? t("acked") : t("unacked");
-  return `<tr class="alarm-row ${unacked ? "unacked" : ""}" data-alarm="${esc(a.alarm_id)}" data-box="${esc(a.box_id)}">
+  return `<tr class="alarm-row ${unacked ? "unacked" : ""} ${a.acked ? "acked" : ""}" data-alarm="${esc(a.alarm_id)}" data-box="${esc(a.box_id)}">
     <td>${esc(fmtTime(a.last_at || a.first_at))}</td><td>${esc(a.box_id)} ${esc(a.box_name || (box && box.name) || "")}</td>
     <td>${esc(t("cause_" + a.cause))}</td><td>${esc(state)}</td></tr>`;
 }
@@ -186,7 +186,7 @@ async function loadAlarms() {
   const state = $("#f-state").value;
   const doc = await api(`/ops/alarms?state=${state}&limit=200`);
   S.alarms.clear();
-  doc.alarms.forEach((a) => S.alarms.set(a.alarm_id, a));
+  doc.alarms.forEach((a) => S.alarms.set(`${a.box_id}/${a.alarm_id}`, a));
   renderAlarms();
 }
 
@@ -245,7 +245,7 @@ async function openPanel(boxId) {
   const p = $("#panel");
   let box;
   try { box = await api(`/ops/boxes/${encodeURIComponent(boxId)}`); } catch (e) { p.hidden = false; p.textContent = e.message; return; }
-  const active = [...S.alarms.values()].filter((a) => a.box_id === boxId && a.state === "active");
+  const active = box.alarms.filter((a) => a.state === "active");
   p.hidden = false;
   p.dataset.box = boxId;
   p.innerHTML = `
@@ -258,7 +258,7 @@ async function openPanel(boxId) {
       <input class="comment" placeholder="${esc(t("comment"))}"> <button class="ack">${esc(t("ack"))}</button>`}</div>`).join("")}
     <p><button id="power-off" class="danger">${esc(t("power_off"))}</button> <span id="power-off-result"></span></p>
     <h4>${esc(t("history"))}</h4>
-    <table class="history"><tbody>${box.alarms.map((a) => `<tr><td>${esc(fmtTime(a.received_at))}</td><td>${esc(t("cause_" + a.cause))}</td><td>${a.value ?? ""} ${esc(a.unit || "")}</td></tr>`).join("")}</tbody></table>
+    <table class="history"><tbody>${box.alarms.map((a) => `<tr><td>${esc(fmtTime(a.first_at))}</td><td>${esc(t("cause_" + a.cause))}</td><td>×${a.count}</td><td>${esc(a.state === "cleared" ? t("cleared") : t("active"))}</td><td>${a.acked ? esc(t("disp_" + a.disposition)) : ""}</td></tr>`).join("")}</tbody></table>
     <h4>${esc(t("nav_commands"))}</h4>
     <table class="box-commands"><tbody>${box.commands.map((c) => `<tr><td>${esc(fmtTime(c.requested_at))}</td><td>${esc(c.requested_by_role)}</td><td class="status">${esc(c.status)}</td><td>${esc(c.reason || "")}</td></tr>`).join("")}</tbody></table>`;
   p.querySelector("#power-off").onclick = () => confirmPowerOff(boxId);
@@ -268,7 +268,7 @@ async function openPanel(boxId) {
       try {
         await api(`/ops/boxes/${encodeURIComponent(boxId)}/alarms/${encodeURIComponent(f.dataset.alarm)}/ack`, {
           method: "POST", body: { disposition: f.querySelector(".disposition").value, comment: f.querySelector(".comment").value } });
-        const a = S.alarms.get(f.dataset.alarm);
+        const a = S.alarms.get(`${boxId}/${f.dataset.alarm}`);
         if (a) a.acked = true;
         renderAlarms();
         openPanel(boxId);

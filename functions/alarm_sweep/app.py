@@ -1,5 +1,7 @@
 """AlarmSweep: on its schedule, whatever the alarm path left to do at a time: one summary push per
-flood hold window that held alarms (docs/claims.md "Flood hold-down")."""
+flood hold window that held alarms (docs/claims.md "Flood hold-down"), the escalation steps of
+unacknowledged alarms, and the pushes an ack, a clear or an all-clear left unfinished
+(docs/alarm-life.md)."""
 
 import os
 from typing import Any
@@ -7,10 +9,12 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from boxwatch import alarm_life, alarms
 from boxwatch.due import sweep_due
 from boxwatch.events import ScheduledEvent
 from boxwatch.runtime import Runtime
 
+DUE_KINDS = (alarms.SUMMARY_KIND, alarm_life.REMINDER)  # importing them registers their due kinds
 # without the event's time there is no "now" to judge what is due: refuse, the next tick comes
 RT = Runtime(os.environ, refusals=("scheduled event", "ScheduledEventsRejected"))
 logger, metrics = RT.logger, RT.metrics

@@ -1,7 +1,8 @@
 """CommandApi: the phone's HTTP API (JWT from Cognito; the client id is the token's `sub`).
 
 POST /boxes/{box_id}/power-off (Idempotency-Key header), GET /boxes/{box_id}/commands/{id},
-GET /me/boxes, GET /boxes/{box_id}/alarms. Only a client bound to a box may command or read it.
+GET /me/boxes, GET /boxes/{box_id}/alarms[?state=active|all], POST /boxes/{box_id}/alarms/{alarm_id}/ack,
+GET /me/alarms?state=active. Only a client bound to a box may command, acknowledge or read it.
 """
 
 import os
@@ -12,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from boxwatch import views
+from boxwatch import alarm_life, views
 from boxwatch.contract import BOX_ID_PATTERN
 from boxwatch.errors import Forbidden, InvalidInput, Rejected, Unauthorized
 from boxwatch.power_off import request_power_off
@@ -75,12 +76,41 @@ def me_boxes() -> dict[str, Any]:
     return {"boxes": views.my_boxes(client_id())}
 
 
+def state_param(default: str | None) -> str | None:
+    state = app.current_event.get_query_string_value("state", default)
+    if state is not None and state not in ("active", "all"):
+        raise InvalidInput("state must be active or all", state=state[:20])
+    return state
+
+
 @app.get("/boxes/<box_id>/alarms")
 def box_alarms(box_id: str) -> dict[str, Any]:
     raw = app.current_event.get_query_string_value("limit", "20") or "20"
     if not raw.isdigit() or not 1 <= int(raw) <= 100:
         raise InvalidInput("limit must be 1..100", limit=raw[:20])
-    return views.box_alarms(client_id(), box_param(box_id), int(raw))
+    # without `state`: the latest alarm logs, as before; with it: the alarms and their life
+    return views.box_alarms(client_id(), box_param(box_id), int(raw), state_param(None))
+
+
+@app.post("/boxes/<box_id>/alarms/<alarm_id>/ack")
+def ack_alarm(box_id: str, alarm_id: str) -> Response:
+    try:
+        body = app.current_event.json_body or {}
+    except ValueError:
+        raise InvalidInput("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object")
+    now_ms = app.current_event.request_context.time_epoch  # event time: the request as API Gateway got it
+    out = alarm_life.acknowledge(box_param(box_id), alarm_id, body.get("disposition"), body.get("comment"),
+                                 client_id(), "client", now_ms, RT.settings, RT.sns)
+    metrics.add_metric(name="AlarmsAcknowledged" if out.changed else "AlarmAckRepeated", unit=MetricUnit.Count,
+                       value=1)
+    return Response(200, "application/json", {"alarm": alarm_life.alarm_view(out.alarm), "changed": out.changed})
+
+
+@app.get("/me/alarms")
+def me_alarms() -> dict[str, Any]:
+    return {"alarms": alarm_life.my_alarms(client_id(), state_param("active") or "active")}
 
 
 @RT.lambda_handler

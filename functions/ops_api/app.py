@@ -164,6 +164,13 @@ def power_off(box_id: str) -> Response:
     return Response(201 if out.created else 200, "application/json", ops.command_view(out.command))
 
 
+@app.post("/ops/boxes/<box_id>/alarms/<alarm_id>/ack")
+def ack(box_id: str, alarm_id: str) -> dict[str, Any]:
+    out = ops.ack(operator(), box_param(box_id), alarm_id, json_body(), now_ms(), RT.settings, RT.sns)
+    metrics.add_metric(name="AlarmsAcked" if out["changed"] else "AckRepeated", unit=MetricUnit.Count, value=1)
+    return out
+
+
 @app.get("/ops/reports/monthly")
 def monthly() -> Response:
     report = ops.monthly_report(operator(), q("month") or "")

@@ -302,6 +302,14 @@ class Sandbox:
         return {arn: list(ep.messages.values()) for arn, ep in backend.platform_endpoints.items()}
 
 
+    def sent_sms(self) -> list[tuple[str, str]]:
+        """(phone number, text) of every SMS moto 'sent', oldest first."""
+        from moto.sns.models import sns_backends
+
+        backend = sns_backends[self.template.account_id][self.template.region]
+        return list(backend.sms_messages.values())
+
+
 def decode_push(message: str) -> dict[str, Any]:
     """The machine-readable part of a boxwatch push (MessageStructure=json, FCM body)."""
     doc = json.loads(message)

@@ -73,7 +73,8 @@ def browser() -> Iterator[Any]:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        b = pw.chromium.launch(executable_path=CHROMIUM,
+                               args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
         try:
             yield b
         finally:
@@ -105,7 +106,7 @@ def markers(page: Any, state: str | None = None) -> int:
     return int(page.locator(".box-marker" + (f".state-{state}" if state else "")).count())
 
 
-def test_an_operator_sees_the_fleet_an_alarm_within_5_s_and_powers_a_box_off(
+def test_an_operator_sees_the_fleet_an_alarm_within_5_s_acks_it_and_powers_a_box_off(
         local_cloud: LocalCloudProcess, fleet: dict[str, Box], browser: Any) -> None:
     info = local_cloud.info
     # When ann of acme signs in
@@ -129,8 +130,24 @@ def test_an_operator_sees_the_fleet_an_alarm_within_5_s_and_powers_a_box_off(
     assert markers(page, "normal") == len(FLEET) - 1
     page.screenshot(path=str(ARTIFACTS / "2-alarm.png"))
 
-    # When ann opens it and asks for a power-off, typing a wrong id first
+    # When ann opens it and acknowledges it as a false alarm
     page.click("#alarms tr[data-box='BX-OPS-3']")
+    page.wait_for_selector("#panel[data-box='BX-OPS-3'] .ack-form .ack")
+    page.select_option("#panel .ack-form .disposition", "false_alarm")
+    page.fill("#panel .ack-form .comment", "cooking smoke")
+    page.click("#panel .ack-form .ack")
+    # Then the box's phone is told `acknowledged`, and the marker turns to the acknowledged colour
+    told = wait_for(lambda: [p for p in local_cloud.console("/inbox/phone-BX-OPS-3")["pushes"]
+                             if p["kind"] == "acknowledged"], timeout=15)
+    assert told[0]["box"] == "BX-OPS-3"
+    wait_for(lambda: markers(page, "alarm_acked") == 1, timeout=10)
+    page.wait_for_selector("#alarms tr.acked[data-box='BX-OPS-3']")
+    status, listed = ops(info, "/ops/alarms?state=active", "ann@acme")
+    [acked] = [a for a in listed["alarms"] if a["box_id"] == "BX-OPS-3"]
+    assert status == 200 and acked["disposition"] == "false_alarm" and acked["acked_by"] == "ann"
+    page.screenshot(path=str(ARTIFACTS / "3-acked.png"))
+
+    # When she asks for a power-off, typing a wrong id first
     page.wait_for_selector("#panel[data-box='BX-OPS-3'] #power-off")
     page.click("#power-off")
     page.fill("#confirm-input", "BX-OPS-4")
@@ -160,7 +177,7 @@ def test_an_operator_sees_the_fleet_an_alarm_within_5_s_and_powers_a_box_off(
     status, audit = ops(info, "/ops/commands?box_id=BX-OPS-3", "ann@acme")
     assert status == 200 and audit["commands"][0]["requested_by_role"] == "operator"
     assert audit["commands"][0]["status"] == "succeeded"
-    page.screenshot(path=str(ARTIFACTS / "3-power-off.png"))
+    page.screenshot(path=str(ARTIFACTS / "4-power-off.png"))
 
     # An operator of another organisation sees none of it
     other = sign_in(browser, info, "oscar@globex")
@@ -169,7 +186,7 @@ def test_an_operator_sees_the_fleet_an_alarm_within_5_s_and_powers_a_box_off(
     assert other.locator("#alarms tbody tr").count() == 0
     assert ops(info, "/ops/boxes/BX-OPS-3", "oscar@globex")[0] == 404
     assert ops(info, "/ops/boxes/BX-OPS-3/power-off", "oscar@globex", "POST", {"confirm": "BX-OPS-3"})[0] == 404
-    other.screenshot(path=str(ARTIFACTS / "4-other-org.png"))
+    other.screenshot(path=str(ARTIFACTS / "5-other-org.png"))
 
 
 def test_bad_csv_rows_are_listed_with_their_reasons(local_cloud: LocalCloudProcess, fleet: dict[str, Box],
@@ -192,6 +209,6 @@ def test_bad_csv_rows_are_listed_with_their_reasons(local_cloud: LocalCloudProce
     text = page.inner_text("#refused")
     assert "lat" in text and "id" in text and "org" in text
     assert "1" in page.inner_text("#csv-result")
-    page.screenshot(path=str(ARTIFACTS / "5-import.png"))
+    page.screenshot(path=str(ARTIFACTS / "6-import.png"))
     status, box = ops(local_cloud.info, "/ops/boxes/BX-OPS-NEW", "ann@acme")
     assert status == 200 and box["org"] == "acme"

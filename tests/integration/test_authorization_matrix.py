@@ -36,13 +36,15 @@ from boxwatch_infra.sandbox import Sandbox
 BOX = "BX-1"  # bound to alice; bob is bound to BX-2 only
 KEY = "matrix-key-0001"
 # a new path parameter must be named here; carol is bound to nothing (an operator's unbind of her is a no-op)
-PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY), "client_id": "carol"}
+PARAMS = {"box_id": BOX, "command_id": command_id_for("alice", KEY), "client_id": "carol",
+          "alarm_id": "1767225600000.1"}
 OPS = ["GET /ops/boxes", "GET /ops/boxes/{box_id}", "GET /ops/alarms", "GET /ops/incidents", "GET /ops/commands",
        "GET /ops/changes", "POST /ops/boxes", "POST /ops/boxes/import", "PUT /ops/boxes/{box_id}/bindings/{client_id}",
        "DELETE /ops/boxes/{box_id}/bindings/{client_id}", "POST /ops/boxes/{box_id}/power-off",
-       "GET /ops/reports/monthly"]
+       "GET /ops/reports/monthly", "POST /ops/boxes/{box_id}/alarms/{alarm_id}/ack"]
 PHONE_ROUTES = {"POST /boxes/{box_id}/power-off": 404, "GET /boxes/{box_id}/commands/{command_id}": 404,
-                "GET /me/boxes": 200, "GET /boxes/{box_id}/alarms": 404}
+                "GET /me/boxes": 200, "GET /boxes/{box_id}/alarms": 404,
+                "POST /boxes/{box_id}/alarms/{alarm_id}/ack": 404, "GET /me/alarms": 200}
 NOT_OPERATOR = {r: 403 for r in OPS}
 UNAUTHORIZED = 401
 
@@ -62,6 +64,8 @@ ACTORS: dict[str, Actor] = {
         "GET /boxes/{box_id}/commands/{command_id}": 200,
         "GET /me/boxes": 200,
         "GET /boxes/{box_id}/alarms": 200,
+        "POST /boxes/{box_id}/alarms/{alarm_id}/ack": 400,  # bound, but the matrix sends no disposition
+        "GET /me/alarms": 200,
         **NOT_OPERATOR,  # a client is no operator
     }),
     # a real client of another box: hears what an unknown box answers, and nothing of this one
@@ -70,6 +74,8 @@ ACTORS: dict[str, Actor] = {
         "GET /boxes/{box_id}/commands/{command_id}": 404,
         "GET /me/boxes": 200,
         "GET /boxes/{box_id}/alarms": 404,
+        "POST /boxes/{box_id}/alarms/{alarm_id}/ack": 404,
+        "GET /me/alarms": 200,
         **NOT_OPERATOR,
     }, secrets_kept=True),
     "no token": Actor(lambda aud: None, {}, secrets_kept=True),
@@ -88,6 +94,7 @@ ACTORS: dict[str, Actor] = {
         "DELETE /ops/boxes/{box_id}/bindings/{client_id}": 200,
         "POST /ops/boxes/{box_id}/power-off": 400,  # no typed confirmation
         "GET /ops/reports/monthly": 400,  # no month
+        "POST /ops/boxes/{box_id}/alarms/{alarm_id}/ack": 400,  # no disposition
     }),
     # an operator of another organisation: the box is unknown to them, their lists are empty
     "other org's operator": Actor(lambda aud: "Bearer local:oscar@other+operators", {
@@ -96,6 +103,7 @@ ACTORS: dict[str, Actor] = {
         "GET /ops/commands": 200, "GET /ops/changes": 200, "POST /ops/boxes": 400, "POST /ops/boxes/import": 400,
         "PUT /ops/boxes/{box_id}/bindings/{client_id}": 404, "DELETE /ops/boxes/{box_id}/bindings/{client_id}": 404,
         "POST /ops/boxes/{box_id}/power-off": 404, "GET /ops/reports/monthly": 400,
+        "POST /ops/boxes/{box_id}/alarms/{alarm_id}/ack": 404,
     }, secrets_kept=True),
     "an org without the group": Actor(lambda aud: "Bearer local:ursula@default+viewers", {
         **PHONE_ROUTES, **NOT_OPERATOR}, secrets_kept=True),

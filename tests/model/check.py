@@ -56,6 +56,8 @@ def slot_of(kind: str, data: dict[str, Any], command_keys: dict[str, str]) -> tu
             return (data["box"], data["cause"])
         if kind == "offline_after_alarm":
             return (data["box"], int(data["alarm_seq"]), int(data["alarm_time"]))
+        if kind in ("reminder", "acknowledged", "alarm_cleared", "box_back_online"):
+            return (data["box"], data["cause"], int(data["first_at"]))
         if kind == "power_off_result":
             return (command_keys.get(str(data.get("command_id")), f"?{data.get('command_id')}"), data["status"])
     except (KeyError, TypeError, ValueError):
@@ -112,8 +114,22 @@ def check(model: Model, pushes: list[dict[str, Any]], commands: list[dict[str, A
     for e in model.expectations:
         groups.setdefault((e.kind, e.client, e.slot), []).append(e)
     taken: set[int] = set()
+    warned: set[tuple[str, Any]] = set()  # (client, incident) told by a neighbour_outage so far
+    cleared: set[tuple[str, Any]] = set()
     for p in sorted(pushes, key=lambda p: p["step"]):
         kind, client, data, step = p["kind"], p["client"], p["data"], p["step"]
+        if kind == "neighbour_outage":
+            warned.add((client, data.get("incident")))
+        if kind == "all_clear" and kind in kinds:
+            # ALLOWED to a client told about that incident, once; REQUIRED is not modelled (the
+            # incident a cluster became is the system's to name)
+            key = (client, data.get("incident"))
+            if key not in warned:
+                out.append(Disagreement(kind, "forbidden", client, f"all_clear of {key[1]} never warned of it"))
+            elif key in cleared:
+                out.append(Disagreement(kind, "twice", client, f"all_clear of {key[1]} again at step {step}"))
+            cleared.add(key)
+            continue
         if kind == "neighbour_outage" or (kind not in kinds and kind in KINDS):
             continue
         where = f"step {step} ({model.steps[step].t:g} s)" if step < len(model.steps) else f"step {step}"

@@ -26,7 +26,7 @@ from typing import Any
 
 from tests.model.world import EARTH_RADIUS_M, distance_m, env_choice
 
-FEATURES = ("alarms", "lifecycle", "power", "extras", "faults")
+FEATURES = ("alarms", "lifecycle", "power", "extras", "faults", "life")
 
 # Parameter sets (one sandbox each): short windows so that a scenario's virtual time stays short.
 PROFILES: tuple[dict[str, Any], ...] = (
@@ -197,6 +197,34 @@ class _Gen:
                 self.alarm(b, t0 + 5, "overtemp", 0, 0)
                 self.alarm(c, t0 + 10, "overtemp", 0, w - 5)
 
+    # ---------------------------------------------------------------- the alarm's life
+    def life_family(self) -> None:
+        """Clears and acks of the generated alarms: before, at and after the reminder's instant,
+        twice, by unbound clients, of a cause the box never raised."""
+        r = self.rng
+        e = 300  # EscalateAfterS default
+        for n, ev in enumerate(list(self.alarms)):
+            if r.random() < 0.65:
+                continue
+            box, t = ev["box"], int(ev["t"])
+            when = t + r.choice([r.randint(1, 200), r.randint(1, 200), e, e + r.randint(1, 60)])
+            bound = [c["id"] for c in self.clients if box in c["boxes"]]
+            if r.random() < 0.5:
+                clear = {"t": when, "box": box, "type": "clear", "cause": ev["cause"], "seq": 10_000 + n,
+                         "value": 70.0, "threshold": 85}
+                self.events.append(clear)
+                if r.random() < 0.15:  # QoS 1 redelivery of the clear
+                    self.events.append({**clear, "t": when + r.choice([0, 1, 30]), "alarm_at": when})
+            elif bound or r.random() < 0.2:
+                client = r.choice(bound) if bound and r.random() < 0.9 else r.choice(
+                    [c["id"] for c in self.clients] or ["nobody"])
+                ack = {"t": when, "type": "ack", "client": client, "box": box,
+                       "cause": ev["cause"] if r.random() < 0.95 else "arc_fault",
+                       "disposition": r.choice(["real", "false_alarm", "test", "drill", "bogus"])}
+                self.events.append(ack)
+                if r.random() < 0.2:  # acknowledged twice (another disposition): the first stands
+                    self.events.append({**ack, "t": when + r.choice([0, 5]), "disposition": "real"})
+
     # ---------------------------------------------------------------- lifecycle
     def lifecycle(self, box: str, kind: str, at: int, reason: str | None = None) -> None:
         self.version[box] += 1
@@ -324,6 +352,8 @@ class _Gen:
             self.extras_family()
         if "faults" in self.features and self.rng.random() < 0.35:
             self.faults_family()
+        if "life" in self.features and self.alarms:  # last: the other families draw as before
+            self.life_family()
         events = sorted(self.events, key=lambda e: e["t"])  # stable: ties keep generation order
         out: dict[str, Any] = {"settings": self.s, "boxes": self.boxes, "clients": self.clients, "events": events}
         if self.faults:

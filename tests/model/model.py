@@ -35,7 +35,10 @@ from tests.model.world import (
 )
 
 KINDS = ("alarm", "same_cause_nearby", "nearby_update", "alarm_summary", "offline_after_alarm",
-         "neighbour_outage", "power_off_result")
+         "neighbour_outage", "power_off_result", "reminder", "acknowledged", "alarm_cleared", "box_back_online",
+         "all_clear")
+OFFLINE = "offline_after_alarm"  # a third alarm is an alarm with a life too (cause, no circuit)
+DISPOSITIONS = ("real", "false_alarm", "test", "drill")
 LISTED = 30  # a push lists at most the 30 nearest boxes (claims: same_cause_nearby `boxes`)
 EDGE_M = 1.0  # distances this close to a radius are left to float luck: the generator avoids them
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -98,6 +101,20 @@ class Command:
 
 
 @dataclass
+class _Life:
+    """One alarm of (box, cause, circuit) from its first log until the box clears it."""
+
+    box: str
+    cause: str
+    circuit: str | None
+    first_ms: int  # received time of the log that opened it
+    count: int = 1
+    acked_step: int | None = None
+    cleared_step: int | None = None
+    version: int = 0  # a third alarm's: the drop's version (a connect above it ends it)
+
+
+@dataclass
 class _Window:
     start_ms: int
     count: int = 0  # alarms of this window, pushed or held
@@ -143,11 +160,15 @@ class Model:
         self.update_window: dict[tuple[str, str], int] = {}  # (client, cause) -> received ms of the last update
         self.commands: dict[tuple[str, str], Command] = {}  # (client, key)
         self.by_key: dict[str, Command] = {}  # replay's key -> command (the last 2xx answer)
+        self.lives: list[_Life] = []  # every alarm's life, in the order opened
+        self.active: dict[tuple[str, str, str | None], _Life] = {}
+        self.clears: set[tuple[Any, ...]] = set()  # clear messages stored (their identity)
 
         self._register()
         for step in self.steps:
             self._step(step)
         self._flood_summaries()
+        self._reminders()
 
     # ------------------------------------------------------------------ set-up
     def _register(self) -> None:
@@ -201,6 +222,10 @@ class Model:
         kind = ev.get("type")
         if kind == "alarm":
             self._alarm(step, ev)
+        elif kind == "clear":
+            self._clear(step, ev)
+        elif kind == "ack":
+            self._ack(step, ev)
         elif kind in ("connected", "disconnected"):
             self._lifecycle(step, ev, str(kind))
         elif kind == "scheduled":  # one more delivery of every schedule
@@ -251,6 +276,13 @@ class Model:
 
         held = self._hold(box, cause, received)
         alarm = Alarm(box, seq, cause, alarm_ms, value, threshold, received, step.index, held)
+        circuit = ev.get("circuit")
+        life = self.active.get((box, cause, circuit))
+        if life is None:  # no active alarm of (box, cause, circuit): this log opens one
+            life = self.active[(box, cause, circuit)] = _Life(box, cause, circuit, received)
+            self.lives.append(life)
+        else:
+            life.count += 1
         earlier = list(self.alarms)
         self.alarms.append(alarm)
         abs_time = self.start_ms + alarm_ms
@@ -282,6 +314,76 @@ class Model:
             self.expect("nearby_update", c, (cause, box), step,
                         f"nearby update to {c}: {box} raised {cause} near its {mine} (step {step.index})",
                         cause=cause, own=[(b, self.dist(b, box)) for b in mine])
+
+    # ------------------------------------------------------------------ the alarm's life
+    def _clear(self, step: Step, ev: dict[str, Any]) -> None:
+        box, seq, cause = ev.get("box"), ev.get("seq"), ev.get("cause")
+        if box not in self.location or isinstance(seq, bool) or not isinstance(seq, int) or seq < 1 \
+                or cause not in CAUSES:
+            self.rejected.append((step.index, "clear refused"))
+            return
+        received = step.ms
+        clear_ms = round(float(ev.get("alarm_at", ev.get("t", 0))) * 1000)
+        if clear_ms > received + FUTURE_SKEW_MS or clear_ms < received - self.settings.alarm_max_age_ms:
+            self.rejected.append((step.index, "clear refused (time out of range)"))
+            return
+        identity = (box, seq, cause, clear_ms, float(ev.get("value", 0.0)), float(ev.get("threshold", 0.0)))
+        if identity in self.clears:
+            return  # a redelivery
+        self.clears.add(identity)
+        life = self.active.pop((box, cause, ev.get("circuit")), None)
+        if life is None:
+            return  # nothing active to clear: stored only
+        life.cleared_step = step.index
+        for c in self.clients(box):
+            self.expect("alarm_cleared", c, (box, cause, self.start_ms + life.first_ms), step,
+                        f"{box} cleared its {cause} alarm of {life.first_ms / 1000:g} s at step {step.index}",
+                        count=life.count)
+
+    def _ack(self, step: Step, ev: dict[str, Any]) -> None:
+        client, box, cause = ev.get("client"), ev.get("box"), ev.get("cause")
+        if box not in self.location or client not in self.clients_of.get(str(box), set()):
+            self.rejected.append((step.index, "ack refused (404: unknown box or not bound)"))
+            return
+        mine = [x for x in self.lives if x.box == box and x.cause == cause
+                and ("circuit" not in ev or x.circuit == ev["circuit"])]
+        comment = ev.get("comment")
+        if not mine or ev.get("disposition") not in DISPOSITIONS or (
+                comment is not None and (not isinstance(comment, str) or len(comment) > 500)):
+            self.rejected.append((step.index, "ack refused (no such alarm, or invalid)"))
+            return
+        life = max(mine, key=lambda x: x.first_ms)  # ties: the one opened first (replay: the higher id)
+        if sum(1 for x in mine if x.first_ms == life.first_ms) > 1:
+            self.ambiguities.append(f"step {step.index}: two {cause} alarms of {box} opened at one instant")
+        if life.acked_step is not None:
+            return  # acknowledged before: a repeat changes nothing
+        life.acked_step = step.index
+        for c in self.clients(str(box)):
+            if c != client:
+                self.expect("acknowledged", c, (box, cause, self.start_ms + life.first_ms), step,
+                            f"{client} acknowledged {box}'s {cause} alarm at step {step.index}",
+                            acked_by=client, disposition=ev.get("disposition"))
+
+    def _reminders(self) -> None:
+        """An alarm neither acknowledged nor cleared by the first sweep at or after first + E: a
+        reminder to every client of its box (the SMS step goes to managers, no push: not checked)."""
+        for life in self.lives:
+            due_ms = life.first_ms + self.settings.escalate_after_ms
+            due = [i for i in self.sweep_steps if self.steps[i].ms >= due_ms]
+            if not due:
+                continue
+            latest = due_ms + self.settings.max_period_ms
+            last = max(i for i in self.sweep_steps if self.steps[i].ms <= max(latest, self.steps[due[0]].ms))
+            stops = [s for s in (life.acked_step, life.cleared_step) if s is not None]
+            if stops and min(stops) < due[0]:
+                continue
+            if stops and min(stops) <= last:
+                self.ambiguities.append(f"{life.box}'s {life.cause} alarm stopped inside its reminder's window")
+                continue
+            for c in self.clients(life.box):
+                self.expect("reminder", c, (life.box, life.cause, self.start_ms + life.first_ms), self.steps[due[0]],
+                            f"{life.box}'s {life.cause} alarm of {life.first_ms / 1000:g} s unacknowledged at "
+                            f"{due_ms / 1000:g} s", last_step=last)
 
     def _hold(self, box: str, cause: str, received: int) -> bool:
         """Flood hold-down per (box, cause): is this alarm held?"""
@@ -333,6 +435,13 @@ class Model:
         p.applied = max(p.applied, (version, rank))  # Presence applies only what supersedes
         if kind == "connected":
             p.connects.setdefault(version, ts)
+            life = self.active.get((box, OFFLINE, None))
+            if life is not None and version > life.version:  # the box of an open third alarm is back
+                del self.active[(box, OFFLINE, None)]
+                life.cleared_step = step.index
+                for c in self.clients(box):
+                    self.expect("box_back_online", c, (box, OFFLINE, self.start_ms + life.first_ms), step,
+                                f"{box} back (v{version}) after its third alarm at {life.first_ms / 1000:g} s")
             return
         if version in p.disconnects:
             return  # the same lifecycle event again
@@ -351,6 +460,10 @@ class Model:
         if alarm.identity in self.third_told:
             return
         self.third_told.add(alarm.identity)
+        # it has a life from now on, unless the box is back already (a connect above the drop arrived)
+        if (box, OFFLINE, None) not in self.active and not any(v > version for v in p.connects):
+            life = self.active[(box, OFFLINE, None)] = _Life(box, OFFLINE, None, ts, version=version)
+            self.lives.append(life)
         for c in self.clients(box):
             self.expect("offline_after_alarm", c, (box, alarm.seq, self.start_ms + alarm.alarm_ms), step,
                         f"{box} dropped at {ts / 1000:g} s within the watch of alarm #{alarm.seq} "

@@ -29,7 +29,7 @@ DEFAULT_REASON = "MQTT_KEEP_ALIVE_TIMEOUT"
 FUTURE_SKEW_MS = 5 * 60_000  # an alarm time at most 5 min newer than its arrival (contract)
 
 # docs/claims.md defaults for parameters the template may not declare (yet)
-CLAIMS_DEFAULTS = {"AlarmBurst": 3, "AlarmRepeatHoldS": 300}
+CLAIMS_DEFAULTS = {"AlarmBurst": 3, "AlarmRepeatHoldS": 300, "EscalateAfterS": 300}
 
 OFFLINE_SWEEP = "OfflineSweepFunction"
 COMMAND_SWEEP = "CommandExpiryFunction"
@@ -94,6 +94,7 @@ class Settings:
     alarm_burst: int
     alarm_hold_ms: int
     alarm_max_age_ms: int
+    escalate_after_ms: int = 300_000
     # (function logical id, period s) of every Schedule event, in template order
     schedules: tuple[tuple[str, int], ...] = field(default=())
     # what settle_s is made of (replay keeps sweeping this long after the last event)
@@ -137,6 +138,7 @@ class Settings:
             alarm_burst=int(num("AlarmBurst")),
             alarm_hold_ms=round(num("AlarmRepeatHoldS") * 1000),
             alarm_max_age_ms=round(num("AlarmMaxAgeS") * 1000),
+            escalate_after_ms=round(num("EscalateAfterS") * 1000),
             schedules=tuple(schedules),
             settle_s=settle,
         )

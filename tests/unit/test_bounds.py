@@ -70,7 +70,8 @@ def test_report_fields_keep_only_the_named_scalars() -> None:
 # ------------------------------------------------------------------------------------------ pushes
 hostile_text = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=3000))
 CONTEXT_KEYS = ["box_name", "address", "reason", "status", "command_id", "cause", "unit", "local_time",
-                "cause_name", "box_list", "status_zh"]
+                "cause_name", "box_list", "status_zh", "actor", "disposition", "alarm_id", "box_id", "dark_list",
+                "first_local"]
 
 
 def sizes(note: Notification, locale: str) -> tuple[int, int]:
@@ -90,7 +91,9 @@ def test_a_push_fits_4kb_whatever_it_carries(kind: str, locale: str, strings: di
                                "count": len(names), "cause": "overtemp", "unit": "degC", "box_name": "No.3",
                                "address": "", "local_time": "2026-01-01 08:00:00 CST", "reason": "",
                                "status": "refused", "command_id": "c-1", "start_local": "08:00", "end_local": "08:10",
-                               "minutes": 10.0, "newcomer_name": "No.4", **strings}
+                               "minutes": 10.0, "newcomer_name": "No.4", "actor": "zhang", "disposition": "real",
+                               "first_local": "08:00", "box_id": "BX-1", "alarm_id": "1767225600000.1",
+                               "back_count": 3, "dark_count": 1, "dark_list": "BX-2", **strings}
     context["boxes_named"] = [{"id": i, "name": n, "distance_m": 1.0} for i, n in zip(ids, names, strict=False)]
     data = {"boxes": ids, "count": len(ids), "reason": strings.get("reason"), "status": strings.get("status", "")}
     note = Notification(kind=kind, box_id="BX-1", data=data, at_ms=1_767_225_600_000, context=context)

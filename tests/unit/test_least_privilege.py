@@ -42,24 +42,27 @@ USES: dict[str, dict[str, set[str]]] = {
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "NetworkTable": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:GetItem"},
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
-        "AlarmsTable": {"dynamodb:Query"},
+        # Query: the watched alarm; the rest: the third alarm's life and box_back_online (alarm_life)
+        "AlarmsTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,
     },
-    "AlarmSweepFunction": {  # due.py: flood summaries
+    "AlarmSweepFunction": {  # due.py: flood summaries, escalation steps (alarm_life: the alarm's state)
         "${AlarmsTable.Arn}/index/due_by_time": {"dynamodb:Query"},
-        "AlarmsTable": {"dynamodb:UpdateItem"},
+        "AlarmsTable": {"dynamodb:UpdateItem", "dynamodb:GetItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,
     },
-    "CommandApiFunction": {  # issue 4: power_off.request_power_off, views
-        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query"},
+    "CommandApiFunction": {  # power_off.request_power_off, views, alarm_life.acknowledge (+ its push)
+        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
         "${BindingsTable.Arn}/index/by_client": {"dynamodb:GetItem", "dynamodb:Query"},
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
-        "AlarmsTable": {"dynamodb:Query"},
+        "AlarmsTable": {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
+                        "dynamodb:PutItem"},
+        **PUSH,
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
             "iot:GetThingShadow", "iot:UpdateThingShadow"},
@@ -68,8 +71,11 @@ USES: dict[str, dict[str, set[str]]] = {
     "OpsApiFunction": {  # ops.py and the power-off path it shares
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
         "${BoxesTable.Arn}/index/by_org_cell": {"dynamodb:Query"},
-        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"},
-        "AlarmsTable": {"dynamodb:Query"},
+        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem",
+                          "dynamodb:UpdateItem"},
+        "AlarmsTable": {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
+                        "dynamodb:PutItem"},  # alarm logs and lives; an ack's transaction
+        **PUSH,  # alarm_life.acknowledge's `acknowledged` push
         "NetworkTable": {"dynamodb:Query"},
         "${NetworkTable.Arn}/index/open_incidents": {"dynamodb:Query"},
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
@@ -102,13 +108,14 @@ USES: dict[str, dict[str, set[str]]] = {
     },
     "OfflineSweepFunction": {  # issue 3: outage.py
         "RejectedInputQueue": {"sqs:SendMessage"},
-        "BoxesTable": {"dynamodb:BatchGetItem"},
+        "BoxesTable": {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"},
         "${BoxesTable.Arn}/index/by_area_cell": {"dynamodb:Query"},
         "NetworkTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                          "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:GetItem"},
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "${NetworkTable.Arn}/index/open_incidents": {"dynamodb:Query"},
-        "AlarmsTable": {"dynamodb:Query"},
+        # the late third alarm's life, the all_clear due item and its lease (alarm_life)
+        "AlarmsTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
         **PUSH,

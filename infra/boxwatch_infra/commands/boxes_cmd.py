@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("--target", required=True, help="SNS endpoint/topic ARN or +E.164 phone number")
     b.add_argument("--kind", default="endpoint", choices=["endpoint", "topic", "sms"])
     b.add_argument("--locale", default="zh-CN", choices=["zh-CN", "en"])
+    b.add_argument("--role", choices=["user", "manager"], default=None,
+                   help="manager: an escalation contact of the box (SMS when an alarm stays unacknowledged)")
+    b.add_argument("--sms", default=None, help="the manager's E.164 number for escalation SMS")
     b.add_argument("--stack", default="boxwatch")
     b.set_defaults(func=bind_client)
     inv = clients.add_parser("invite", help="create a client's account (no self sign-up); prints its client id")
@@ -97,7 +100,7 @@ def bind_client(args: argparse.Namespace) -> int:
     stack_settings(args.stack)
     try:
         bind(BindingSpec(client_id=args.client_id, box_id=args.box_id, target=args.target,
-                         target_kind=args.kind, locale=args.locale))
+                         target_kind=args.kind, locale=args.locale, role=args.role, sms=args.sms))
     except UnknownBox as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""The electrical-fire monitoring detector: thresholds, debounce, hysteresis, alarm logs.
+"""The electrical-fire monitoring detector: thresholds, debounce, hysteresis, alarm logs and the
+clear message when the hysteresis releases.
 
 Each cause has a condition (value over its threshold) that must hold for its delay before the
 detector alarms (debounce: a blip shorter than the delay raises nothing), and it re-arms only once
@@ -32,6 +33,7 @@ class Thresholds:
     overcurrent_multiple: float = 1.2  # of the main switch's rated current
     delay_s: float = 10.0  # a condition must hold this long before it alarms
     hysteresis: float = 0.05  # re-arm below threshold x (1 - hysteresis)
+    clear_messages: bool = True  # send a clear message (state: cleared, its own seq) on re-arm
 
     def __post_init__(self) -> None:
         for name, value, (lo, hi) in (
@@ -118,5 +120,10 @@ class Detector:
             else:
                 ch.above_since = None
                 if value < threshold * (1 - self.thresholds.hysteresis):
+                    if not ch.armed and self.thresholds.clear_messages:
+                        # the hysteresis released: the cloud clears the box's alarm of this cause
+                        alarms.append({"v": 1, "seq": self.seq_store.next(), "state": "cleared", "cause": cause,
+                                       "alarm_time": now_ms, "value": round(value, 2),
+                                       "threshold": round(threshold, 2), "unit": unit, "circuit": "main"})
                     ch.armed = True
         return alarms

@@ -11,6 +11,7 @@ one run: whatever it keeps between events is its own state, never a module's. Th
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -21,9 +22,12 @@ from boxwatch_infra.replay.scenario import Scenario, ScenarioError, setting_to_p
 from boxwatch_infra.sandbox import Sandbox, decode_push
 
 # data fields of a push that the report carries besides t/client/box/kind/cause/boxes
-REPORT_FIELDS = ("offline_boxes", "status", "command_id", "alarm_seq", "seq", "count")
+REPORT_FIELDS = ("offline_boxes", "status", "command_id", "alarm_seq", "seq", "count", "circuit", "acked_by",
+                 "disposition", "dark")
 # epoch-ms data fields reported in scenario seconds, like `t`
-REPORT_TIMES = ("window_start", "window_end")
+REPORT_TIMES = ("window_start", "window_end", "first_at", "cleared_at")
+# the reference an escalation SMS ends with (alarm_life, notify "escalation"): <box>/<alarm id>
+SMS_REF = re.compile(r"(?:Ref|编号) (\S+)/(\S+)$")
 
 
 class Plugin:
@@ -61,6 +65,8 @@ class Run:
         self.rejected: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}  # report sections added by plugins (commands, shadows...)
         self._seen: dict[str, int] = {}
+        self._sms_seen = 0
+        self.sms_client: dict[str, str] = {}  # E.164 number -> client
         self.endpoint_client: dict[str, str] = {}
         # True: rule and schedule deliveries are Lambda's asynchronous invokes with retries (faults set it)
         self.async_invokes = False
@@ -91,7 +97,9 @@ class Run:
         for client in self.scenario.clients:
             for box in client.boxes:
                 bind(BindingSpec(client_id=client.id, box_id=box, target=endpoints[client.id],
-                                 locale=client.locale))  # type: ignore[arg-type]
+                                 locale=client.locale, role=client.role, sms=client.sms))  # type: ignore[arg-type]
+            if client.sms:
+                self.sms_client[client.sms] = client.id
         for plugin in self.plugins:
             plugin.setup()
 
@@ -211,3 +219,13 @@ class Run:
                 entry.update({k: (int(data[k]) - self.start_ms) / 1000 for k in REPORT_TIMES if k in data})
                 self.notifications.append(entry)
             self._seen[arn] = len(messages)
+        sms = self.sb.sent_sms()
+        for number, text in sms[self._sms_seen:]:
+            # an SMS carries no data: the escalation's reference names the box and the alarm
+            ref = SMS_REF.search(text)
+            entry = {"t": self.t, "client": self.sms_client.get(number, number), "box": ref.group(1) if ref else None,
+                     "kind": "escalation" if ref else "sms", "cause": None, "boxes": [], "channel": "sms"}
+            if ref:
+                entry["alarm_id"] = ref.group(2)
+            self.notifications.append(entry)
+        self._sms_seen = len(sms)

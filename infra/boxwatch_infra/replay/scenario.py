@@ -18,6 +18,8 @@ class ClientSpec(BaseModel):
     id: str
     boxes: list[str]
     locale: str = "zh-CN"
+    role: str | None = None  # manager: an escalation contact of its boxes (with `sms`)
+    sms: str | None = None  # E.164 number for escalation SMS
 
 
 class Scenario(BaseModel):

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from boxwatch import geo
+from boxwatch import alarm_life, due, geo
 from boxwatch.errors import Conflict, UnknownBox
 from boxwatch.events import AlarmEvent
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
     AlarmCellEntry,
+    AlarmClearRecord,
     AlarmReceivedEntry,
     AlarmRecord,
     BindingItem,
@@ -91,6 +92,8 @@ class IngestResult:
     held: bool = False  # held by the flood hold-down: stored and counted, not pushed
     seq_reused: bool = False  # a new alarm whose seq was stored before with other content
     record_sk: str | None = None
+    alarm_id: str | None = None  # the alarm (life) this log opened, joined or cleared
+    cleared: bool = False  # a clear message that cleared an active alarm
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able: what the idempotency record keeps as the delivery's response (the nearest
@@ -98,7 +101,7 @@ class IngestResult:
         return {"status": self.status, "box_id": self.box_id, "seq": self.seq,
                 "neighbours": [n.as_dict() for n in self.neighbours[:LISTED_IN_DATA]],
                 "neighbour_count": len(self.neighbours), "held": self.held, "seq_reused": self.seq_reused,
-                "record_sk": self.record_sk,
+                "record_sk": self.record_sk, "alarm_id": self.alarm_id, "cleared": self.cleared,
                 "reports": {k: {"sent": r.sent, "disabled": r.disabled, "failed": [list(f) for f in r.failed]}
                             for k, r in self.reports.items()}}
 
@@ -111,7 +114,7 @@ class IngestResult:
             reports={k: SendReport(list(r["sent"]), list(r["disabled"]), [(c, e) for c, e in r["failed"]])
                      for k, r in d.get("reports", {}).items()},
             held=bool(d.get("held", False)), seq_reused=bool(d.get("seq_reused", False)),
-            record_sk=d.get("record_sk"),
+            record_sk=d.get("record_sk"), alarm_id=d.get("alarm_id"), cleared=bool(d.get("cleared", False)),
         )
 
 
@@ -122,7 +125,7 @@ def content_hash(alarm: AlarmEvent) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def _same_content(existing: AlarmRecord, alarm: AlarmEvent) -> bool:
+def _same_content(existing: AlarmRecord | AlarmClearRecord, alarm: AlarmEvent) -> bool:
     return (existing.cause, int(existing.alarm_time), float(existing.value), float(existing.threshold)) == (
         alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold)
 
@@ -171,6 +174,8 @@ class Stored:
     existing: bool  # a redelivery found it stored: resume its fan-out
     held: bool
     reused: bool  # stored under its content-keyed identity
+    alarm_id: str | None = None  # the alarm (life) it opened or joined
+    opened: bool = False
 
 
 def _box(box_id: str) -> BoxItem:
@@ -227,14 +232,17 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                 tx.save(record, condition=AlarmRecord.pk.does_not_exist())
                 tx.save(entry)
                 tx.save(received)
-                tx.update(BoxItem(box.box_id), actions=[BoxItem.holds.set(hold.holds),
-                                                        BoxItem.hold_rev.set((rev or 0) + 1)],
-                          condition=BoxItem.box_id.exists() & same_state)
                 if hold.held and first_held:
                     tx.save(summary, condition=DueItem.pk.does_not_exist())
                 elif hold.held:
                     tx.update(DueItem(summary.pk, summary.sk), actions=[DueItem.tally.add(1)],
                               condition=DueItem.pk.exists())
+                # the alarm's life: opened (with its escalation chain) or joined, in this request
+                life = alarm_life.add_to_transaction(tx, box, alarm, digest, settings, 3 + int(hold.held))
+                tx.update(BoxItem(box.box_id), actions=[BoxItem.holds.set(hold.holds),
+                                                        BoxItem.active.set(life.active),
+                                                        BoxItem.hold_rev.set((rev or 0) + 1)],
+                          condition=BoxItem.box_id.exists() & same_state)
         except TransactWriteError as exc:
             codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
             failed = {i for i, lost in enumerate(cancelled_by_condition(exc)) if lost}
@@ -252,14 +260,16 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                     raise Conflict("alarm content hash collision", box=box.box_id, seq=alarm.seq) from None
                 digest = content_hash(alarm)
                 continue
-            if 3 in failed:  # another alarm of this box changed its hold state first
+            box_index = len(exc.cancellation_reasons or []) - 1
+            if box_index in failed or life.index in failed:
+                # another alarm (or a clear) of this box changed its hold state or its alarms first
                 box = _box(box.box_id)
                 continue
-            if 4 in failed:
+            if 3 in failed and hold.held:
                 summary_exists = first_held
                 continue
             raise
-        return Stored(record, False, hold.held, digest is not None)
+        return Stored(record, False, hold.held, digest is not None, life.alarm_id, life.opened)
     raise StoreContention(f"storing {box.box_id}'s alarm failed {STORE_ATTEMPTS} times: contention or throttling")
 
 
@@ -423,6 +433,9 @@ def send_alarm_summary(item: DueItem, sns: SNSClient, skip: Collection[str]) -> 
     return send(sns, bindings_of_box(str(item.box_id)), summary_notification(item), skip=skip)
 
 
+due.register(SUMMARY_KIND, send_alarm_summary)
+
+
 # ---------------------------------------------------------------------------------------- processing
 class NotificationFailed(RuntimeError):
     """Some pushes failed for a retryable reason: the invocation fails so that Lambda retries it."""
@@ -455,13 +468,14 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestRes
     bindings = bindings_of_box(box.box_id)
     stored = _store(alarm, box, bindings, settings)
     record = stored.record
-    note_alarm(box, record, settings)  # the operators' view; keyed by the alarm, so a retry rewrites it
+    note_alarm(box, stored.alarm_id, alarm.received_at, settings)  # the operators' view, rewritten by a retry
     if stored.existing and record.notified_at is not None:  # notified, its idempotency record never completed
         return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=record.sk)
 
     neighbours = same_cause_neighbours(box, alarm.cause.value, alarm.alarm_time, settings)
     result = IngestResult("resumed" if stored.existing else "stored", box.box_id, alarm.seq, neighbours,
-                          held=stored.held, seq_reused=stored.reused and not stored.existing, record_sk=record.sk)
+                          held=stored.held, seq_reused=stored.reused and not stored.existing, record_sk=record.sk,
+                          alarm_id=stored.alarm_id)
     already: set[str] = set(record.sent or []) if stored.existing else set()
     plan: list[tuple[Notification, list[BindingItem]]] = []
     if not stored.held:
@@ -507,6 +521,61 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestRes
     return result
 
 
+def _process_clear(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestResult:
+    """The box's clear message: stored once (its own seq), it clears the box's active alarm of its
+    cause and circuit (if any), stops that alarm's escalation and tells the box's clients, in one
+    transaction; the push is a due item, so the alarm sweep finishes what a failure left."""
+    box = _box(alarm.thing)
+    key = alarm_life.life_key(alarm.cause.value, alarm.circuit)
+    digest: str | None = None
+    for attempt in range(STORE_ATTEMPTS):
+        active = dict(box.active or {})
+        alarm_id = active.pop(key, None)
+        record = AlarmClearRecord(
+            *AlarmClearRecord.key(box.box_id, alarm.seq, digest), box_id=box.box_id, seq=alarm.seq,
+            cause=alarm.cause.value, circuit=alarm.circuit, alarm_time=alarm.alarm_time,
+            received_at=alarm.received_at, value=alarm.value, threshold=alarm.threshold, alarm_id=alarm_id,
+            expires_at=alarm.alarm_time // 1000 + settings.alarm_retention_days * 86_400)
+        rev = None if box.hold_rev is None else int(box.hold_rev)
+        same_state = BoxItem.hold_rev.does_not_exist() if rev is None else BoxItem.hold_rev == rev
+        note: DueItem | None = None
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.save(record, condition=AlarmClearRecord.pk.does_not_exist())
+                if alarm_id is not None:
+                    note = alarm_life.clear_writes(tx, box, alarm_id, alarm.received_at, alarm.seq, settings)
+                    tx.update(BoxItem(box.box_id), actions=[BoxItem.active.set(active),
+                                                            BoxItem.hold_rev.set((rev or 0) + 1)],
+                              condition=BoxItem.box_id.exists() & same_state)
+        except TransactWriteError as exc:
+            codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
+            failed = {i for i, lost in enumerate(cancelled_by_condition(exc)) if lost}
+            if not failed and ("TransactionConflict" in codes or exc.cause_response_code in THROTTLED):
+                time.sleep(BACKOFF_S * 2 ** attempt)
+                box = _box(box.box_id)
+                continue
+            if 0 in failed:
+                existing = AlarmClearRecord.get(record.pk, record.sk, consistent_read=True)
+                if _same_content(existing, alarm):
+                    return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=existing.sk,
+                                        alarm_id=existing.alarm_id)
+                if digest is not None:
+                    raise Conflict("clear content hash collision", box=box.box_id, seq=alarm.seq) from None
+                digest = content_hash(alarm)
+                continue
+            if failed:  # an alarm or another clear of this box came first: look again
+                box = _box(box.box_id)
+                continue
+            raise
+        result = IngestResult("stored", box.box_id, alarm.seq, record_sk=record.sk, alarm_id=alarm_id,
+                              cleared=alarm_id is not None, seq_reused=digest is not None)
+        note_alarm(box, alarm_id, alarm.received_at, settings)  # the operators see it cleared
+        if note is not None:
+            result.reports[alarm_life.CLEARED] = due.run_item(note, alarm.received_at, sns)
+        return result
+    raise StoreContention(f"storing {box.box_id}'s clear failed {STORE_ATTEMPTS} times: contention or throttling")
+
+
 def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: SNSClient, idempotency: Idempotency) -> IngestResult:
     """Store once, notify each bound client once, however often IoT and Lambda deliver the alarm.
 
@@ -524,13 +593,15 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: SNSClient, idempote
     )
 
     alarm.check_time(settings.alarm_max_age_s, settings.alarm_max_future_s)
-    delivery = {"thing": alarm.thing, "seq": alarm.seq,
-                "content": [alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold]}
+    content: list[Any] = [alarm.cause.value, alarm.alarm_time, alarm.value, alarm.threshold]
+    if alarm.clears:  # a clear is other content than the alarm it may share a seq with
+        content.append("cleared")
+    delivery = {"thing": alarm.thing, "seq": alarm.seq, "content": content}
 
     done: list[IngestResult] = []
 
     def once(delivery: dict[str, Any]) -> dict[str, Any]:
-        done.append(_process(alarm, settings, sns))
+        done.append(_process_clear(alarm, settings, sns) if alarm.clears else _process(alarm, settings, sns))
         return done[0].as_dict()
 
     def through(idem: Idempotency, prefix: str) -> dict[str, Any]:
@@ -547,6 +618,8 @@ def ingest_alarm(alarm: AlarmEvent, settings: Settings, sns: SNSClient, idempote
     except IdempotencyPersistenceLayerError:
         if not done:
             raise
+        if alarm.clears:  # its record makes a redelivery a duplicate; its push is a due item
+            return done[0]
         # everyone was pushed but the record could not be completed: it would expire IN_PROGRESS
         # and a redelivery would push again, so mark the alarm itself notified (failure path only)
         notified = AlarmRecord(f"BOX#{done[0].box_id}", str(done[0].record_sk))

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
-from boxwatch.alarms import SUMMARY_KIND, send_alarm_summary
 from boxwatch.models import DueItem, condition_failed
 from boxwatch.notify import SendReport
 
@@ -30,7 +29,17 @@ LEASE_MS = 120_000
 PER_SWEEP = 1000  # the rest waits for the next run: a backlog never holds a sweep past its timeout
 
 Handler = Callable[[DueItem, Any, Collection[str]], SendReport]
-HANDLERS: dict[str, Handler] = {SUMMARY_KIND: send_alarm_summary}
+# each kind's handler, registered by the module that makes items of that kind when it is imported
+# (alarms: alarm_summary; alarm_life: the alarm's life): this module imports none of them
+HANDLERS: dict[str, Handler] = {}
+
+
+def register(kind: str, handler: Handler) -> None:
+    HANDLERS[kind] = handler
+
+
+def handlers() -> dict[str, Handler]:
+    return HANDLERS
 
 
 @dataclass
@@ -56,30 +65,42 @@ def _lease(item: DueItem, now_ms: int) -> bool:
         raise
 
 
+def _run(item: DueItem, now_ms: int, sns: SNSClient, result: DueResult) -> SendReport | None:
+    name = f"{item.kind}:{item.subject}"
+    handler = handlers().get(item.kind)
+    if handler is None:
+        result.unknown.append(name)
+        return None
+    try:
+        if not _lease(item, now_ms):
+            result.busy += 1
+            return None
+        told = set(item.sent or [])
+        report = handler(item, sns, told)
+        told |= set(report.sent) | set(report.disabled)
+        result.sent += len(report.sent)
+        if report.failed:
+            item.update(actions=[DueItem.sent.set(sorted(told)), DueItem.lease_until.remove()])
+            result.failed.append(name)
+            return report
+        item.update(actions=[DueItem.due.remove(), DueItem.lease_until.remove(), DueItem.done_at.set(now_ms)])
+        result.done.append(name)
+        return report
+    except (PynamoDBException, ClientError, BotoCoreError):
+        # throttled or failing: this item waits for the next sweep (its lease, if taken, expires)
+        result.failed.append(name)
+        return None
+
+
 def sweep_due(now_ms: int, sns: SNSClient) -> DueResult:
-    """Run every due item whose `due_at` <= now (the schedule's event time)."""
+    """Run every due item whose `due_at` <= now (the schedule's event time, inclusive)."""
     result = DueResult(now_ms)
     for item in DueItem.due_by_time.query("1", DueItem.due_at <= now_ms, limit=PER_SWEEP):
-        name = f"{item.kind}:{item.subject}"
-        handler = HANDLERS.get(item.kind)
-        if handler is None:
-            result.unknown.append(name)
-            continue
-        try:
-            if not _lease(item, now_ms):
-                result.busy += 1
-                continue
-            told = set(item.sent or [])
-            report = handler(item, sns, told)
-            told |= set(report.sent) | set(report.disabled)
-            result.sent += len(report.sent)
-            if report.failed:
-                item.update(actions=[DueItem.sent.set(sorted(told)), DueItem.lease_until.remove()])
-                result.failed.append(name)
-                continue
-            item.update(actions=[DueItem.due.remove(), DueItem.lease_until.remove(), DueItem.done_at.set(now_ms)])
-            result.done.append(name)
-        except (PynamoDBException, ClientError, BotoCoreError):
-            # throttled or failing: this item waits for the next sweep (its lease, if taken, expires)
-            result.failed.append(name)
+        _run(item, now_ms, sns, result)
     return result
+
+
+def run_item(item: DueItem, now_ms: int, sns: SNSClient) -> SendReport:
+    """Run one item now, by whoever just wrote it (an ack, a clear): leased like the sweep's, so
+    that a sweep meanwhile never runs it twice; what fails stays due for the next sweep."""
+    return _run(item, now_ms, sns, DueResult(now_ms)) or SendReport()

@@ -92,6 +92,12 @@ class AlarmEvent(Inbound):
     unit: str | None = Field(None, max_length=8)
     circuit: str | None = Field(None, max_length=32)
     phase: str | None = Field(None, pattern=r"^(L1|L2|L3|N)$")
+    # "cleared": the box's detector released (hysteresis); absent or "active": an alarm
+    state: Literal["active", "cleared"] | None = None
+
+    @property
+    def clears(self) -> bool:
+        return self.state == "cleared"
 
     @field_validator("unit", "circuit")
     @classmethod

@@ -72,13 +72,14 @@ class BoxItem(Model):
     # the highest versionNumber of a `connected` event that arrived, applied or late: an offline
     # episode started by a disconnect of version v has ended once this is above v
     last_connect_version = NumberAttribute(null=True)
+    # the box's active alarms: {"<cause>#<circuit or empty>": alarm_id}, written in the same
+    # transaction (and under the same hold_rev guard) as the hold state, so that two concurrent
+    # alarms of one cause make one alarm (docs/alarm-life.md)
+    active = JSONAttribute(null=True)
     # the organisation that owns the box: its operators see and act on it (old rows: "default")
     org = UnicodeAttribute(default="default")
     map_part = UnicodeAttribute(null=True)  # by_org_cell keys, written with the cells (registry.box_item)
     map_cell = UnicodeAttribute(null=True)
-    # the box's latest alarm for the operator map {alarm_id, cause, at, acked}, written by ingest
-    alarm = JSONAttribute(null=True)
-    alarm_at = NumberAttribute(null=True)  # its receive time: a late older alarm does not replace it
     by_area_cell = BoxAreaIndex()
     by_org_cell = BoxMapIndex()
 
@@ -109,6 +110,9 @@ class BindingItem(Model):
     locale = UnicodeAttribute(default="zh-CN")
     enabled = BooleanAttribute(default=True)
     disabled_reason = UnicodeAttribute(null=True)
+    # an escalation contact of the box: role "manager" with an E.164 number gets the SMS escalation
+    role = UnicodeAttribute(null=True)  # None = a user
+    sms = UnicodeAttribute(null=True)
     by_client = ClientIndex()
 
 
@@ -149,6 +153,79 @@ class AlarmRecord(Model):
     @staticmethod
     def key(box_id: str, seq: int, content_hash: str | None = None) -> tuple[str, str]:
         sk = f"SEQ#{seq:016d}" if content_hash is None else f"SEQ#{seq:016d}#{content_hash}"
+        return f"BOX#{box_id}", sk
+
+
+class AlarmLifeItem(Model):
+    """One alarm's life: every alarm log of one (box, cause, circuit) while it is active joins it.
+
+    pk = BOX#<box>, sk = LIFE#<alarm_id>; alarm_id = <received_at of its first alarm, 13 digits>.<seq>
+    (plus .<content hash> for a reused seq): stable, time-ordered, unique per box. `state` active ->
+    cleared (by the box's clear message); acked, independently, by a bound client or an operator.
+    Times are epoch ms; `first_at`/`last_at`/`cleared_at` are IoT Core's received_at, `acked_at`
+    the API request's time (docs/alarm-life.md). An org-scoped list adds an index on a copied
+    `org` attribute; per box it is one Query on this key.
+    """
+
+    class Meta:
+        table_name = "boxwatch-alarms"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    alarm_id = UnicodeAttribute()
+    box_id = UnicodeAttribute()
+    box_name = UnicodeAttribute(null=True)
+    lat = NumberAttribute(null=True)
+    lng = NumberAttribute(null=True)
+    cause = UnicodeAttribute()  # an alarm cause, or offline_after_alarm / neighbour_outage
+    circuit = UnicodeAttribute(null=True)
+    state = UnicodeAttribute(default="active")  # active | cleared
+    first_at = NumberAttribute()
+    last_at = NumberAttribute()
+    first_alarm_time = NumberAttribute(null=True)  # the box's clock, for people
+    count = NumberAttribute(default=1)
+    seq = NumberAttribute(null=True)  # the opening alarm's seq
+    value = NumberAttribute(null=True)  # the latest alarm's reading
+    threshold = NumberAttribute(null=True)
+    unit = UnicodeAttribute(null=True)
+    cleared_at = NumberAttribute(null=True)
+    clear_seq = NumberAttribute(null=True)
+    acked_by = UnicodeAttribute(null=True)
+    acked_role = UnicodeAttribute(null=True)  # client | operator
+    acked_at = NumberAttribute(null=True)
+    disposition = UnicodeAttribute(null=True)  # real | false_alarm | test | drill
+    comment = UnicodeAttribute(null=True)
+    escalation_steps = JSONAttribute(null=True)  # ["reminder", "escalation"] as sent
+    subject = UnicodeAttribute(null=True)  # third/fourth alarm: what it is about (incident id)
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(box_id: str, alarm_id: str) -> tuple[str, str]:
+        return f"BOX#{box_id}", f"LIFE#{alarm_id}"
+
+
+class AlarmClearRecord(Model):
+    """A clear message as stored (its own seq): pk = BOX#<box>, sk = CLR#<seq, 16 digits>[#hash]."""
+
+    class Meta:
+        table_name = "boxwatch-alarms"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    box_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    cause = UnicodeAttribute()
+    circuit = UnicodeAttribute(null=True)
+    alarm_time = NumberAttribute()
+    received_at = NumberAttribute()
+    value = NumberAttribute(null=True)
+    threshold = NumberAttribute(null=True)
+    alarm_id = UnicodeAttribute(null=True)  # the alarm it cleared; None: none was active
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(box_id: str, seq: int, content_hash: str | None = None) -> tuple[str, str]:
+        sk = f"CLR#{seq:016d}" if content_hash is None else f"CLR#{seq:016d}#{content_hash}"
         return f"BOX#{box_id}", sk
 
 
@@ -245,7 +322,10 @@ class DueItem(Model):
     """Something the alarm sweep must do at or after `due_at` (ms, event time), once.
 
     pk = DUE#<kind>#<subject>, sk = DUE. Kinds: `alarm_summary` (subject <box>#<cause>#<window
-    start ms>: a flood hold window that held `tally` alarms). The sweep leases an item, runs the
+    start ms>: a flood hold window that held `tally` alarms); `reminder`, `escalation` (subject
+    <box>#<alarm_id>: an escalation step, `due` removed when the alarm is acked or cleared);
+    `acknowledged`, `alarm_cleared`, `box_back_online`, `all_clear` (due at once: pushed by whoever
+    made them, finished by the sweep if a push failed). The sweep leases an item, runs the
     kind's handler, and removes `due` when done; `sent` keeps who was told if a push failed.
     """
 
@@ -631,38 +711,30 @@ class ChangeItem(Model):
 
 
 class OrgAlarmItem(Model):
-    """An alarm under its organisation and month (event time: IoT's receive time), newest last:
-    pk = ALARM#<org>#<YYYY-MM>, sk = <received_at, 13 digits>#<box>#<record sk>. The alarm list and
-    the monthly report are Queries of the months they cover."""
+    """An alarm (its life, `AlarmLifeItem`) under its organisation and the month it opened: pk =
+    ALARM#<org>#<YYYY-MM>, sk = <alarm_id>#<box> (alarm ids begin with their first receive time, so
+    the sort key is time order). A pointer: the list reads the lives it names (BatchGetItem)."""
 
     class Meta:
         table_name = "boxwatch-ops"
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
-    alarm_id = UnicodeAttribute()  # <box>#<record sk>
+    alarm_id = UnicodeAttribute()
     box_id = UnicodeAttribute()
-    box_name = UnicodeAttribute(default="")
     cause = UnicodeAttribute()
-    circuit = UnicodeAttribute(null=True)
-    alarm_time = NumberAttribute()
-    received_at = NumberAttribute()
-    value = NumberAttribute(null=True)
-    threshold = NumberAttribute(null=True)
-    unit = UnicodeAttribute(null=True)
-    lat = NumberAttribute(null=True)
-    lng = NumberAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
     @staticmethod
-    def key(org: str, month: str, received_at: int, alarm_id: str) -> tuple[str, str]:
-        return f"ALARM#{org}#{month}", f"{received_at:013d}#{alarm_id}"
+    def key(org: str, month: str, alarm_id: str, box_id: str) -> tuple[str, str]:
+        return f"ALARM#{org}#{month}", f"{alarm_id}#{box_id}"
 
 
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
-    "alarms_table": [AlarmRecord, AlarmCellEntry, AlarmReceivedEntry, NearbyClaim, DueItem],
+    "alarms_table": [AlarmRecord, AlarmCellEntry, AlarmReceivedEntry, NearbyClaim, DueItem, AlarmLifeItem,
+                     AlarmClearRecord],
     "network_table": [OfflineEntry, PresenceLogItem, ArrivalEntry, EpisodeIncidentItem, ThirdAlarmItem, IncidentItem,
                       IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],

@@ -23,6 +23,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from boxwatch import alarm_life
 from boxwatch.events import CLIENT_INITIATED as CLIENT_INITIATED  # where the replay tooling reads it
 from boxwatch.events import PresenceEvent
 from boxwatch.idempotency import Idempotency, records
@@ -225,6 +226,10 @@ def record_presence(event: PresenceEvent, settings: Settings, sns: SNSClient,
             _raise_connect_version(box, event)
         if not nothing_open:
             _close_episodes(box.box_id, event.version, event.timestamp)
+        # a box whose third alarm is open is back: its clients hear it (nothing to do otherwise)
+        back = alarm_life.back_online(box, event.version, event.timestamp, event.arrived_at, settings, sns)
+        if back is not None:
+            result.reports[alarm_life.BACK_ONLINE] = back
         return result
     entry = offline_entry(box, event)
     if status != "applied":
@@ -304,7 +309,8 @@ def offline_after_alarm_notification(box: BoxItem, drop: Drop, alarm: WatchedAla
     )
 
 
-def _tell(box: BoxItem, drop: Drop, alarm: WatchedAlarm, sns: SNSClient, reports: dict[str, SendReport]) -> bool:
+def _tell(box: BoxItem, drop: Drop, alarm: WatchedAlarm, settings: Settings, sns: SNSClient,
+          reports: dict[str, SendReport]) -> bool:
     """The fan-out of one watched alarm, resumable: skips who an earlier attempt reached; True if it
     sent now, False if it was already done."""
     claim = ThirdAlarmItem(*ThirdAlarmItem.key(box.box_id, alarm.key))
@@ -317,6 +323,8 @@ def _tell(box: BoxItem, drop: Drop, alarm: WatchedAlarm, sns: SNSClient, reports
         already = set()
     report = reports.setdefault("offline_after_alarm", SendReport())
     expires = drop.offline_at // 1000 + LIFECYCLE_DAYS * 86_400
+    # an alarm with a life (ackable, escalated) from the moment it is told; a retry finds it open
+    alarm_life.open_offline_alarm(box.box_id, drop.offline_at, drop.version, settings)
 
     def keep(sent: set[str], done: bool) -> None:
         actions: list[Action] = [ThirdAlarmItem.sent.set(sorted(sent)), ThirdAlarmItem.box_id.set(box.box_id),
@@ -362,7 +370,7 @@ def offline_after_alarm(box: BoxItem, drop: Drop, settings: Settings, sns: SNSCl
     sent: list[bool] = []
 
     def once(watched: dict[str, str]) -> dict[str, Any]:
-        sent.append(_tell(box, drop, alarm, sns, reports))
+        sent.append(_tell(box, drop, alarm, settings, sns, reports))
         return {"box": box.box_id, "alarm": alarm.key, "sent_now": sent[0]}
 
     idempotency.run(once, "watched", {"box": box.box_id, "alarm": alarm.key}, key_prefix="third")

@@ -124,6 +124,72 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "{box_list} 在 {span_s:.0f} 秒内相继离线（可能起火或区域停电）。可在应用中远程断开 {box_name} 的电源。",
         ),
     },
+    "reminder": {
+        "en": (
+            "Still unacknowledged: {cause_name} at {box_name}",
+            "The {cause_name} alarm at {box_name} (since {first_local}, {count} alarm(s)) has not been "
+            "acknowledged for {minutes:.0f} min. Acknowledge it in the app once checked.",
+        ),
+        "zh-CN": (
+            "报警仍未确认：{box_name} {cause_name}",
+            "{box_name} 的{cause_name}报警（自 {first_local} 起，共 {count} 条）已 {minutes:.0f} 分钟无人确认，"
+            "核实后请在应用中确认。",
+        ),
+    },
+    "escalation": {
+        "en": (
+            "Escalation: {cause_name} at {box_name}",
+            "Nobody acknowledged the {cause_name} alarm at {box_name} since {first_local} "
+            "({minutes:.0f} min). Please check on site. Ref {box_id}/{alarm_id}",
+        ),
+        "zh-CN": (
+            "报警升级：{box_name} {cause_name}",
+            "{box_name} 的{cause_name}报警自 {first_local} 起 {minutes:.0f} 分钟无人确认，请立即现场核查。"
+            "编号 {box_id}/{alarm_id}",
+        ),
+    },
+    "acknowledged": {
+        "en": (
+            "{actor} acknowledged: {disposition_name}",
+            "{actor} acknowledged the {cause_name} alarm at {box_name} ({first_local}) as {disposition_name}.",
+        ),
+        "zh-CN": (
+            "{actor} 已确认：{disposition_name}",
+            "{actor} 已确认 {box_name} 的{cause_name}报警（{first_local}），处理结果：{disposition_name}。",
+        ),
+    },
+    "alarm_cleared": {
+        "en": (
+            "Cleared: {cause_name} at {box_name}",
+            "The {cause_name} alarm at {box_name} (since {first_local}) has cleared after {minutes:.0f} min.",
+        ),
+        "zh-CN": (
+            "报警已解除：{box_name} {cause_name}",
+            "{box_name} 的{cause_name}报警（自 {first_local} 起）已于 {minutes:.0f} 分钟后解除。",
+        ),
+    },
+    "box_back_online": {
+        "en": (
+            "{box_name} is back online",
+            "{box_name}, offline after its alarm, reconnected after {minutes:.0f} min.",
+        ),
+        "zh-CN": (
+            "{box_name} 已恢复在线",
+            "报警后离线的 {box_name} 已于 {minutes:.0f} 分钟后重新连接。",
+        ),
+    },
+    "all_clear": {
+        "en": (
+            "All clear: {back_count} box(es) back online",
+            "The outage near you is over after {minutes:.0f} min: {back_count} box(es) back online, "
+            "{dark_count} still offline: {dark_list}.",
+        ),
+        "zh-CN": (
+            "警报解除：{back_count} 个配电箱已恢复",
+            "您附近的离线事件已结束（持续 {minutes:.0f} 分钟）：{back_count} 个配电箱恢复在线，"
+            "{dark_count} 个仍离线：{dark_list}。",
+        ),
+    },
     "power_off_result": {
         "en": ("Power-off {status}: {box_name}", "Command {command_id} for {box_name}: {status}. {reason}"),
         "zh-CN": ("远程断电{status_zh}：{box_name}", "{box_name} 的断电指令 {command_id}：{status_zh}。{reason}"),
@@ -131,6 +197,12 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 STATUS_ZH = {"succeeded": "成功", "failed": "失败", "expired": "已过期", "refused": "被拒绝"}
+DISPOSITION_NAMES = {
+    "en": {"real": "real alarm", "false_alarm": "false alarm", "test": "test", "drill": "drill"},
+    "zh-CN": {"real": "真实报警", "false_alarm": "误报", "test": "测试", "drill": "演练"},
+}
+CAUSE_NAMES["en"].update({"offline_after_alarm": "offline after an alarm", "neighbour_outage": "nearby outage"})
+CAUSE_NAMES["zh-CN"].update({"offline_after_alarm": "报警后离线", "neighbour_outage": "附近配电箱离线"})
 
 
 def local_time(epoch_ms: int, tz: str) -> str:
@@ -158,6 +230,8 @@ class Notification:
             ctx["unit"] = UNIT_NAMES.get(ctx["unit"], ctx["unit"] or "")
         if "status" in ctx:
             ctx.setdefault("status_zh", STATUS_ZH.get(ctx["status"], ctx["status"]))
+        if "disposition" in ctx:
+            ctx.setdefault("disposition_name", DISPOSITION_NAMES[lang].get(ctx["disposition"], ctx["disposition"]))
         if isinstance(ctx.get("boxes_named"), list):
             sep = "、" if lang == "zh-CN" else ", "
             metres = "米" if lang == "zh-CN" else " m"

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from pynamodb.exceptions import UpdateError
 
 from boxwatch.errors import InvalidInput, NotFound
 from boxwatch.models import (
     CHANGE_BUCKET_MS,
+    AlarmLifeItem,
     AlarmRecord,
     BindingItem,
     BoxItem,
@@ -33,13 +33,13 @@ from boxwatch.models import (
     IncidentItem,
     IncidentMemberItem,
     OrgAlarmItem,
-    condition_failed,
 )
 from boxwatch.registry import BindingSpec, BoxSpec
 from boxwatch.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_iot_data import IoTDataPlaneClient
+    from mypy_boto3_sns import SNSClient
 
     from boxwatch.power_off import PowerOffOutcome
 
@@ -50,9 +50,7 @@ CHANGE_TTL_S = 86_400
 # and the console drops what it has seen (changes are keyed)
 CHANGE_OVERLAP_MS = 5_000
 CHANGE_MAX_BACK_MS = 10 * 60_000  # a console away longer reloads (`reset`) rather than replay the log
-ALARM_ACTIVE_MS = 3_600_000  # without a clear, a box's alarm is shown active this long after it came
 MAX_LIMIT = 200
-DISPOSITIONS = ("real", "false_alarm", "test", "drill")
 
 
 class CrossOrg(NotFound):
@@ -110,29 +108,33 @@ def require_box(op: Operator, box_id: str) -> BoxItem:
     return box
 
 
-def alarm_active(alarm: dict[str, Any] | None, now_ms: int) -> bool:
-    if not alarm or alarm.get("state") == "cleared":
-        return False
-    return now_ms - int(alarm.get("at") or 0) < ALARM_ACTIVE_MS
+def active_lives(boxes: Iterable[BoxItem]) -> dict[str, AlarmLifeItem]:
+    """The active alarms of these boxes (their `active` maps), in one BatchGetItem: reads ~ active alarms."""
+    keys = [AlarmLifeItem.key(b.box_id, i) for b in boxes for i in (b.active or {}).values()]
+    return {x.alarm_id + "#" + x.box_id: x for x in AlarmLifeItem.batch_get(keys)} if keys else {}
 
 
-def box_view(box: BoxItem, now_ms: int) -> dict[str, Any]:
-    alarm = box.alarm if alarm_active(box.alarm, now_ms) else None
+def box_view(box: BoxItem, lives: dict[str, AlarmLifeItem]) -> dict[str, Any]:
+    """The box as the map shows it; its worst active alarm (unacknowledged first, then the oldest)."""
+    mine = [lives[k] for k in (f"{i}#{box.box_id}" for i in (box.active or {}).values()) if k in lives]
+    mine = [x for x in mine if x.state == "active"]
+    mine.sort(key=lambda x: (x.acked_by is not None, x.alarm_id))
+    alarm = mine[0] if mine else None
     online = bool(box.online)
-    if alarm and not alarm.get("acked"):
+    if alarm is not None and alarm.acked_by is None:
         state = "alarm_unacked"
     elif not online:
         state = "offline"
-    elif alarm:
+    elif alarm is not None:
         state = "alarm_acked"
     else:
         state = "normal"
-    contactor = None
     return {"box_id": box.box_id, "org": box.org or "default", "name": box.name, "address": box.address,
             "lat": float(box.lat), "lng": float(box.lng), "timezone": box.timezone, "online": online,
-            "status_since": int(box.status_since), "status_reason": box.status_reason, "contactor": contactor,
-            "alarm": None if alarm is None else {k: alarm.get(k) for k in ("alarm_id", "cause", "acked", "at")},
-            "state": state}
+            "status_since": int(box.status_since), "status_reason": box.status_reason, "contactor": None,
+            "alarm": None if alarm is None else {"alarm_id": alarm.alarm_id, "cause": alarm.cause,
+                                                 "acked": alarm.acked_by is not None},
+            "active_alarms": len(mine), "state": state}
 
 
 def boxes_in_view(op: Operator, bbox: str, limit: int, cursor: str | None, now_ms: int) -> dict[str, Any]:
@@ -149,22 +151,23 @@ def boxes_in_view(op: Operator, bbox: str, limit: int, cursor: str | None, now_m
     cover = map_cover(south, west, north, east)
     state = decode_cursor(cursor) or {"q": 0}
     qi, last = int(state.get("q", 0)), state.get("k")
-    boxes: list[dict[str, Any]] = []
+    found: list[BoxItem] = []
     read = 0
-    while qi < len(cover) and len(boxes) < limit:
+    while qi < len(cover) and len(found) < limit:
         q = cover[qi]
         page = BoxItem.by_org_cell.query(f"{op.org}#{q.part_cell}", BoxItem.map_cell.between(q.lo, q.hi),
-                                         limit=limit - len(boxes), last_evaluated_key=last)
+                                         limit=limit - len(found), last_evaluated_key=last)
         for box in page:
             read += 1
             if south <= float(box.lat) <= north and (west <= float(box.lng) <= east if west <= east
                                                      else (float(box.lng) >= west or float(box.lng) <= east)):
-                boxes.append(box_view(box, now_ms))
+                found.append(box)
         last = page.last_evaluated_key
         if last is None:
             qi += 1
     more = qi < len(cover)
-    out: dict[str, Any] = {"boxes": boxes, "read": read, "queries": len(cover)}
+    lives = active_lives(found)
+    out: dict[str, Any] = {"boxes": [box_view(b, lives) for b in found], "read": read, "queries": len(cover)}
     if more:
         out["next_cursor"] = encode_cursor({"q": qi, "k": last})
     return out
@@ -179,9 +182,12 @@ def box_alarms(box_id: str, limit: int) -> list[dict[str, Any]]:
 
 
 def box_detail(op: Operator, box_id: str, now_ms: int) -> dict[str, Any]:
+    from boxwatch import alarm_life
+
     box = require_box(op, box_id)
-    view = box_view(box, now_ms)
-    view["alarms"] = box_alarms(box_id, 20)
+    view = box_view(box, active_lives([box]))
+    view["alarms"] = alarm_life.box_alarms(box_id, "all", 20)  # its alarms (lives), newest first
+    view["logs"] = box_alarms(box_id, 20)  # the alarm logs the box sent: readings
     view["commands"] = commands(op, box_id, 20, None)["commands"]
     view["bindings"] = [{"client_id": b.client_id, "target_kind": b.target_kind, "locale": b.locale,
                          "enabled": bool(b.enabled)} for b in BindingItem.query(box_id)]
@@ -214,6 +220,7 @@ def changes(op: Operator, since: str | None, now_ms: int) -> dict[str, Any]:
         items += ChangeItem.query(f"CHG#{op.org}#{bucket}", ChangeItem.sk >= f"{start:013d}")
     box_ids = sorted({c.id for c in items if c.type == "box"})
     boxes = {b.box_id: b for b in BoxItem.batch_get(box_ids)} if box_ids else {}
+    lives = active_lives(boxes.values())
     out = []
     for c in items:
         entity = c.entity
@@ -221,7 +228,7 @@ def changes(op: Operator, since: str | None, now_ms: int) -> dict[str, Any]:
             box = boxes.get(c.id)
             if box is None or (box.org or "default") != op.org:
                 continue  # moved to another organisation since
-            entity = box_view(box, now_ms)
+            entity = box_view(box, lives)
         out.append({"key": c.sk, "type": c.type, "id": c.id, "at": int(c.at), "entity": entity})
     newest = max([cursor, *(int(c.at) for c in items)])
     return {"cursor": str(newest), "changes": out}
@@ -239,58 +246,59 @@ def _months_back(newest: str, oldest: str) -> Iterator[str]:
         y, m = (y, m - 1) if m > 1 else (y - 1, 12)
 
 
-def note_alarm(box: BoxItem, record: AlarmRecord, settings: Settings) -> None:
-    """The alarm as operators see it: in its organisation's month, in the change log, and as the box's
-    latest alarm (a conditional update: an older alarm arriving late does not replace a newer one).
-    Every write is keyed by the alarm, so a retry rewrites the same items."""
+def alarm_month(alarm_id: str) -> str:
+    return month_of(int(alarm_id[:13]))  # an alarm id begins with its first receive time (alarm_life)
+
+
+def note_alarm(box: BoxItem, alarm_id: str | None, at_ms: int, settings: Settings) -> None:
+    """An alarm log (or clear) of `alarm_id` reached us: its organisation lists the alarm (a pointer
+    written when it opens, rewritten by a repeat: keyed by the alarm) and the change log shows it as
+    it is now (one GetItem). A retry rewrites the same items."""
+    from boxwatch.alarm_life import alarm_view, get_life
+
+    if alarm_id is None:
+        return
     org = box.org or "default"
-    alarm_id = f"{box.box_id}#{record.sk}"
-    received = int(record.received_at)
-    item = OrgAlarmItem(*OrgAlarmItem.key(org, month_of(received), received, alarm_id), alarm_id=alarm_id,
-                        box_id=box.box_id, box_name=box.name, cause=record.cause, circuit=record.circuit,
-                        alarm_time=int(record.alarm_time), received_at=received, value=record.value,
-                        threshold=record.threshold, unit=record.unit, lat=float(box.lat), lng=float(box.lng),
-                        expires_at=received // 1000 + settings.alarm_retention_days * 86_400)
-    item.save()
-    summary = {"alarm_id": alarm_id, "cause": record.cause, "at": received, "acked": False}
-    try:
-        BoxItem(box.box_id).update(actions=[BoxItem.alarm.set(summary), BoxItem.alarm_at.set(received)],
-                                   condition=BoxItem.box_id.exists() & (BoxItem.alarm_at.does_not_exist()
-                                                                        | (BoxItem.alarm_at <= received)))
-    except UpdateError as exc:
-        if not condition_failed(exc):
-            raise  # else a newer alarm is shown already: nothing to do
-    record_change(org, "alarm", alarm_id, received, alarm_view(item))
-    record_change(org, "box", box.box_id, received)
-
-
-def alarm_view(a: OrgAlarmItem) -> dict[str, Any]:
-    return {"alarm_id": a.alarm_id, "box_id": a.box_id, "box_name": a.box_name, "cause": a.cause,
-            "circuit": a.circuit, "state": "active", "acked": False, "acked_by": None, "acked_at": None,
-            "disposition": None, "comment": None, "first_at": int(a.received_at), "last_at": int(a.received_at),
-            "cleared_at": None, "count": 1, "alarm_time": int(a.alarm_time), "value": a.value,
-            "threshold": a.threshold, "unit": a.unit, "escalation_steps": [], "lat": a.lat, "lng": a.lng}
+    life = get_life(box.box_id, alarm_id)
+    if life is None:
+        return
+    OrgAlarmItem(*OrgAlarmItem.key(org, alarm_month(alarm_id), alarm_id, box.box_id), alarm_id=alarm_id,
+                 box_id=box.box_id, cause=life.cause,
+                 expires_at=int(life.first_at) // 1000 + settings.alarm_retention_days * 86_400).save()
+    record_change(org, "alarm", f"{box.box_id}/{alarm_id}", at_ms, alarm_view(life))
+    record_change(org, "box", box.box_id, at_ms)
 
 
 def alarms(op: Operator, state: str, cause: str | None, from_ms: int | None, to_ms: int | None, limit: int,
            cursor: str | None, now_ms: int) -> dict[str, Any]:
-    """The organisation's alarms, newest first: its month partitions from `to` back to `from`."""
+    """The organisation's alarms, newest first: its month partitions from `to` back to `from` (alarms
+    by the time they opened), each pointer's life read in one BatchGetItem per page."""
+    from boxwatch.alarm_life import alarm_view
+
     if state not in ("active", "all"):
         raise InvalidInput("state: active | all", state=state[:20])
     to_ms = now_ms if to_ms is None else to_ms
-    if state == "active":
-        from_ms = max(from_ms or 0, now_ms - ALARM_ACTIVE_MS)
     from_ms = max(from_ms or 0, to_ms - 366 * 86_400_000)
     pos = decode_cursor(cursor) or {}
     out: list[dict[str, Any]] = []
     last = pos.get("k")
-    for month in _months_back(pos.get("m") or month_of(to_ms), month_of(from_ms)):
-        cond = OrgAlarmItem.sk.between(f"{from_ms:013d}", f"{to_ms:013d}#\uffff")
+    oldest = month_of(from_ms)
+    for month in _months_back(pos.get("m") or month_of(to_ms), oldest):
+        cond = OrgAlarmItem.sk.between(f"{from_ms:013d}", f"{to_ms:013d}\uffff")
         flt = None if not cause else OrgAlarmItem.cause == cause
-        page = OrgAlarmItem.query(f"ALARM#{op.org}#{month}", cond, filter_condition=flt, scan_index_forward=False,
-                                  limit=limit - len(out), last_evaluated_key=last)
-        out += [alarm_view(a) for a in page]
-        last = page.last_evaluated_key
+        while True:
+            page = OrgAlarmItem.query(f"ALARM#{op.org}#{month}", cond, filter_condition=flt,
+                                      scan_index_forward=False, limit=limit - len(out), last_evaluated_key=last)
+            pointers = list(page)
+            last = page.last_evaluated_key
+            lives = {(x.box_id, x.alarm_id): x for x in AlarmLifeItem.batch_get(
+                [AlarmLifeItem.key(p.box_id, p.alarm_id) for p in pointers])} if pointers else {}
+            for p in pointers:
+                life = lives.get((p.box_id, p.alarm_id))
+                if life is not None and (state == "all" or life.state == "active"):
+                    out.append(alarm_view(life))
+            if last is None or len(out) >= limit:
+                break
         if len(out) >= limit:
             result: dict[str, Any] = {"alarms": out}
             if last is not None:
@@ -298,11 +306,28 @@ def alarms(op: Operator, state: str, cause: str | None, from_ms: int | None, to_
             else:
                 y, m = (int(v) for v in month.split("-"))
                 prev = f"{y:04d}-{m - 1:02d}" if m > 1 else f"{y - 1:04d}-12"
-                if prev >= month_of(from_ms):
+                if prev >= oldest:
                     result["next_cursor"] = encode_cursor({"m": prev, "k": None})
             return result
         last = None
     return {"alarms": out}
+
+
+def ack(op: Operator, box_id: str, alarm_id: str, doc: Any, now_ms: int, settings: Settings,
+        sns: SNSClient) -> dict[str, Any]:
+    """Acknowledge on behalf of the organisation (idempotent): the box's clients get `acknowledged`."""
+    from boxwatch.alarm_life import acknowledge, alarm_view
+
+    box = require_box(op, box_id)
+    if not isinstance(doc, dict):
+        raise InvalidInput("a JSON object {disposition, comment}")
+    out = acknowledge(box_id, alarm_id, doc.get("disposition"), doc.get("comment"), op.sub, "operator", now_ms,
+                      settings, sns)
+    view = alarm_view(out.alarm)
+    if out.changed:
+        record_change(op.org, "alarm", f"{box_id}/{alarm_id}", now_ms, view)
+        record_change(op.org, "box", box.box_id, now_ms)
+    return {**view, "changed": out.changed, "notified": len(out.report.sent) if out.report else 0}
 
 
 # ------------------------------------------------------------------------------ incidents
@@ -499,9 +524,10 @@ def _pct(values: list[float], p: float) -> float | None:
 
 
 def monthly_report(op: Operator, month: str) -> dict[str, Any]:
-    """Per box and cause: alarms, false-alarm rate and time to acknowledge (p50/p90, s: from the
-    dispositions, none until alarms are acknowledged), offline hours of the month (lifecycle log).
-    One Query of the month's alarm partition (paged), one lifecycle Query per box in it."""
+    """Per box and cause: alarms (opened in the month), acknowledged, false alarms and their rate
+    among the acknowledged, time to acknowledge p50/p90 (s, from the first alarm), offline hours of
+    the month (lifecycle log). One Query of the month's alarm pointers, their lives in BatchGetItems,
+    one lifecycle Query per box in it."""
     from boxwatch.models import PresenceLogItem
 
     try:
@@ -511,11 +537,19 @@ def monthly_report(op: Operator, month: str) -> dict[str, Any]:
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
     t0, t1 = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for a in OrgAlarmItem.query(f"ALARM#{op.org}#{month}"):
-        row = rows.setdefault((a.box_id, a.cause), {"box_id": a.box_id, "box_name": a.box_name, "cause": a.cause,
-                                                    "alarms": 0, "false_alarms": 0, "ack_s": []})
+    pointers = list(OrgAlarmItem.query(f"ALARM#{op.org}#{month}"))
+    lives: list[AlarmLifeItem] = []
+    for i in range(0, len(pointers), 100):
+        lives += AlarmLifeItem.batch_get([AlarmLifeItem.key(p.box_id, p.alarm_id) for p in pointers[i:i + 100]])
+    for life in lives:
+        row = rows.setdefault((life.box_id, life.cause), {"box_id": life.box_id, "box_name": life.box_name or "",
+                                                          "cause": life.cause, "alarms": 0, "acked": 0,
+                                                          "false_alarms": 0, "ack_s": []})
         row["alarms"] += 1
-        if getattr(a, "disposition", None) == "false_alarm":
+        if life.acked_at is not None:
+            row["acked"] += 1
+            row["ack_s"].append(round((int(life.acked_at) - int(life.first_at)) / 1000, 1))
+        if life.disposition == "false_alarm":
             row["false_alarms"] += 1
     offline: dict[str, float] = {}
     for box_id in sorted({b for b, _ in rows}):
@@ -535,13 +569,14 @@ def monthly_report(op: Operator, month: str) -> dict[str, Any]:
     out = []
     for (box_id, _cause), row in sorted(rows.items()):
         acks = row.pop("ack_s")
-        out.append({**row, "false_alarm_rate": round(row["false_alarms"] / row["alarms"], 3) if row["alarms"] else 0.0,
+        # the false-alarm rate among the alarms given a disposition
+        out.append({**row, "false_alarm_rate": round(row["false_alarms"] / row["acked"], 3) if row["acked"] else 0.0,
                     "ack_p50_s": _pct(acks, 0.5), "ack_p90_s": _pct(acks, 0.9),
                     "offline_hours": offline.get(box_id, 0.0)})
     return {"org": op.org, "month": month, "rows": out}
 
 
-REPORT_COLUMNS = ("box_id", "box_name", "cause", "alarms", "false_alarms", "false_alarm_rate", "ack_p50_s",
+REPORT_COLUMNS = ("box_id", "box_name", "cause", "alarms", "acked", "false_alarms", "false_alarm_rate", "ack_p50_s",
                   "ack_p90_s", "offline_hours")
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from boxwatch import geo
+from boxwatch import alarm_life, geo
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
     ARRIVAL_BUCKET_MS,
@@ -616,6 +616,7 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
                     result.blips.append(inc.incident_id)
             elif inc.item.state == "open" and _resolve(inc, at_ms, boxes):
                 result.resolved.append(inc.incident_id)
+                alarm_life.all_clear(inc.item, sorted(inc.members), boxes, at_ms, settings, sns)
             elif inc.changed:  # a resolved incident grown by a late drop, still all back: recorded
                 _resolve(inc, at_ms, boxes)
             continue

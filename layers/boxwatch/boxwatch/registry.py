@@ -58,12 +58,17 @@ class BindingSpec(BaseModel):
     target: str = Field(min_length=1, max_length=1024)
     target_kind: Literal["endpoint", "topic", "sms"] = "endpoint"
     locale: Literal["zh-CN", "en"] = "zh-CN"
+    # an escalation contact: role manager with an E.164 number gets the escalation SMS
+    role: Literal["user", "manager"] | None = None
+    sms: str | None = None
 
     @model_validator(mode="after")
     def _phone_number(self) -> BindingSpec:
         # SMS goes only to numbers a binding holds: an E.164 number, nothing else (notify.E164)
         if self.target_kind == "sms" and not re.fullmatch(r"\+[1-9][0-9]{6,14}", self.target):
             raise ValueError("an sms target is an E.164 phone number (+8613800138000)")
+        if self.sms is not None and not re.fullmatch(r"\+[1-9][0-9]{6,14}", self.sms):
+            raise ValueError("sms is an E.164 phone number (+8613800138000)")
         return self
 
 
@@ -93,7 +98,7 @@ def register_box(spec: BoxSpec, settings: Settings) -> BoxItem:
         old = BoxItem.get(spec.id)
         item.online, item.status_since = old.online, old.status_since
         item.status_reason, item.presence_version = old.status_reason, old.presence_version
-        item.last_connect_version, item.alarm = old.last_connect_version, old.alarm
+        item.last_connect_version, item.active = old.last_connect_version, old.active
         item.holds, item.hold_rev = old.holds, old.hold_rev
     except BoxItem.DoesNotExist:
         pass
@@ -159,6 +164,8 @@ def bind(spec: BindingSpec) -> BindingItem:
         target_kind=spec.target_kind,
         locale=spec.locale,
         enabled=True,
+        role=spec.role if spec.role == "manager" else None,
+        sms=spec.sms,
     )
     item.save()
     return item

@@ -28,6 +28,8 @@ class Settings(BaseModel):
     # flood hold-down per (box, cause): this many alarms pushed one by one per hold window
     alarm_burst: int = Field(3, ge=1, le=1000)
     alarm_repeat_hold_s: int = Field(300, gt=0, le=86_400)
+    # an unacknowledged alarm: a reminder push after this, an SMS to the managers after twice this
+    escalate_after_s: int = Field(300, gt=0, le=86_400)
 
     offline_watch_s: int = Field(300, gt=0)
     outage_radius_m: float = Field(500.0, gt=0, le=50_000)

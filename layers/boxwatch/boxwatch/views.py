@@ -63,7 +63,12 @@ def my_boxes(client_id: str, alarms_per_box: int = 3) -> list[dict[str, Any]]:
     return out
 
 
-def box_alarms(client_id: str, box_id: str, limit: int) -> dict[str, Any]:
+def box_alarms(client_id: str, box_id: str, limit: int, state: str | None = None) -> dict[str, Any]:
+    """The box's latest alarm logs; with `state` (active | all), its alarms with their life."""
     require_bound(client_id, box_id)
     box = get_box(box_id)
-    return {"box_id": box.box_id, "name": box.name, "alarms": latest_alarms(box_id, limit)}
+    if state is None:
+        return {"box_id": box.box_id, "name": box.name, "alarms": latest_alarms(box_id, limit)}
+    from boxwatch.alarm_life import box_alarms as lives
+
+    return {"box_id": box.box_id, "name": box.name, "state": state, "alarms": lives(box_id, state, limit)}

@@ -80,7 +80,7 @@ def test_alarms_raised_while_the_broker_is_down_arrive_in_order_after_a_restart(
     assert wait_for(lambda: not a.connected)
     excursion(a, clock)
     excursion(a, clock)
-    assert len(a.outbox) == 2
+    assert len(a.outbox) == 4  # each excursion: its alarm and its clear
     a.stop(clean=False)
     broker = LocalBroker(port).start()
     sub = Subscriber(port, "boxwatch/boxes/+/alarms")
@@ -88,9 +88,10 @@ def test_alarms_raised_while_the_broker_is_down_arrive_in_order_after_a_restart(
         b = BoxAgent(DistributionBox.standard("BX-1"), "127.0.0.1", port, tmp_path, keepalive=5, clock=clock,
                      thresholds=th).start(tick_s=3600)
         excursion(b, clock)  # a third alarm after the restart
-        # Then all three arrive once the link is back, in order, and leave the outbox on PUBACK
-        assert wait_for(lambda: len(sub.messages) >= 3)
-        assert [m["seq"] for _, m in sub.messages] == [1, 2, 3]
+        # Then all three (and their clears) arrive once the link is back, in order, and leave the outbox on PUBACK
+        assert wait_for(lambda: len(sub.messages) >= 6)
+        assert [m["seq"] for _, m in sub.messages] == [1, 2, 3, 4, 5, 6]
+        assert [m.get("state", "active") for _, m in sub.messages] == ["active", "cleared"] * 3
         assert {t for t, _ in sub.messages} == {"boxwatch/boxes/BX-1/alarms"}
         assert wait_for(lambda: len(b.outbox) == 0)
         b.stop()

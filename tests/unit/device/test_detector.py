@@ -41,7 +41,22 @@ def test_value_hovering_at_the_threshold_raises_one_alarm(tmp_path: Path) -> Non
 def test_each_excursion_alarms_once_after_falling_below_the_hysteresis(tmp_path: Path) -> None:
     box, det = make(tmp_path, delay_s=5)
     box.cable_temp_c = Profile(35.0).set(10, 90).set(60, 70).set(100, 90)  # 70 < 80 x 0.95: re-armed
-    assert len(run(box, det, 200)) == 2
+    assert [a.get("state", "active") for _, a in run(box, det, 200)] == ["active", "cleared", "active"]
+
+
+def test_the_hysteresis_releasing_sends_a_clear_message_with_its_own_seq(tmp_path: Path) -> None:
+    # Given a cable over 80 degC from t=10, back to 70 degC (below 80 x 0.95) at t=60
+    box, det = make(tmp_path, delay_s=5)
+    box.cable_temp_c = Profile(35.0).set(10, 90).set(60, 70)
+    # When the detector samples it / Then an alarm, then a clear of that cause at t=60 (contract v1)
+    [(_, alarm), (t, clear)] = run(box, det, 120)
+    assert t == 60
+    assert clear == {"v": 1, "seq": alarm["seq"] + 1, "state": "cleared", "cause": "overtemp",
+                     "alarm_time": T0_MS + 60_000, "value": 70.0, "threshold": 80.0, "unit": "degC", "circuit": "main"}
+    # and a detector told not to sends none
+    box2, quiet = make(tmp_path / "q", delay_s=5, clear_messages=False)
+    box2.cable_temp_c = Profile(35.0).set(10, 90).set(60, 70)
+    assert len(run(box2, quiet, 120)) == 1
 
 
 def test_held_condition_alarms_within_30s_and_carries_the_contract_fields(tmp_path: Path) -> None:
@@ -77,7 +92,7 @@ def test_sequence_numbers_are_monotonic_across_a_restart(tmp_path: Path) -> None
     box2, det2 = make(tmp_path, delay_s=1)
     box2.cable_temp_c = Profile(35.0).set(5, 95)
     second = [a["seq"] for _, a in run(box2, det2, 40)]
-    assert first == [1, 2] and second == [3]
+    assert first == [1, 2, 3] and second == [4]  # alarm, clear, alarm; then the next number
 
 
 def test_thresholds_outside_real_detector_ranges_are_refused() -> None:
