@@ -224,6 +224,7 @@ def radius_ranges(lat: float, lng: float, radius_m: float, coarse_res: int, fine
 MAP_PART_RES = 3  # ~12,000 km2: one partition per org and region
 MAP_CELL_RES = 9  # ~0.1 km2
 MAP_MAX_QUERIES = 24  # a viewport's cover: the finest resolution that needs at most this many cells
+MAP_SPILL = 0.75  # edge lengths: how far a cell's fine descendants may lie outside it (measured <= ~0.52)
 
 
 def map_keys(org: str, lat: float, lng: float, box_id: str) -> tuple[str, str]:
@@ -252,14 +253,23 @@ class MapQuery:
 
 
 def map_cover(south: float, west: float, north: float, east: float) -> list[MapQuery]:
-    """The Queries that read every box inside the bounding box (and a margin of cells around it)."""
+    """The Queries that read every box inside the bounding box (and a margin of cells around it).
+
+    H3 is not exactly hierarchical: the fine cells whose ancestor (by id) is a coarse cell spill up
+    to ~0.5 of its edge length outside its outline. So the cover at each resolution is taken over
+    the box grown by MAP_SPILL edge lengths (tests/unit/test_map_cover.py checks it against points)."""
     if east < west:  # crosses the antimeridian: rare for a city operator, covered as two boxes
         return map_cover(south, west, north, 180.0) + map_cover(south, -180.0, north, east)
-    poly = h3.LatLngPoly([(south, west), (south, east), (north, east), (north, west)])
     cells: list[str] = []
+    mid = math.radians((south + north) / 2)
     for res in range(MAP_CELL_RES, MAP_PART_RES - 1, -1):
+        m = MAP_SPILL * h3.average_hexagon_edge_length(res, unit="m")
+        dlat, dlng = m / 111_320.0, m / (111_320.0 * max(0.05, math.cos(mid)))
+        s, w = max(-89.9, south - dlat), max(-180.0, west - dlng)
+        n, e = min(89.9, north + dlat), min(180.0, east + dlng)
+        poly = h3.LatLngPoly([(s, w), (s, e), (n, e), (n, w)])
         found = set(h3.h3shape_to_cells_experimental(poly, res, contain="overlap"))
-        found.update(h3.latlng_to_cell(lat, lng, res) for lat in (south, north) for lng in (west, east))
+        found.update(h3.latlng_to_cell(lat, lng, res) for lat in (s, n) for lng in (w, e))
         cells = sorted(found)
         if len(cells) <= MAP_MAX_QUERIES:
             break
