@@ -18,7 +18,8 @@ def run(name: str) -> dict[str, Any]:
 
 
 def who(report: dict[str, Any], **match: Any) -> list[tuple[float, str]]:
-    return sorted((n["t"], n["client"]) for n in report["notifications"] if all(n.get(k) == v for k, v in match.items()))
+    return sorted((n["t"], n["client"]) for n in report["notifications"]
+                  if all(n.get(k) == v for k, v in match.items()))
 
 
 def alarm(report: dict[str, Any], box: str, cause: str, circuit: str | None = None) -> list[dict[str, Any]]:

@@ -377,3 +377,51 @@ def test_checker_fourth_alarm_growth_allowed_repeats_and_strangers_forbidden() -
     assert "neighbour_outage:forbidden" in [d.cls for d in check(m, [offsweep]).disagreements]
     # and nobody told is a miss per eligible client
     assert sorted(d.client for d in check(m, []).disagreements) == ["cN", "cZ"]
+
+
+# ------------------------------------------------------------------ the alarm's life
+def clear(t: float, b: str, seq: int, cause: str = "overtemp") -> dict[str, Any]:
+    return {"t": t, "box": b, "type": "clear", "cause": cause, "seq": seq}
+
+
+def ack(t: float, client: str, b: str, disposition: str = "real", cause: str = "overtemp") -> dict[str, Any]:
+    return {"t": t, "type": "ack", "client": client, "box": b, "cause": cause, "disposition": disposition}
+
+
+def test_model_reminds_at_the_first_sweep_at_or_after_first_plus_escalate_after() -> None:
+    # Given an alarm at 10 s nobody acknowledges (EscalateAfterS 100, sweeps every 60 s)
+    m = Model(scenario([box("A", 0)], [alarm(10, "A", 1)], escalate_after_s=100))
+    # Then one reminder, due at the sweep of 120 s (110 is not a sweep time)
+    [(client, slot, due)] = pushes(m, "reminder")
+    assert (client, slot[:2], due) == ("cA", ("A", "overtemp"), 120.0)
+
+
+def test_model_an_ack_or_a_clear_before_the_reminder_stops_it_even_at_the_due_instant() -> None:
+    # Given alarms at 0 s: A acked at exactly 120 s (an event before that instant's schedules), B cleared
+    m = Model(scenario([box("A", 0), box("B", 5000)],
+                       [alarm(0, "A", 1), alarm(0, "B", 1), ack(120, "cA", "A"), clear(100, "B", 2)],
+                       clients=[{"id": "cA", "boxes": ["A"]}, {"id": "zA", "boxes": ["A"]},
+                                {"id": "cB", "boxes": ["B"]}], escalate_after_s=120))
+    # Then no reminder; the ack tells the other client of A, the clear every client of B
+    assert pushes(m, "reminder") == []
+    assert [(c, due) for c, _, due in pushes(m, "acknowledged")] == [("zA", 120.0)]
+    assert [(c, due) for c, _, due in pushes(m, "alarm_cleared")] == [("cB", 100.0)]
+
+
+def test_model_repeats_join_one_alarm_and_a_second_ack_tells_nobody() -> None:
+    # Given two alarms of one cause, then two acks
+    m = Model(scenario([box("A", 0)], [alarm(0, "A", 1), alarm(5, "A", 2), ack(20, "cA", "A"),
+                                       ack(30, "zA", "A", "test")],
+                       clients=[{"id": "cA", "boxes": ["A"]}, {"id": "zA", "boxes": ["A"]}]))
+    # Then one alarm of count 2; only the first ack is told (to zA)
+    assert [(x.count, x.first_ms) for x in m.lives] == [(2, 0)]
+    assert [c for c, _, _ in pushes(m, "acknowledged")] == ["zA"]
+
+
+def test_model_a_third_alarm_escalates_until_the_box_is_back() -> None:
+    # Given an alarm, the box dropping 20 s later, back at 100 s
+    m = Model(scenario([box("A", 0)], [alarm(0, "A", 1), drop(20, "A", 2), back(100, "A", 3)],
+                       escalate_after_s=100))
+    # Then box_back_online at 100 s, and no reminder for the third alarm (it ended first)
+    assert [(c, s[1], due) for c, s, due in pushes(m, "box_back_online")] == [("cA", "offline_after_alarm", 100.0)]
+    assert [s[1] for _, s, _ in pushes(m, "reminder")] == ["overtemp"]

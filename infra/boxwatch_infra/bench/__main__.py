@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from boxwatch_infra.aws.template import ROOT
-from boxwatch_infra.bench import coldstart, e2e, per_alarm, report, sweep
+from boxwatch_infra.bench import coldstart, e2e, escalation, per_alarm, report, sweep
 from boxwatch_infra.bench.capacity import PARTITION_WCU_PER_S
 from boxwatch_infra.bench.report import Row, fmt, ratio
 
@@ -169,6 +169,19 @@ def sweep_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def escalation_rows(data: dict[str, Any]) -> list[Row]:
+    sec = f"Escalation sweep ({escalation.UNACKED} unacknowledged alarms due for their reminder; counted, not timed)"
+    fleets = data["fleets"]
+    flat = len({(f["due"]["dynamodb_requests"], f["idle"]["dynamodb_requests"]) for f in fleets}) == 1
+    rows = []
+    for f in fleets:
+        rows.append(Row(sec, f"{f['fleet']:,} boxes: DynamoDB requests, sweep with 100 due / nothing due",
+                        f"{f['due']['dynamodb_requests']} / {f['idle']['dynamodb_requests']}",
+                        target="same for every fleet (follows the due steps)", met=flat,
+                        note=f"{f['due']['sns_publishes']} reminders pushed"))
+    return rows
+
+
 def _metres(m: float) -> str:
     return f"{m / 1000:g} km" if m >= 1000 else f"{m:g} m"
 
@@ -295,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                 raw["per_alarm"] = per_alarm.run(cfg.fleets)
             with phase(f"sweep: fleets {cfg.sweep}"):
                 raw["sweep"] = sweep.run(cfg.sweep, cfg.sweep_max_offline)
+            with phase(f"escalation sweep: fleets {cfg.sweep}"):
+                raw["escalation"] = escalation.run(cfg.sweep)
         with phase("waiting for the storm"):
             storm_proc.wait()
         if storm_proc.returncode != 0:
@@ -332,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         raw["e2e"] = e2e.run(rate, duration, timeout_s=duration + 300, boxes=e2e_boxes)
 
     rows = (per_alarm_rows(raw["per_alarm"]) + storm_rows(raw["storm"]) + sweep_rows(raw["sweep"])
-            + geopeer_rows(raw["geopeer"]) + cold_rows(raw["cold_start"]) + e2e_rows(raw["e2e"], rate, duration))
+            + escalation_rows(raw["escalation"]) + geopeer_rows(raw["geopeer"]) + cold_rows(raw["cold_start"])
+            + e2e_rows(raw["e2e"], rate, duration))
     wall = time.perf_counter() - started
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": "make bench-quick" if args.quick else "make bench",

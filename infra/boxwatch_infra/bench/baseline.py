@@ -44,7 +44,9 @@ def naive_neighbours(box: BoxItem, cause: str, alarm_time: int, settings: Settin
         if d > settings.neighbour_radius_m:
             continue
         latest: AlarmRecord | None = None
-        for record in AlarmRecord.query(f"BOX#{other.box_id}", consistent_read=True):
+        # the box's alarm records (its partition also holds index entries and alarm lives)
+        for record in AlarmRecord.query(f"BOX#{other.box_id}", AlarmRecord.sk.startswith("SEQ#"),
+                                        consistent_read=True):
             if record.cause == cause and lo <= record.alarm_time <= alarm_time and (
                     latest is None or record.alarm_time > latest.alarm_time):
                 latest = record

@@ -32,6 +32,8 @@ from boxwatch_infra.localcloud.seed import ClientSpec, provision
 # Haidian district, Beijing (around Zhongguancun): a grid of boxes ~150 m apart
 ORIGIN = (39.9750, 116.3000)
 SPACING_M = 150.0
+ESCALATE_AFTER_S = 20
+MANAGER_SMS = "+8613800138000"
 STREETS = ["Zhongguancun St", "Haidian Rd", "Suzhou St", "Caihefang Rd", "Danling St", "Kexueyuan S Rd",
            "Zhichun Rd", "Xueyuan Rd", "Chengfu Rd", "Shuangyushu N Rd"]
 
@@ -143,7 +145,9 @@ class Demo:
         specs = grid.specs()[: self.boxes] if self.boxes >= 200 else grid.specs()
         state = self.state_dir or Path(tempfile.mkdtemp(prefix="boxwatch-demo-"))
         state.mkdir(parents=True, exist_ok=True)
-        cfg = LocalCloudConfig(state_dir=str(state / "cloud"), schedule_scale=self.schedule_scale)
+        # a short escalation (20 s to the reminder, 40 s to the SMS) so that the day shows one
+        cfg = LocalCloudConfig(state_dir=str(state / "cloud"), schedule_scale=self.schedule_scale,
+                               parameter_overrides={"EscalateAfterS": ESCALATE_AFTER_S})
         self.say(f"boxwatch demo: {len(specs)} boxes in Haidian, Beijing; local cloud from template.yaml "
                  f"(logs: {state})")
         lc = LocalCloudProcess(cfg).start()
@@ -166,7 +170,10 @@ class Demo:
             personas = {A: "alice", B1: "bo", B2: "chen", B3: "dana", C: "erik", F: "fatima", G: "grace"}
             owner = {s.id: personas.get(s.id, f"owner-{s.id}") for s in specs}
             t = time.monotonic()
-            provision(info, specs, [ClientSpec(owner[s.id], (s.id,), "en") for s in specs])
+            # hana manages the leak-prone block (B1-B3): the escalation SMS goes to her
+            provision(info, specs, [ClientSpec(owner[s.id], (s.id,), "en") for s in specs]
+                      + [ClientSpec("hana", (B1, B2, B3), "zh-CN", role="manager", sms=MANAGER_SMS)])
+            lc.console(f"/phone-numbers/{MANAGER_SMS}=hana", "POST")
             self.say(f"  provisioned {len(specs)} boxes (registry, IoT things) and {len(owner)} phones "
                      f"(SNS push endpoints) in {time.monotonic() - t:.1f} s")
 
@@ -190,6 +197,9 @@ class Demo:
             self.step("08:10", f"{A} ({personas[A]}'s building): the cable heats up - a single overtemperature alarm")
             fleet.raise_cause(A, "overtemp", hold_s=30)
             self.wait([self.expect("1 single alarm", "alice", "alarm", A, lambda p: p["data"]["cause"] == "overtemp")])
+            self.say(f"      ... the cable cools down: {A}'s detector sends its clear message")
+            self.wait([self.expect("1 single alarm", "alice", "alarm_cleared", A,
+                                   lambda p: p["data"]["cause"] == "overtemp")], timeout=self.step_timeout_s + 40)
 
             # 2 ---------------------------------------------------------------------------------
             self.step("09:40", f"leakage in the rain: {B1}, {B2}, {B3} (~150-300 m apart) raise residual-current "
@@ -202,6 +212,24 @@ class Demo:
                     self.expect("2 same-cause cluster", "dana", "same_cause_nearby", B3,
                                 lambda p: {B1, B2} <= set(p["data"]["boxes"]))]
             self.wait(exp)
+
+            # 2b --------------------------------------------------------------------------------
+            self.step("09:41", f"chen checks {B2} and acknowledges it as a false alarm; nobody acknowledges {B1}")
+            api = next(iter(info["apis"].values()))
+            _, listed = _call(f"{api}/boxes/{B2}/alarms?state=active", "GET", "chen", {})
+            mine = [a for a in listed.get("alarms", []) if a["cause"] == "residual_current"]
+            status, acked = (0, {}) if not mine else _call(
+                f"{api}/boxes/{B2}/alarms/{mine[0]['alarm_id']}/ack", "POST", "chen", {},
+                {"disposition": "false_alarm", "comment": "rain in the cable duct"})
+            disposition = acked.get("alarm", acked).get("disposition")
+            self.say(f"      POST /boxes/{B2}/alarms/.../ack -> {status} {disposition}")
+            self.checks.append(("2b acknowledge", "ack API accepted", status == 200))
+            self.wait([self.expect("2b acknowledge", "hana", "acknowledged", B2,
+                                   lambda p: p["data"].get("disposition") == "false_alarm"),
+                       self.expect("2b acknowledge", "bo", "reminder", B1),
+                       # an SMS carries no data: the phone number is hana's, the text names the alarm
+                       self.expect("2b acknowledge", "hana", "", None, lambda p: p.get("channel") == "sms")],
+                      timeout=self.step_timeout_s + 3 * ESCALATE_AFTER_S)
 
             # 3 ---------------------------------------------------------------------------------
             self.step("11:25", f"{C} ({personas[C]}'s building) overheats, alarms, then falls silent (burned)")
@@ -223,7 +251,6 @@ class Demo:
 
             # 5 ---------------------------------------------------------------------------------
             self.step("14:07", f"grace, warned that the boxes next to hers went dark, powers off {G} from the app")
-            api = next(iter(info["apis"].values()))
             status, body = _call(f"{api}/boxes/{G}/power-off", "POST", "grace", {"Idempotency-Key": "grace-14-07-fire"})
             self.say(f"      POST /boxes/{G}/power-off -> {status} {body.get('status', body)}")
             self.checks.append(("5 remote power-off", "command API accepted the order", status in (200, 201)))
@@ -236,6 +263,13 @@ class Demo:
             self.checks.append(("5 remote power-off", f"{G} contactor open", opened))
             _, cmd = _call(f"{api}/boxes/{G}/commands/{body.get('command_id', '-')}", "GET", "grace", {})
             self.checks.append(("5 remote power-off", "command settled 'succeeded'", cmd.get("status") == "succeeded"))
+
+            # 6 ---------------------------------------------------------------------------------
+            self.step("16:30", f"the fire is out and power is back: {', '.join(burned)} reconnect")
+            fleet.restore_power(burned)
+            self.wait([self.expect("6 all clear", "grace", "all_clear", None),
+                       *[self.expect("6 all clear", owner[b], "box_back_online", b) for b in burned]],
+                      timeout=self.step_timeout_s + 30)
             time.sleep(1.0)
             stop.set()
             watcher.join(2)
@@ -320,9 +354,12 @@ class Demo:
             self.say("stopping")
 
 
-def _call(url: str, method: str, sub: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None,
-                                 headers={"Authorization": f"Bearer local:{sub}", **headers})
+def _call(url: str, method: str, sub: str, headers: dict[str, str],
+          body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    extra = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(url, method=method, data=data,
+                                 headers={"Authorization": f"Bearer local:{sub}", **extra, **headers})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read() or b"{}")

@@ -21,6 +21,8 @@ class ClientSpec:
     id: str
     boxes: tuple[str, ...]
     locale: str = "en"
+    role: str | None = None  # manager: an escalation contact of its boxes
+    sms: str | None = None  # its E.164 number for the escalation SMS
 
 
 def use_local_cloud(info: dict[str, Any]) -> None:
@@ -50,5 +52,6 @@ def provision(info: dict[str, Any], boxes: Iterable[BoxSpec], clients: Iterable[
             endpoints[c.id] = sns.create_platform_endpoint(PlatformApplicationArn=app, Token=f"fcm-{c.id}",
                                                            CustomUserData=c.id)["EndpointArn"]
         for box in c.boxes:
-            bind(BindingSpec(client_id=c.id, box_id=box, target=endpoints[c.id], locale=c.locale))  # type: ignore[arg-type]
+            bind(BindingSpec(client_id=c.id, box_id=box, target=endpoints[c.id], locale=c.locale,  # type: ignore[arg-type]
+                             role=c.role, sms=c.sms))  # type: ignore[arg-type]
     return endpoints

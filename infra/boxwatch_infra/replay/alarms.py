@@ -94,12 +94,12 @@ class Alarms(Plugin):
 
         by_id = {(x.box_id, x.alarm_id): x for x in lives}
         for n in run.notifications:  # an SMS names its alarm, not its cause
-            life = by_id.get((n.get("box"), n.get("alarm_id")))
+            life = by_id.get((str(n.get("box")), str(n.get("alarm_id"))))
             if n.get("channel") == "sms" and life is not None:
                 n["cause"] = life.cause
         run.extra["alarms"] = [
             {"box": x.box_id, "cause": x.cause, "circuit": x.circuit, "state": x.state, "acked_by": x.acked_by,
              "acked_at": s(x.acked_at), "disposition": x.disposition, "cleared_at": s(x.cleared_at),
-             "count": int(x.count), "escalation_steps": list(x.escalation_steps or []), "first_at": s(x.first_at),
+             "count": int(x.logs), "escalation_steps": list(x.escalation_steps or []), "first_at": s(x.first_at),
              "last_at": s(x.last_at)}
             for x in lives]

@@ -116,7 +116,7 @@ def add_to_transaction(tx: TransactWrite, box: BoxItem, alarm: AlarmEvent, diges
     if current is not None:
         pk, sk = AlarmLifeItem.key(box.box_id, current)
         tx.update(AlarmLifeItem(pk, sk), actions=[
-            AlarmLifeItem.count.add(1), AlarmLifeItem.value.set(alarm.value),
+            AlarmLifeItem.logs.add(1), AlarmLifeItem.value.set(alarm.value),
             AlarmLifeItem.threshold.set(alarm.threshold), AlarmLifeItem.last_at.set(alarm.received_at)],
             condition=AlarmLifeItem.state == "active")
         return LifeWrite(current, False, active, index)
@@ -124,7 +124,7 @@ def add_to_transaction(tx: TransactWrite, box: BoxItem, alarm: AlarmEvent, diges
     life = AlarmLifeItem(
         *AlarmLifeItem.key(box.box_id, alarm_id), alarm_id=alarm_id, box_id=box.box_id, box_name=box.name,
         lat=box.lat, lng=box.lng, cause=alarm.cause.value, circuit=alarm.circuit, state="active",
-        first_at=alarm.received_at, last_at=alarm.received_at, first_alarm_time=alarm.alarm_time, count=1,
+        first_at=alarm.received_at, last_at=alarm.received_at, first_alarm_time=alarm.alarm_time, logs=1,
         seq=alarm.seq, value=alarm.value, threshold=alarm.threshold, unit=alarm.unit, expires_at=expires)
     tx.save(life, condition=AlarmLifeItem.pk.does_not_exist())
     for step in chain(box.box_id, alarm_id, alarm.received_at, settings):
@@ -178,7 +178,7 @@ def open_offline_alarm(box_id: str, offline_at: int, version: int, settings: Set
         alarm_id = alarm_id_for(offline_at, f"v{version}")
         life = AlarmLifeItem(
             *AlarmLifeItem.key(box_id, alarm_id), alarm_id=alarm_id, box_id=box_id, box_name=box.name, lat=box.lat,
-            lng=box.lng, cause=OFFLINE_CAUSE, state="active", first_at=offline_at, last_at=offline_at, count=1,
+            lng=box.lng, cause=OFFLINE_CAUSE, state="active", first_at=offline_at, last_at=offline_at, logs=1,
             subject=str(version), expires_at=offline_at // 1000 + settings.alarm_retention_days * 86_400)
         active[key] = alarm_id
         rev, same = _box_rev(box)
@@ -329,7 +329,7 @@ def alarm_view(life: AlarmLifeItem) -> dict[str, Any]:
             "circuit": life.circuit, "state": life.state, "acked": life.acked_by is not None,
             "acked_by": life.acked_by, "acked_at": ms(life.acked_at), "disposition": life.disposition,
             "comment": life.comment, "first_at": int(life.first_at), "last_at": int(life.last_at),
-            "cleared_at": ms(life.cleared_at), "count": int(life.count), "value": life.value,
+            "cleared_at": ms(life.cleared_at), "count": int(life.logs), "value": life.value,
             "threshold": life.threshold, "unit": life.unit, "escalation_steps": list(life.escalation_steps or []),
             "lat": life.lat, "lng": life.lng}
 
@@ -364,12 +364,12 @@ def my_alarms(client_id: str, state: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------- pushes
 def _context(life: AlarmLifeItem, tz: str = "Asia/Shanghai") -> dict[str, Any]:
     return {"cause": life.cause, "box_name": life.box_name or life.box_id,
-            "first_local": local_time(int(life.first_at), tz), "count": int(life.count)}
+            "first_local": local_time(int(life.first_at), tz), "count": int(life.logs)}
 
 
 def _data(life: AlarmLifeItem) -> dict[str, Any]:
     return {"cause": life.cause, "alarm_id": life.alarm_id, "circuit": life.circuit, "first_at": int(life.first_at),
-            "count": int(life.count), "boxes": []}
+            "count": int(life.logs), "boxes": []}
 
 
 def _still_unacked(item: DueItem) -> AlarmLifeItem | None:
@@ -383,7 +383,7 @@ def _record_step(life: AlarmLifeItem, step: str) -> None:
     steps = list(life.escalation_steps or [])
     if step not in steps:
         try:
-            life.update(actions=[AlarmLifeItem.escalation_steps.set(steps + [step])],
+            life.update(actions=[AlarmLifeItem.escalation_steps.set([*steps, step])],
                         condition=AlarmLifeItem.pk.exists())
         except UpdateError as exc:
             if not condition_failed(exc):

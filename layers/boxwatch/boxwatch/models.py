@@ -183,7 +183,7 @@ class AlarmLifeItem(Model):
     first_at = NumberAttribute()
     last_at = NumberAttribute()
     first_alarm_time = NumberAttribute(null=True)  # the box's clock, for people
-    count = NumberAttribute(default=1)
+    logs = NumberAttribute(attr_name="count", default=1)  # logs joined, the opener included ("count")
     seq = NumberAttribute(null=True)  # the opening alarm's seq
     value = NumberAttribute(null=True)  # the latest alarm's reading
     threshold = NumberAttribute(null=True)
