@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml layers/boxwatch/requirements.txt
 	# mosquitto: the MQTT broker of the device-agent tests and fleet bench (Debian package)
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 		(apt-get update -q >/dev/null && apt-get install -y -q mosquitto >/dev/null)
+	# chromium: the browser of the console's tests (Playwright drives Debian's build; never `playwright install`)
+	test -x /usr/bin/chromium || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"

@@ -32,6 +32,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AlarmsTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem",
                         "dynamodb:BatchGetItem"},
+        "OpsTable": {"dynamodb:PutItem"},  # ops.note_alarm: the org's alarm log and change log
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "AsyncFailureQueue": {"sqs:SendMessage"},  # Lambda's on-failure destination (SAM-generated)
@@ -39,6 +40,7 @@ USES: dict[str, dict[str, set[str]]] = {
     },
     "PresenceFunction": {  # issue 3: network.py
         "RejectedInputQueue": {"sqs:SendMessage"},
+        "OpsTable": {"dynamodb:PutItem"},  # the operators' change log
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "NetworkTable": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:GetItem"},
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
@@ -75,6 +77,23 @@ USES: dict[str, dict[str, set[str]]] = {
             "sns:GetEndpointAttributes", "sns:SetEndpointAttributes", "sns:DeleteEndpoint"},
         "sns:endpoint/${ApnsPlatform}/${ApnsPlatformApplicationName}/*": {
             "sns:GetEndpointAttributes", "sns:SetEndpointAttributes", "sns:DeleteEndpoint"},
+    },
+    "OpsApiFunction": {  # ops.py and the power-off path it shares
+        "BoxesTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+        "${BoxesTable.Arn}/index/by_org_cell": {"dynamodb:Query"},
+        "BindingsTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem",
+                          "dynamodb:UpdateItem"},
+        "AlarmsTable": {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
+                        "dynamodb:PutItem"},  # alarm logs and lives; an ack's transaction
+        **PUSH,  # alarm_life.acknowledge's `acknowledged` push
+        "NetworkTable": {"dynamodb:Query"},
+        "${NetworkTable.Arn}/index/open_incidents": {"dynamodb:Query"},
+        "CommandsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "${CommandsTable.Arn}/index/by_org": {"dynamodb:Query"},
+        "OpsTable": {"dynamodb:Query", "dynamodb:PutItem"},
+        "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
+            "iot:GetThingShadow", "iot:UpdateThingShadow"},
+        "AsyncFailureQueue": {"sqs:SendMessage"},
     },
     "CommandAckFunction": {  # issue 4: power_off.acknowledge
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},

@@ -33,7 +33,7 @@ def test_the_api_is_throttled_and_capped_and_the_alarm_path_is_not(cfn: dict[str
     for name in ("ApiThrottleRateLimit", "ApiThrottleBurstLimit", "ApiReservedConcurrency"):
         assert int(t.parameters[name]) >= 1
     # every function behind the API has its concurrency capped by a parameter
-    assert api_functions(t) == ["CommandApiFunction"]
+    assert api_functions(t) == ["CommandApiFunction", "OpsApiFunction"]  # the phones' and the operators'
     for fn in api_functions(t):
         assert cfn["Resources"][fn]["Properties"]["ReservedConcurrentExecutions"] == {"Ref": "ApiReservedConcurrency"}
     # and the alarm path is never capped, saying why to checkov

@@ -76,6 +76,7 @@ def describe(info: dict[str, object]) -> str:
         f"  iot-data (shadows)       {i['iot_data']}",
         *[f"  HTTP API {k:<15} {v}   (Authorization: Bearer local:<client id>)" for k, v in apis.items()],
         f"  phones / console         {i['console']}/inbox",
+        f"  operator console         {i.get('ops_console', '')}   (sign in as <name>@<org>, e.g. ann@default)",
         "",
         f"  export AWS_ENDPOINT_URL={i['moto']} AWS_ENDPOINT_URL_IOT_DATA_PLANE={i['iot_data']} "
         "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",

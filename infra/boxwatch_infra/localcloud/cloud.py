@@ -96,6 +96,7 @@ class LocalCloud:
                 api = HttpApi(logical, self.deployment, self.functions, cfg.api_port if i == 0 else 0).start()
                 self.apis.append(api)
                 self._components.append(api)
+            self._serve_console(template)
             self.scheduler = Scheduler(self.deployment, self.functions, cfg.schedule_scale).start()
             self._components.append(self.scheduler)
         except BaseException:
@@ -115,6 +116,25 @@ class LocalCloud:
         self.started_in_s = time.monotonic() - t0
         self.started = True
         return self
+
+    def _serve_console(self, template: Any) -> None:
+        """The operator console at <phones>/console/, calling the first HTTP API (CORS from this origin),
+        with the local sign-in (`local:<sub>@<org>+operators`, no Cognito) and no basemap unless the
+        BasemapTileUrl parameter names one."""
+        from boxwatch_infra.aws.template import ROOT
+
+        root = ROOT / "console"
+        self.phones.console_root = root if root.is_dir() else None
+        tile = str(self.config.parameter_overrides.get("BasemapTileUrl") or "")
+        self.phones.console_config = {"api_url": self.apis[0].url if self.apis else "", "user_pool_id": "",
+                                      "client_id": "", "region": template.region, "tile_url": tile or None,
+                                      "local_sign_in": True}
+        for api in self.apis:
+            api.cors_origins.add(self.phones.url)
+
+    @property
+    def console_url(self) -> str:
+        return f"{self.phones.url}/console/"
 
     def _register_phone(self, arg: str) -> dict[str, str]:
         number, _, client = arg.partition("=")
@@ -138,6 +158,7 @@ class LocalCloud:
             "mqtt": {"host": HOST, "port": self.broker.port},
             "apis": {a.logical: a.url for a in self.apis},
             "console": self.phones.url,
+            "ops_console": self.console_url,
             "outputs": dep.outputs,
             "physical": dep.physical,
             "function_env": {k: v.env for k, v in self.functions.functions.items()},

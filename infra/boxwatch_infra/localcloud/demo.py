@@ -341,6 +341,7 @@ class Demo:
     def keep_up(self, lc: LocalCloudProcess) -> None:
         info = lc.info
         self.say("\n--keep: the local cloud stays up (Ctrl-C to stop). Point your tools at it:")
+        self.say(f"  operator console: {info.get('ops_console')}   (sign in as <name>@default, e.g. ann@default)")
         self.say(f"  export AWS_ENDPOINT_URL={info['moto']} AWS_ENDPOINT_URL_IOT_DATA_PLANE={info['iot_data']} "
                  "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1")
         self.say(f"  aws --endpoint-url {info['moto']} dynamodb list-tables")

@@ -5,6 +5,8 @@ integrated function.
 
 Authorization: there is no Cognito locally. A route with a JWT authorizer accepts
 - `Authorization: Bearer local:<sub>`: the client `<sub>`, for curl and tests;
+- `Authorization: Bearer local:<sub>@<org>+<group>[+<group>]`: a user of organisation `<org>` in
+  those Cognito groups (`local:ann@acme+operators`: an operator of acme; the console's local sign-in);
 - `Authorization: Bearer <JWT>`: a JWT whose claims are taken **without checking its signature**
   (local only), as long as its `aud` (or `client_id`) is one of the authorizer's audiences and it
   has not expired. `mint_token()` makes one.
@@ -66,8 +68,13 @@ def mint_token(sub: str, audience: str, issuer: str = "https://local", ttl_s: in
 
 def _claims(token: str) -> dict[str, Any] | None:
     if token.startswith("local:"):
-        sub = token[len("local:"):]
-        return {"sub": sub} if sub else None
+        sub, at, rest = token[len("local:"):].partition("@")
+        if not at:
+            return {"sub": sub} if sub else None
+        org, _, groups = rest.partition("+")
+        # as API Gateway hands a JWT's list claim to the function: "[a b]"
+        return {"sub": sub, "custom:org": org, "cognito:groups": "[" + " ".join(groups.split("+")) + "]"} \
+            if sub and org else None
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -104,6 +111,9 @@ class HttpApi:
                 self.routes.append(Route(name, path, host.logical_of(m.group(1)), auth))
         self._server: ThreadingHTTPServer | None = None
         self.requests = 0
+        # CORS: the template allows the console's CloudFront origin; locally the console is served
+        # from the local cloud's own origin (LocalCloud sets it)
+        self.cors_origins: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -149,16 +159,23 @@ class HttpApi:
         api = self
 
         class Handler(QuietHandler):
-            METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
+            METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
             def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.reply(status, body, {"Content-Type": "application/json", **(headers or {})})
+                origin = self.headers.get("Origin", "")
+                cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin in api.cors_origins else {}
+                self.reply(status, body, {"Content-Type": "application/json", **cors, **(headers or {})})
 
             def route(self, method: str) -> None:
                 api.requests += 1
                 url = urllib.parse.urlsplit(self.path)
                 body = self.body()
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if method == "OPTIONS":  # a CORS preflight: API Gateway answers it without the authorizer
+                    return self._send(204, b"", {
+                        "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE",
+                        "Access-Control-Allow-Headers": "authorization, content-type, idempotency-key, accept",
+                        "Access-Control-Max-Age": "600"} if headers.get("origin") in api.cors_origins else {})
                 found = api.match(method, url.path)
                 if found is None:
                     return self._send(404, b'{"message":"Not Found"}')

@@ -13,6 +13,7 @@ Exit code 1 when an artifact is over a limit or the wheels cannot be fetched.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,17 @@ def drop_runtime_provided(site: Path) -> list[str]:
     return dropped
 
 
+def console(out: Path) -> tuple[int, int]:
+    """The operator console as published to its bucket: the static files (no build step) and a
+    config.json whose values `docs/operator-api.md` says how to fill from the stack's outputs."""
+    src = ROOT / "console"
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("config.json", ".*"))
+    (out / "config.json").write_text(json.dumps({
+        "api_url": "${CommandApiUrl}", "user_pool_id": "${ClientUserPoolId}", "client_id": "${ClientAppClientId}",
+        "region": "${AWS::Region}", "tile_url": None, "local_sign_in": False}, indent=2) + "\n")
+    return zip_tree(out, out.parent / "console.zip"), dir_size(out)
+
+
 def build(out: Path, python_version: str = "3.12", platform: str = "manylinux2014_x86_64") -> int:
     template = Template()
     if out.exists():
@@ -100,6 +112,8 @@ def build(out: Path, python_version: str = "3.12", platform: str = "manylinux201
     for logical, spec in template.functions.items():
         zipped = zip_tree(spec.code_dir, out / "functions" / f"{logical}.zip")
         rows.append((f"function {logical}", zipped, dir_size(spec.code_dir)))
+
+    rows.append(("console (static site)", *console(out / "console")))
 
     print(f"\n{'artifact':<40} {'zip':>10} {'unzipped':>10} {'fn+layers unzipped':>20}  limits 50 MB zip / 250 MB")
     for name, zipped, unzipped in rows:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import mimetypes
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from boxwatch_infra.aws.ports import HOST
@@ -93,6 +95,9 @@ class Phones:
         self.info: dict[str, Any] = {}
         self.extra: dict[str, Callable[[], Any]] = {}  # GET /<name> -> callable (console views)
         self.actions: dict[str, Callable[[str], Any]] = {}  # POST /<name>/<arg>
+        # the operator console's static files, served at /console/ with its config.json
+        self.console_root: Path | None = None
+        self.console_config: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -159,6 +164,18 @@ class Phones:
                     return self._json(400, {"error": str(exc)})
                 return self._json(404, {"error": "not found"})
 
+            def _static(self, rel: str) -> None:
+                if rel == "config.json":
+                    return self._json(200, phones.console_config)
+                root = phones.console_root
+                path = (root / rel).resolve() if root else None
+                if root is None or path is None or not path.is_file() or root.resolve() not in path.parents:
+                    return self._json(404, {"error": "not found"})
+                kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                if kind.startswith("text/") or kind.endswith("javascript"):
+                    kind += "; charset=utf-8"
+                self.reply(200, path.read_bytes(), {"Content-Type": kind, "Cache-Control": "no-cache"})
+
             def do_GET(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 q = urllib.parse.parse_qs(url.query)
@@ -172,6 +189,8 @@ class Phones:
                     return self._json(200, {"client": client, "pushes": [p.as_dict() for p in phones.inbox(client)]})
                 if url.path == "/info":
                     return self._json(200, phones.info)
+                if url.path == "/console" or url.path.startswith("/console/"):
+                    return self._static(url.path[len("/console"):].lstrip("/") or "index.html")
                 name = url.path.strip("/")
                 if name in phones.extra:
                     return self._json(200, phones.extra[name]())

@@ -43,6 +43,9 @@ class QuietHandler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch("PATCH")
 
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
     def log_message(self, fmt: str, *args: Any) -> None:
         pass  # a line per request would drown the demo's output
 

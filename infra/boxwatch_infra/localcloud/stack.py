@@ -106,11 +106,32 @@ def stack_document(translated: dict[str, Any], template: Template, local_only: d
     """(Resources, Outputs) for moto's CloudFormation: the resources left out of the stack are
     named by their local physical ids wherever something refers to them (Ref, GetAtt .Arn, ${..})."""
     names: dict[str, str] = {}
+    refs = re.findall(r"([A-Za-z0-9]+)\.([A-Za-z0-9]+)", " ".join(
+        ".".join(v) if isinstance(v, list) else str(v) for v in _getatts(translated)))
     for k in local_only:
         names[k] = f"{template.stack_name}-{k}"
         names[f"{k}.Arn"] = f"arn:aws:local:{template.region}:{template.account_id}:{k}"
+        for logical, attr in refs:  # any other attribute (a distribution's DomainName): a local name
+            if logical == k and attr != "Arn":
+                names[f"{k}.{attr}"] = f"{names[k]}.{attr}"
     resources = {k: resolve(v, names, partial=True) for k, v in translated["Resources"].items() if k not in local_only}
     return resources, resolve(translated.get("Outputs", {}), names, partial=True)
+
+
+def _getatts(doc: Any) -> list[Any]:
+    """Every GetAtt argument and ${X.Attr} of a template document."""
+    out: list[Any] = []
+    if isinstance(doc, list):
+        for x in doc:
+            out += _getatts(x)
+    elif isinstance(doc, dict):
+        if len(doc) == 1 and "Fn::GetAtt" in doc:
+            out.append(doc["Fn::GetAtt"])
+        for x in doc.values():
+            out += _getatts(x)
+    elif isinstance(doc, str):
+        out += [f"{a}.{b}" for a, b in re.findall(r"\$\{([A-Za-z0-9]+)\.([A-Za-z0-9.]+)\}", doc)]
+    return out
 
 
 @dataclass

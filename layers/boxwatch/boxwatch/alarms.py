@@ -50,6 +50,7 @@ from boxwatch.notify import (
     record_after_push,
     send,
 )
+from boxwatch.ops import note_alarm
 from boxwatch.registry import binding_from_snapshot, bindings_of_box, snapshot_of
 from boxwatch.settings import Settings
 
@@ -459,6 +460,7 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestRes
     bindings = bindings_of_box(box.box_id)
     stored = _store(alarm, box, bindings, settings)
     record = stored.record
+    note_alarm(box, stored.alarm_id, alarm.received_at, settings)  # the operators' view, rewritten by a retry
     if stored.existing and record.notified_at is not None:  # notified, its idempotency record never completed
         return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=record.sk)
 
@@ -562,6 +564,7 @@ def _process_clear(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> Ing
             raise
         result = IngestResult("stored", box.box_id, alarm.seq, record_sk=record.sk, alarm_id=alarm_id,
                               cleared=alarm_id is not None, seq_reused=digest is not None)
+        note_alarm(box, alarm_id, alarm.received_at, settings)  # the operators see it cleared
         if note is not None:
             result.reports[alarm_life.CLEARED] = due.run_item(note, alarm.received_at, sns)
         return result

@@ -214,3 +214,68 @@ def radius_ranges(lat: float, lng: float, radius_m: float, coarse_res: int, fine
                   max_ranges: int | None = None) -> list[CellRange]:
     """The Queries that find every point within `radius_m` of (lat, lng) keyed by `range_keys`."""
     return cell_ranges(disk_cells(lat, lng, radius_m, fine_res), coarse_res, max_ranges)
+
+
+# ------------------------------------------------------------------------------ the operator map
+# by_org_cell: hash = <org>#<cell at MAP_PART_RES>, range = <cell at MAP_CELL_RES>#<box>. The fine
+# cells inside any coarser cell are one contiguous range of H3 ids (its digits below the coarse
+# resolution run 0..6), so a viewport is covered by a few coarse-enough cells, each one Query with a
+# sort-key range: items read ~ boxes in (and just around) the view, whatever the fleet.
+MAP_PART_RES = 3  # ~12,000 km2: one partition per org and region
+MAP_CELL_RES = 9  # ~0.1 km2
+MAP_MAX_QUERIES = 24  # a viewport's cover: the finest resolution that needs at most this many cells
+MAP_SPILL = 0.75  # edge lengths: how far a cell's fine descendants may lie outside it (measured <= ~0.52)
+
+
+def map_keys(org: str, lat: float, lng: float, box_id: str) -> tuple[str, str]:
+    fine = h3.latlng_to_cell(lat, lng, MAP_CELL_RES)
+    return f"{org}#{h3.cell_to_parent(fine, MAP_PART_RES)}", f"{fine}#{box_id}"
+
+
+def _fine_range(cell: str) -> tuple[str, str]:
+    """The smallest and largest MAP_CELL_RES id inside `cell` (as 15-digit hex: string order is id order)."""
+    res = h3.get_resolution(cell)
+    h = int(cell, 16)
+    h = (h & ~(0xF << 52)) | (MAP_CELL_RES << 52)
+    lo = hi = h
+    for d in range(res + 1, MAP_CELL_RES + 1):
+        shift = (15 - d) * 3
+        lo &= ~(0x7 << shift)
+        hi |= 0x7 << shift  # above every valid digit (0..6): an upper bound
+    return f"{lo:015x}", f"{hi:015x}"
+
+
+@dataclass(frozen=True)
+class MapQuery:
+    part_cell: str  # the MAP_PART_RES cell (hash key suffix)
+    lo: str  # sort-key range (inclusive)
+    hi: str
+
+
+def map_cover(south: float, west: float, north: float, east: float) -> list[MapQuery]:
+    """The Queries that read every box inside the bounding box (and a margin of cells around it).
+
+    H3 is not exactly hierarchical: the fine cells whose ancestor (by id) is a coarse cell spill up
+    to ~0.5 of its edge length outside its outline. So the cover at each resolution is taken over
+    the box grown by MAP_SPILL edge lengths (tests/unit/test_map_cover.py checks it against points)."""
+    if east < west:  # crosses the antimeridian: rare for a city operator, covered as two boxes
+        return map_cover(south, west, north, 180.0) + map_cover(south, -180.0, north, east)
+    cells: list[str] = []
+    mid = math.radians((south + north) / 2)
+    for res in range(MAP_CELL_RES, MAP_PART_RES - 1, -1):
+        m = MAP_SPILL * h3.average_hexagon_edge_length(res, unit="m")
+        dlat, dlng = m / 111_320.0, m / (111_320.0 * max(0.05, math.cos(mid)))
+        s, w = max(-89.9, south - dlat), max(-180.0, west - dlng)
+        n, e = min(89.9, north + dlat), min(180.0, east + dlng)
+        poly = h3.LatLngPoly([(s, w), (s, e), (n, e), (n, w)])
+        found = set(h3.h3shape_to_cells_experimental(poly, res, contain="overlap"))
+        found.update(h3.latlng_to_cell(lat, lng, res) for lat in (s, n) for lng in (w, e))
+        cells = sorted(found)
+        if len(cells) <= MAP_MAX_QUERIES:
+            break
+    out = []
+    for c in cells:
+        lo, hi = _fine_range(c)
+        out.append(MapQuery(h3.cell_to_parent(c, MAP_PART_RES) if h3.get_resolution(c) > MAP_PART_RES else c,
+                            lo, hi + "#\uffff"))
+    return out

@@ -34,6 +34,19 @@ class BoxAreaIndex(GlobalSecondaryIndex["BoxItem"]):
     box_id = UnicodeAttribute(range_key=True)
 
 
+class BoxMapIndex(GlobalSecondaryIndex["BoxItem"]):
+    """The operator map: boxes of one organisation by H3 cell. hash = <org>#<coarse cell>, range =
+    <fine cell>#<box>: the fine cells of any coarser cell are one contiguous sort-key range, so a
+    viewport is a few Queries that read about the boxes in view (geo.map_cover)."""
+
+    class Meta:
+        index_name = "by_org_cell"
+        projection = AllProjection()
+
+    map_part = UnicodeAttribute(hash_key=True)
+    map_cell = UnicodeAttribute(range_key=True)
+
+
 class BoxItem(Model):
     """A distribution box: where it is (for people and for H3) and its network status."""
 
@@ -64,7 +77,12 @@ class BoxItem(Model):
     # transaction (and under the same hold_rev guard) as the hold state, so that two concurrent
     # alarms of one cause make one alarm (docs/alarm-life.md)
     active = JSONAttribute(null=True)
+    # the organisation that owns the box: its operators see and act on it (old rows: "default")
+    org = UnicodeAttribute(default="default")
+    map_part = UnicodeAttribute(null=True)  # by_org_cell keys, written with the cells (registry.box_item)
+    map_cell = UnicodeAttribute(null=True)
     by_area_cell = BoxAreaIndex()
+    by_org_cell = BoxMapIndex()
 
 
 class ClientIndex(GlobalSecondaryIndex["BindingItem"]):
@@ -657,6 +675,18 @@ class PendingCommandIndex(GlobalSecondaryIndex["CommandItem"]):
     expires_at = NumberAttribute(range_key=True)
 
 
+class CommandOrgIndex(GlobalSecondaryIndex["CommandItem"]):
+    """An organisation's command audit, newest first (commands recorded with their box's org; a box's
+    audit filters it: power-offs are few, and DynamoDB adds one index per table update)."""
+
+    class Meta:
+        index_name = "by_org"
+        projection = AllProjection()
+
+    org = UnicodeAttribute(hash_key=True)
+    requested_at = NumberAttribute(range_key=True)
+
+
 class CommandItem(Model):
     """A power-off command and its audit record (pk = CMD#<id>, sk = CMD)."""
 
@@ -681,7 +711,10 @@ class CommandItem(Model):
     late_report = JSONAttribute(null=True)  # a failed/refused report after expiry: recorded only
     late_reported_at = NumberAttribute(null=True)
     pending = UnicodeAttribute(null=True)  # "1" while pending (sparse index key)
+    org = UnicodeAttribute(null=True)  # the box's organisation when it was requested
+    requested_by_role = UnicodeAttribute(null=True)  # client | operator (None: a client, before operators)
     by_expiry = PendingCommandIndex()
+    by_org = CommandOrgIndex()
 
     @staticmethod
     def key(command_id: str) -> tuple[str, str]:
@@ -732,6 +765,51 @@ class SmsQuotaItem(Model):
         return f"SMS#{digest}#{at_ms // 3_600_000}"
 
 
+# ------------------------------------------------------------------------ operators (OpsTable)
+CHANGE_BUCKET_MS = 60_000  # change-log partition width: a 2 s poll reads one or two partitions
+
+
+class ChangeItem(Model):
+    """One change an operator's console must show (a box, alarm, incident or command), by org and
+    arrival time: pk = CHG#<org>#<minute>, sk = <at ms, 13 digits>#<type>#<id>. Sparse (only what
+    changed), kept a day: `/ops/changes` costs ~ changes, never the fleet."""
+
+    class Meta:
+        table_name = "boxwatch-ops"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    type = UnicodeAttribute()  # box | alarm | incident | command
+    id = UnicodeAttribute()
+    at = NumberAttribute()
+    entity = JSONAttribute(null=True)  # the entity as the console shows it, when not read back (alarm)
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(org: str, at: int, type_: str, id_: str) -> tuple[str, str]:
+        return f"CHG#{org}#{at // CHANGE_BUCKET_MS}", f"{at:013d}#{type_}#{id_}"
+
+
+class OrgAlarmItem(Model):
+    """An alarm (its life, `AlarmLifeItem`) under its organisation and the month it opened: pk =
+    ALARM#<org>#<YYYY-MM>, sk = <alarm_id>#<box> (alarm ids begin with their first receive time, so
+    the sort key is time order). A pointer: the list reads the lives it names (BatchGetItem)."""
+
+    class Meta:
+        table_name = "boxwatch-ops"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    alarm_id = UnicodeAttribute()
+    box_id = UnicodeAttribute()
+    cause = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(org: str, month: str, alarm_id: str, box_id: str) -> tuple[str, str]:
+        return f"ALARM#{org}#{month}", f"{alarm_id}#{box_id}"
+
+
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
@@ -742,6 +820,7 @@ ALL_MODELS: dict[str, list[type[Model]]] = {
                       IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],
     "sms_quota_table": [SmsQuotaItem],
+    "ops_table": [ChangeItem, OrgAlarmItem],
 }
 
 

@@ -39,6 +39,7 @@ from boxwatch.models import (
     connection,
 )
 from boxwatch.notify import Notification, SendReport, local_time, send
+from boxwatch.ops import record_change
 from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
 
@@ -218,6 +219,8 @@ def record_presence(event: PresenceEvent, settings: Settings, sns: SNSClient,
     shortcut = apply and event.online and _nothing_open(box)
     status, nothing_open = _record(box, event, apply, nothing_open=shortcut)
     result = PresenceResult(status, box.box_id, event.online, event.version)
+    if status == "applied":  # the operators' map: the box changed state
+        record_change(box.org or "default", "box", box.box_id, event.arrived_at)
     if event.online:
         if status != "applied":
             _raise_connect_version(box, event)

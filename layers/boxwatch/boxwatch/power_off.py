@@ -67,8 +67,13 @@ class PowerOffOutcome:
 
 def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settings: Settings,
                       iotdata: IoTDataPlaneClient, _retried: bool = False,
-                      _generation: int | None = None) -> PowerOffOutcome:
-    require_bound(client_id, box_id)
+                      _generation: int | None = None, operator_org: str | None = None) -> PowerOffOutcome:
+    """`client_id` asks for `box_id`'s power-off: a bound client, or (`operator_org` set) an operator
+    whose organisation `ops.power_off` has checked owns the box, after its second confirmation."""
+    org = operator_org
+    if operator_org is None:
+        require_bound(client_id, box_id)
+        org = get_box(box_id).org or "default"  # the org's command audit (by_org) lists it too
     key_pk, key_sk = CommandKeyItem.key(client_id, key)
     now_s = now_ms // 1000
     try:
@@ -95,7 +100,8 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
     expires = now_ms + settings.command_expiry_s * 1000
     cmd = CommandItem(*CommandItem.key(cid), command_id=cid, box_id=box_id, client_id=client_id,
                       idempotency_key=key, status="pending", requested_at=now_ms, expires_at=expires,
-                      alarm=alarms[0] if alarms else None, pending="1")
+                      alarm=alarms[0] if alarms else None, pending="1", org=org,
+                      requested_by_role="operator" if operator_org is not None else None)
     reservation = CommandKeyItem(key_pk, key_sk, command_id=cid, box_id=box_id,
                                  expires_at_ttl=now_s + KEY_TTL_S)
     try:
@@ -109,10 +115,12 @@ def request_power_off(client_id: str, box_id: str, key: str, now_ms: int, settin
         failed = cancelled_by_condition(exc)
         if failed[:1] == [True] and not _retried:
             # a concurrent request with the same key won the race: answer with its command
-            return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried=True)
+            return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried=True,
+                                     operator_org=operator_org)
         if failed[1:2] == [True] and _generation is None:
             # the key's reservation expired but its old command keeps the id: a new command
-            return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried, now_ms)
+            return request_power_off(client_id, box_id, key, now_ms, settings, iotdata, _retried, now_ms,
+                                     operator_org=operator_org)
         raise
     try:
         update_desired(iotdata, box_id, _order(cmd))

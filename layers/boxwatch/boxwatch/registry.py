@@ -15,6 +15,9 @@ from boxwatch.errors import Forbidden, NotFound, UnknownBox
 from boxwatch.models import BindingItem, BoxItem
 from boxwatch.settings import Settings
 
+DEFAULT_ORG = "default"  # the organisation of boxes registered before organisations existed
+ORG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
 
 class BoxSpec(BaseModel):
     # the operator's models: validators built on first use, not by the import of a handler
@@ -26,6 +29,7 @@ class BoxSpec(BaseModel):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
     timezone: str = "Asia/Shanghai"
+    org: str = Field(default=DEFAULT_ORG, pattern=ORG_PATTERN)
 
     @field_validator("name", "address")
     @classmethod
@@ -74,8 +78,9 @@ class BindingSpec(BaseModel):
 
 
 def box_item(spec: BoxSpec, settings: Settings) -> BoxItem:
-    from boxwatch.geo import cell_of  # h3: operator paths only, never the handlers that read bindings
+    from boxwatch.geo import cell_of, map_keys  # h3: operator paths only, never the handlers that read bindings
 
+    map_part, map_cell = map_keys(spec.org, spec.lat, spec.lng, spec.id)
     return BoxItem(
         spec.id,
         name=spec.name,
@@ -85,6 +90,9 @@ def box_item(spec: BoxSpec, settings: Settings) -> BoxItem:
         timezone=spec.timezone,
         alarm_cell=cell_of(spec.lat, spec.lng, settings.alarm_res),
         area_cell=cell_of(spec.lat, spec.lng, settings.area_res),
+        org=spec.org,
+        map_part=map_part,
+        map_cell=map_cell,
     )
 
 
@@ -95,6 +103,8 @@ def register_box(spec: BoxSpec, settings: Settings) -> BoxItem:
         old = BoxItem.get(spec.id)
         item.online, item.status_since = old.online, old.status_since
         item.status_reason, item.presence_version = old.status_reason, old.presence_version
+        item.last_connect_version, item.active = old.last_connect_version, old.active
+        item.holds, item.hold_rev = old.holds, old.hold_rev
     except BoxItem.DoesNotExist:
         pass
     item.save()
@@ -118,18 +128,25 @@ def reindex_boxes(settings: Settings) -> int:
     """Move every box whose cells are not the ones lookups query (boxes registered by a version that
     derived the resolution from the radius parameters) to its current cells; returns how many moved.
 
+    Boxes registered before organisations get the default org and their operator-map keys.
+
     One Scan of the registry, one conditional UpdateItem per box that moves (only its cells, so a
     concurrent status change is kept); running it again moves nothing.
     """
-    from boxwatch.geo import cell_of  # h3: operator paths only, never the handlers that read bindings
+    from boxwatch.geo import cell_of, map_keys  # h3: operator paths only, never the handlers that read bindings
 
     moved = 0
-    for box in BoxItem.scan(attributes_to_get=["box_id", "lat", "lng", "alarm_cell", "area_cell"]):
+    for box in BoxItem.scan(attributes_to_get=["box_id", "lat", "lng", "alarm_cell", "area_cell", "org",
+                                               "map_part", "map_cell"]):
         alarm_cell = cell_of(float(box.lat), float(box.lng), settings.alarm_res)
         area_cell = cell_of(float(box.lat), float(box.lng), settings.area_res)
-        if (box.alarm_cell, box.area_cell) == (alarm_cell, area_cell):
+        org = box.org or DEFAULT_ORG
+        map_part, map_cell = map_keys(org, float(box.lat), float(box.lng), box.box_id)
+        if (box.alarm_cell, box.area_cell, box.map_part, box.map_cell) == (alarm_cell, area_cell, map_part, map_cell):
             continue
-        BoxItem(box.box_id).update(actions=[BoxItem.alarm_cell.set(alarm_cell), BoxItem.area_cell.set(area_cell)],
+        BoxItem(box.box_id).update(actions=[BoxItem.alarm_cell.set(alarm_cell), BoxItem.area_cell.set(area_cell),
+                                            BoxItem.org.set(org), BoxItem.map_part.set(map_part),
+                                            BoxItem.map_cell.set(map_cell)],
                                    condition=BoxItem.box_id.exists())
         moved += 1
     return moved

@@ -48,6 +48,7 @@ class Settings(BaseModel):
     # the SNS platform applications phones register with (POST /me/devices); "" = not configured
     fcm_application_arn: str = ""
     apns_application_arn: str = ""
+    ops_table: str = "boxwatch-ops"  # the operators' change log and per-organisation alarm log
     sms_per_recipient_per_hour: int = Field(10, ge=1, le=1000)
 
     # the H3 resolutions of the alarm and area cell indexes: fixed, whatever the radii (geo.INDEX_RES);
