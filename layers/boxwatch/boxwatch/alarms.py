@@ -200,6 +200,15 @@ def _snapshot(bindings: list[BindingItem]) -> list[list[str | None]] | None:
     return enabled if len(enabled) <= SNAPSHOT_MAX_CLIENTS else None
 
 
+def _cancelled(exc: TransactWriteError) -> tuple[set[int], bool, bool]:
+    """A cancelled transaction: (the items whose condition failed, try again as it is, a conflict).
+    Another transaction on the box item at the same moment, or a throttle, is tried again."""
+    codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
+    failed = {i for i, lost in enumerate(cancelled_by_condition(exc)) if lost}
+    conflict = "TransactionConflict" in codes
+    return failed, not failed and (conflict or exc.cause_response_code in THROTTLED), conflict
+
+
 def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], settings: Settings) -> Stored:
     """Write the record, its index entries, the box's hold state and, for a held alarm, its hold
     window's summary counter, in one transaction (one request); on a redelivery return the record.
@@ -253,12 +262,10 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                                                         BoxItem.hold_rev.set((rev or 0) + 1)],
                           condition=BoxItem.box_id.exists() & same_state)
         except TransactWriteError as exc:
-            codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
-            failed = {i for i, lost in enumerate(cancelled_by_condition(exc)) if lost}
-            if not failed and ("TransactionConflict" in codes or exc.cause_response_code in THROTTLED):
-                # another transaction on the box item at the same moment, or a throttle: try again
+            failed, retry, conflict = _cancelled(exc)
+            if retry:
                 time.sleep(BACKOFF_S * 2 ** attempt)
-                if "TransactionConflict" in codes:
+                if conflict:
                     box = _box(box.box_id)
                 continue
             if 0 in failed:
@@ -543,9 +550,8 @@ def _process_clear(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> Ing
                                                             BoxItem.hold_rev.set((rev or 0) + 1)],
                               condition=BoxItem.box_id.exists() & same_state)
         except TransactWriteError as exc:
-            codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
-            failed = {i for i, lost in enumerate(cancelled_by_condition(exc)) if lost}
-            if not failed and ("TransactionConflict" in codes or exc.cause_response_code in THROTTLED):
+            failed, retry, _ = _cancelled(exc)
+            if retry:
                 time.sleep(BACKOFF_S * 2 ** attempt)
                 box = _box(box.box_id)
                 continue

@@ -520,12 +520,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
             told_upto=group_seq, content_hash=content, sends=(old.sends if old else 0) + 1,
             updated_at=at_ms, expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
         # claim before sending, so that two overlapping sweeps cannot both send this update
-        claim = IncidentClientItem.pk.does_not_exist() if old is None else IncidentClientItem.sends == old.sends
-        try:
-            record.save(condition=claim)
-        except PutError as exc:
-            if not condition_failed(exc):
-                raise
+        if not storm.claim_told(record, old):
             continue
         report: SendReport = send(sns, [binding], neighbour_outage_notification(box, d, group, incident),
                                   devices=devices)

@@ -118,7 +118,7 @@ def area_all_clear_notification(box: BoxItem, item: IncidentItem, back_at: int) 
     )
 
 
-def _claim(record: IncidentClientItem, old: IncidentClientItem | None) -> bool:
+def claim_told(record: IncidentClientItem, old: IncidentClientItem | None) -> bool:
     """A conditional write before the push: two overlapping sweeps cannot both send it."""
     condition = IncidentClientItem.pk.does_not_exist() if old is None else IncidentClientItem.sends == old.sends
     try:
@@ -146,7 +146,7 @@ def warn_area(item: IncidentItem, group: Sequence[Candidate], open_count: int,
             told_upto=int(item.next_seq), content_hash=None if old is None else old.content_hash,
             sends=(old.sends if old else 0) + 1, area_told=True, updated_at=at_ms,
             expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
-        if not _claim(record, old):
+        if not claim_told(record, old):
             continue
         report: SendReport = send(sns, [binding], area_outage_notification(box, d, group, open_count, item))
         if report.failed:
@@ -177,7 +177,7 @@ def all_clear(item: IncidentItem, back_at: int, at_ms: int, sns: SNSClient, noti
             *IncidentClientItem.key(item.incident_id, old.client_id), client_id=old.client_id, box_id=old.box_id,
             told_upto=int(old.told_upto), content_hash=old.content_hash, sends=int(old.sends) + 1, area_told=True,
             cleared=True, updated_at=at_ms, expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
-        if not _claim(record, old):
+        if not claim_told(record, old):
             continue
         if box is None or not bindings:
             continue  # unbound since: nobody to tell, recorded as cleared
