@@ -24,7 +24,7 @@ def world() -> Iterator[AlarmWorld]:
         yield alarm_world(sb)
 
 
-def api(world: AlarmWorld, method: str, path: str, route: str, client: str, params: dict[str, str],
+def api(world: AlarmWorld, method: str, path: str, route: str, client: str, params: dict[str, str] | None,
         body: Any = None, query: dict[str, str] | None = None, t_s: float = 60.0) -> tuple[int, dict[str, Any]]:
     response = world.sb.invoke("CommandApi", http_api_event(method, path, route, client, T0 + round(t_s * 1000),
                                                             params, body=body, query=query))
