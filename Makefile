@@ -29,8 +29,11 @@ lint: install
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python -m boxwatch_infra.aws.template
 
+# the browser tests run in their own process: Playwright's driver and its event loop stay out of
+# the rest of the suite
 test: lint checkov
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/e2e/test_console_browser.py
+	$(BIN)/pytest tests/e2e/test_console_browser.py
 
 # checkov pins an older boto3 than the project: it gets its own venv (~3 s per run)
 CHECKOV_VENV := .venv-checkov

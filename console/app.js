@@ -4,7 +4,7 @@ import { I18N } from "./i18n.js";
 
 const STATE_ORDER = ["normal", "alarm_acked", "offline", "alarm_unacked"]; // worst last
 const STATE_COLOUR = { normal: "#2e7d32", alarm_acked: "#ef6c00", offline: "#757575", alarm_unacked: "#d50000" };
-const POLL_MS = 2000;
+const POLL_MS = 1000; // a new alarm must show within 5 s: ingest + one poll, with room to spare
 const $ = (sel) => document.querySelector(sel);
 
 const S = {
@@ -210,6 +210,8 @@ function toast(text) {
   setTimeout(() => d.remove(), 8000);
 }
 async function poll() {
+  if (S.polling) return; // a slow answer is not asked again on top of itself
+  S.polling = true;
   try {
     const doc = await api(`/ops/changes?since=${S.cursor || ""}`);
     if (doc.reset) { S.cursor = doc.cursor; await Promise.all([loadBoxes(), loadAlarms()]); return; }
@@ -236,6 +238,8 @@ async function poll() {
     if (alarmsChanged) renderAlarms();
   } catch (e) {
     console.warn("poll", e);
+  } finally {
+    S.polling = false;
   }
 }
 

@@ -83,6 +83,10 @@ def browser() -> Iterator[Any]:
 
 def sign_in(browser: Any, info: dict[str, Any], user: str) -> Any:
     page = browser.new_context(viewport={"width": 1400, "height": 860}).new_page()
+    # what the page says goes to the test's output: a console that never gets ready says why
+    page.on("console", lambda m: print("console:", m.type, m.text[:500]))
+    page.on("pageerror", lambda e: print("page error:", str(e)[:500]))
+    page.on("response", lambda r: print("response:", r.status, r.url[:200]) if r.status >= 400 else None)
     page.goto(info["ops_console"] + VIEW)
     page.fill("#signin-user", user)
     page.click("#signin-submit")
