@@ -249,13 +249,26 @@ T = TypeVar("T")
 READ_THREADS = 16  # the shards of a bucket are read side by side: a sweep's latency stays one Query's
 
 
+_READERS: list[ThreadPoolExecutor] = []  # one pool per container: threads outlive an invocation
+
+
 def read_all(keys: Sequence[str], read: Callable[[str], list[T]]) -> list[T]:
     """`read` of every partition key, in parallel threads (botocore clients are thread-safe), the
-    results in the order of `keys` (a sweep decides the same whatever the threads' timing)."""
-    if len(keys) <= 1:
-        return [x for k in keys for x in read(k)]
-    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(keys))) as pool:
-        return [x for part in pool.map(read, keys) for x in part]
+    results in the order of `keys` (a sweep decides the same whatever the threads' timing).
+
+    The first key is read on the calling thread: that read builds the table's client, which the
+    threads then share. Threads that all find no client yet each build one (a botocore session and
+    its JSON models per thread, 0.1-0.2 s of CPU each), which starved every other function of a
+    busy container.
+    """
+    if not keys:
+        return []
+    first = read(keys[0])
+    if len(keys) == 1:
+        return first
+    if not _READERS:
+        _READERS.append(ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="shard-read"))
+    return first + [x for part in _READERS[0].map(read, keys[1:]) for x in part]
 
 
 def recent_arrivals(at_ms: int, settings: Settings, kind: str = "D") -> list[ArrivalEntry]:
