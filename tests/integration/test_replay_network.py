@@ -86,6 +86,16 @@ def test_offline_without_an_alarm_warns_no_one(third: dict[str, Any]) -> None:
     assert not third["rejected"]
 
 
+def test_a_box_back_after_its_third_alarm_is_told_once_to_the_clients_warned(third: dict[str, Any]) -> None:
+    # Given BX-A's third alarm at 299 s / When it reconnects at 500 s (the connect delivered twice)
+    back = notes(third, box="BX-A", kind="box_back_online")
+    # Then the clients told it went dark hear, once each, that it is back, and since when it was out
+    warned = {n["client"] for n in notes(third, box="BX-A", kind="offline_after_alarm")}
+    assert sorted((n["client"], n["t"], n["first_at"]) for n in back) == [(c, 500.0, 299.0) for c in sorted(warned)]
+    # ... and no box that never went dark after an alarm is announced back
+    assert {n["box"] for n in notes(third, kind="box_back_online")} == {"BX-A"}
+
+
 # -------------------------------------------------------------------- fourth alarm
 def test_cluster_of_three_warns_exactly_the_online_boxes_within_the_radius(outage: dict[str, Any]) -> None:
     warned = notes(outage, kind="neighbour_outage")
@@ -124,6 +134,15 @@ def test_two_boxes_twice_the_gap_apart_and_a_lone_box_warn_no_one(outage: dict[s
 def test_incident_resolves_when_its_boxes_are_back(outage: dict[str, Any]) -> None:
     (incident,) = outage["network"]["incidents"]
     assert (incident["state"], incident["opened_at"], incident["resolved_at"]) == ("resolved", 100.0, 420.0)
+
+
+def test_the_all_clear_goes_once_to_exactly_the_clients_warned(outage: dict[str, Any]) -> None:
+    # Given the cluster's clients were warned at 180 s / When its last box is back (O3 at 420 s)
+    warned = sorted(n["client"] for n in notes(outage, kind="neighbour_outage"))
+    clear = notes(outage, kind="all_clear")
+    # Then each of them hears it is over, once, in the sweep that resolves it, naming the boxes back
+    assert sorted(n["client"] for n in clear) == warned == ["ann", "ben", "cat", "gil"]
+    assert {(n["t"], tuple(n["boxes"]), tuple(n["dark"])) for n in clear} == {(420.0, ("O1", "O2", "O3", "X"), ())}
 
 
 def test_growing_cluster_one_update_per_sweep_never_the_same_content(growth: dict[str, Any]) -> None:

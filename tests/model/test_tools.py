@@ -40,7 +40,7 @@ def test_generator_covers_every_family_and_the_edges() -> None:
     scenarios = [generate(seed, size="full") for seed in range(200)]
     types = {e["type"] for s in scenarios for e in s["events"]}
     # Then every event type, faults of every error, redeliveries and reused seqs appear
-    assert types == {"alarm", "connected", "disconnected", "power_off", "power_state", "scheduled"}
+    assert types == {"ack", "alarm", "clear", "connected", "disconnected", "power_off", "power_state", "scheduled"}
     assert {f["error"] for s in scenarios for f in s.get("faults", [])} == {"throttle", "5xx", "crash"}
     assert not any(f["error"] == "crash" and f["service"] == "sns" for s in scenarios for f in s.get("faults", []))
     redelivered = reused = 0

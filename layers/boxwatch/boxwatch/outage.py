@@ -43,6 +43,7 @@ from boxwatch.models import (
     IncidentItem,
     IncidentMemberItem,
     OfflineEntry,
+    PresenceLogItem,
     condition_failed,
 )
 from boxwatch.network import LIFECYCLE_DAYS, Drop, ThirdAlarmFailed, offline_after_alarm
@@ -425,14 +426,43 @@ def _resolve(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], merged_into: 
     return True
 
 
+def _member_episodes(inc: Incident, boxes: dict[str, BoxItem], ends: dict[str, int]) -> list[Candidate]:
+    """Every episode of the incident's members, with its end as known now (the offline index), not
+    only each member's latest: an earlier episode may be what links another member."""
+    wanted = [(b, v) for b, m in inc.members.items() if b in boxes for v in sorted(m.versions or {m.version or 0})]
+    logs = {(r.pk, r.sk): r for r in PresenceLogItem.batch_get(
+        [PresenceLogItem.key(b, v, False) for b, v in wanted], consistent_read=True)}
+    starts = {}
+    for b, v in wanted:
+        row = logs.get(PresenceLogItem.key(b, v, False))
+        if row is not None:
+            starts[(b, v)] = int(row.timestamp)
+    offline = {(int(e.version), e.box_id): e for e in OfflineEntry.batch_get(
+        [OfflineEntry.key(t, b, v) for (b, v), t in starts.items()], consistent_read=True)}
+    out = []
+    for b, v in wanted:
+        m = inc.members[b]
+        latest = v == (m.version or 0)
+        t = starts.get((b, v), m.t if latest else None)
+        if t is None:
+            continue  # its log expired: the episode is long over
+        entry = offline.get((v, b))
+        end = None if entry is None or entry.ended_at is None else int(entry.ended_at)
+        if latest and b in ends:
+            end = ends[b] if end is None else min(end, ends[b])
+        out.append(Candidate(b, "", float(boxes[b].lat), float(boxes[b].lng), t, inc.incident_id, v, end))
+    return out
+
+
 def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[ArrivalEntry], settings: Settings,
             result: SweepResult) -> None:
     """Drop the members that a late connect shows were never linked (docs/claims.md "Fourth alarm").
 
     A member's episode ends at the first connect above its disconnect version. When that connect
-    arrives after the member was decided, the members' episodes are clustered again with the ends
-    now known; a member left alone (one episode, linked to no other member) was never part of the
-    outage: it leaves the incident and, online next to it, its clients become recipients.
+    arrives after the member was decided, the members' episodes (every one, each with its end as
+    known now) are clustered again; a member none of whose episodes links to another member was
+    never part of the outage: it leaves the incident and, online next to it, its clients become
+    recipients.
     """
     ends: dict[str, int] = {}
     for a in connects:
@@ -441,13 +471,12 @@ def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[Arrival
             ends[a.box_id] = min(ends.get(a.box_id, int(a.timestamp)), int(a.timestamp))
     if not ends:
         return
-    episodes = [Candidate(b, "", float(boxes[b].lat), float(boxes[b].lng), m.t, inc.incident_id, m.version or 0,
-                          ends.get(b)) for b, m in inc.members.items() if b in boxes]
-    groups = cluster(episodes, settings.outage_radius_m, settings.outage_max_gap_s, settings.area_res)
-    if not any(len(g) >= 2 for g in groups):
+    groups = cluster(_member_episodes(inc, boxes, ends), settings.outage_radius_m, settings.outage_max_gap_s,
+                     settings.area_res)
+    if not any(len({c.box_id for c in g}) >= 2 for g in groups):
         return  # no cluster is left at all: the incident stays as it was decided and resolves as it is
-    alone = {g[0].box_id for g in groups if len(g) == 1}
-    gone = sorted(b for b in alone if b in ends and len(inc.members[b].versions) <= 1)
+    linked_boxes = {c.box_id for g in groups if len({c.box_id for c in g}) >= 2 for c in g}
+    gone = sorted(b for b in ends if b not in linked_boxes)
     if not gone:
         return
     item = inc.item
@@ -509,7 +538,6 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
     """
     incident = inc.item
     group_seq = max(m.seq for m in inc.members.values())
-    members = {c.box_id for c in group}
     chosen = _recipients(group, settings, only)
     if not chosen:
         return True
@@ -520,12 +548,14 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
                                result.notified.setdefault(incident.incident_id, []), result.failed)
     devices = devices_of(chosen)  # every chosen client's phones in one read, not one per client
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
-    content = content_hash(members)
     ok = True
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told_before.get(client_id)
-        # nothing new for this client (a member box back in a later episode is no new box): never
-        # the same content twice
+        note = neighbour_outage_notification(box, d, group, incident)
+        # the news as this client reads it: the count and the boxes listed (the nearest ones). A
+        # member box back in a later episode, or one member for another far from the client, is
+        # no news: never the same push twice
+        content = content_hash([*note.data["offline_boxes"], f"#{note.data['offline_count']}"])
         if old is not None and (int(old.told_upto) >= group_seq or old.content_hash == content):
             continue
         record = IncidentClientItem(
@@ -535,8 +565,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
         # claim before sending, so that two overlapping sweeps cannot both send this update
         if not storm.claim_told(record, old):
             continue
-        report: SendReport = send(sns, [binding], neighbour_outage_notification(box, d, group, incident),
-                                  devices=devices)
+        report: SendReport = send(sns, [binding], note, devices=devices)
         if report.failed:
             ok = False
             result.failed.extend(report.failed)
