@@ -19,29 +19,16 @@ def run(name: str) -> dict[str, Any]:
     return Replay(Scenario.load(SCENARIOS / name)).run()
 
 
-@pytest.fixture(scope="module")
-def backlog() -> dict[str, Any]:
-    return run("field_02_third_alarm_backlog.yaml")
+def scenario(name: str) -> Any:
+    """A module-scoped fixture: the report of one scenario file, run once."""
+    return pytest.fixture(scope="module")(lambda: run(name))
 
 
-@pytest.fixture(scope="module")
-def faulted() -> dict[str, Any]:
-    return run("field_03_third_alarm_after_faults.yaml")
-
-
-@pytest.fixture(scope="module")
-def redeployed() -> dict[str, Any]:
-    return run("field_06_redeploy_radius.yaml")
-
-
-@pytest.fixture(scope="module")
-def flaps() -> dict[str, Any]:
-    return run("field_04_third_alarm_flaps.yaml")
-
-
-@pytest.fixture(scope="module")
-def quick() -> dict[str, Any]:
-    return run("field_05_quick_reconnect.yaml")
+backlog = scenario("field_02_third_alarm_backlog.yaml")
+faulted = scenario("field_03_third_alarm_after_faults.yaml")
+flaps = scenario("field_04_third_alarm_flaps.yaml")
+quick = scenario("field_05_quick_reconnect.yaml")
+redeployed = scenario("field_06_redeploy_radius.yaml")
 
 
 def notes(report: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
