@@ -656,7 +656,8 @@ class IncidentClientItem(_UnderIncident):
     client_id = UnicodeAttribute()
     box_id = UnicodeAttribute()  # the client's online box the warning was addressed to
     told_upto = NumberAttribute(default=0)  # highest member number this client was told about
-    content_hash = UnicodeAttribute(null=True)  # the news it was last told (count and boxes listed); none when only told `area_outage`
+    # the news it was last told (count and boxes listed); none when only told `area_outage`
+    content_hash = UnicodeAttribute(null=True)
     sends = NumberAttribute(default=0)
     area_told = BooleanAttribute(null=True)  # told `area_outage` (storm mode): never again for this incident
     cleared = BooleanAttribute(null=True)  # told `area_all_clear`
