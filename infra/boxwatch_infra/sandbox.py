@@ -25,7 +25,7 @@ from botocore.client import BaseClient
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
 from boxwatch_infra.aws import lambda_async
-from boxwatch_infra.aws.environ import FAKE_CREDENTIALS, patched_environ
+from boxwatch_infra.aws.environ import FAKE_CREDENTIALS, LOCAL_ENDPOINTS, patched_environ
 from boxwatch_infra.aws.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
 from boxwatch_infra.aws.lambda_runtime import LocalFunction
 from boxwatch_infra.aws.shadow import ShadowUpdate
@@ -128,7 +128,8 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         from moto import mock_aws  # heavy: only when a sandbox is really built
 
-        env = {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.template.region, "AWS_REGION": self.template.region}
+        env = {**LOCAL_ENDPOINTS, **FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.template.region,
+               "AWS_REGION": self.template.region}
         self._stack.enter_context(patched_environ(env))
         self._stack.enter_context(mock_aws())
         self._stack.enter_context(self.counter.installed())

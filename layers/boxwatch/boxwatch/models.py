@@ -826,10 +826,14 @@ ALL_MODELS: dict[str, list[type[Model]]] = {
 
 
 def bind_tables(settings: Settings) -> None:
-    """Point every model at the tables named in settings (pynamodb keeps names on Meta)."""
+    """Point every model at the tables named in settings (pynamodb keeps names on Meta), with fresh
+    connections: a cached one keeps the endpoint it was built for, and a process that talked to
+    another stack (a test run, a local cloud) would keep writing there."""
     for field, models in ALL_MODELS.items():
         for model in models:
             model.Meta.table_name = getattr(settings, field)
+            model._connection = None
+    _CONNECTION.clear()
     SmsQuotaItem.per_hour = settings.sms_per_recipient_per_hour
 
 
