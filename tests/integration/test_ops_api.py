@@ -12,7 +12,7 @@ import pytest
 
 from boxwatch import ops
 from boxwatch.registry import BoxSpec, import_boxes, register_box
-from boxwatch_infra.aws.events import http_api_event
+from boxwatch_infra.aws.events import http_api_event, lifecycle_event
 from boxwatch_infra.sandbox import Sandbox
 
 NOW = 1767225630000
@@ -104,15 +104,18 @@ def call(sb: Sandbox, method: str, path: str, route: str, user: str, org: str, p
     return int(response["statusCode"]), doc
 
 
-def test_another_orgs_box_is_answered_as_unknown_and_counted(sb: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+def test_another_orgs_box_is_answered_as_unknown_and_counted(sb: Sandbox, capsys: pytest.CaptureFixture[str],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
     route = "GET /ops/boxes/{box_id}"
     # When an operator of globex asks for an acme box, and for a box that does not exist
     cross = call(sb, "GET", "/ops/boxes/BX-00-00", route, "oscar", "globex", {"box_id": "BX-00-00"})
     unknown = call(sb, "GET", "/ops/boxes/BX-NONE", route, "oscar", "globex", {"box_id": "BX-NONE"})
     # Then both answers are the same 404, and the first is logged and counted as cross-org
     assert cross == unknown == (404, {"error": "not_found", "message": "no such box"})
-    out = capsys.readouterr().out
-    assert "CrossOrgRefused" in out and '"reason":"cross_org"' in out.replace(" ", "")
+    # (the metric is printed as EMF; the log record is read from logging, as the logger's stream is
+    # whichever stdout it first met in this process)
+    assert "CrossOrgRefused" in capsys.readouterr().out
+    assert [getattr(r, "reason", None) for r in caplog.records if r.levelname == "WARNING"] == ["cross_org", "unknown_box"]
     # while acme's operator reads it
     assert call(sb, "GET", "/ops/boxes/BX-00-00", route, "ann", "acme", {"box_id": "BX-00-00"})[0] == 200
 
@@ -165,3 +168,37 @@ def test_an_operator_power_off_needs_the_typed_box_id(sb: Sandbox) -> None:
     # and globex cannot, even typing the id
     assert call(sb, "POST", "/ops/boxes/BX-00-00/power-off", route, "oscar", "globex", params,
                 {"confirm": "BX-00-00"}, {"idempotency-key": "ops-test-0002"})[0] == 404
+
+
+def test_an_alarm_and_its_repeat_reach_the_change_feed_in_the_alarms_transaction(sb: Sandbox) -> None:
+    # Given a cursor before BX-00-05 raises an overtemp alarm and repeats it 10 s later
+    t0 = NOW + 50_000
+    cursor = ops.changes(ACME, None, t0 - 1)["cursor"]
+    for seq in (1, 2):
+        payload = {"v": 1, "seq": seq, "cause": "overtemp", "value": 90 + seq, "threshold": 85,
+                   "alarm_time": t0 + 10_000 * (seq - 1)}
+        [delivery] = sb.publish_mqtt("boxwatch/boxes/BX-00-05/alarms", payload, client_id="BX-00-05",
+                                     now_ms=t0 + 10_000 * (seq - 1))
+        assert delivery.error is None
+    # When ann polls
+    out = ops.changes(ACME, cursor, t0 + 12_000)
+    # Then both alarm rows show the one alarm as it is now (the repeat's row is read back: count 2),
+    # and the organisation's alarm list holds it once
+    rows = [c for c in out["changes"] if c["type"] == "alarm"]
+    assert len(rows) == 2 and {c["entity"]["alarm_id"] for c in rows} == {rows[0]["entity"]["alarm_id"]}
+    assert rows[-1]["entity"]["count"] == 2 and rows[-1]["entity"]["state"] == "active"
+    listed = ops.alarms(ACME, "active", None, None, None, 50, None, t0 + 12_000)["alarms"]
+    assert [(a["box_id"], a["count"]) for a in listed] == [("BX-00-05", 2)]
+
+
+def test_a_third_alarm_is_in_the_organisations_alarm_list(sb: Sandbox) -> None:
+    # Given BX-00-07 raised an alarm and dropped off the network 60 s after it was received
+    t0 = NOW + 100_000
+    payload = {"v": 1, "seq": 1, "cause": "residual_current", "value": 400, "threshold": 300, "alarm_time": t0}
+    sb.publish_mqtt("boxwatch/boxes/BX-00-07/alarms", payload, client_id="BX-00-07", now_ms=t0)
+    doc = lifecycle_event("BX-00-07", "disconnected", t0 + 60_000, 2, 1, "CONNECTION_LOST")
+    [delivery] = sb.publish_mqtt("$aws/events/presence/disconnected/BX-00-07", doc, "", t0 + 60_000)
+    assert delivery.error is None
+    # When ann lists the active alarms / Then the box's alarm and its offline-after-alarm are both there
+    listed = ops.alarms(ACME, "active", None, None, None, 50, None, t0 + 70_000)["alarms"]
+    assert sorted(a["cause"] for a in listed if a["box_id"] == "BX-00-07") == ["offline_after_alarm", "residual_current"]

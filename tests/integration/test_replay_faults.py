@@ -31,8 +31,9 @@ def test_a_throttle_is_cleared_by_the_retry_and_reported() -> None:
     # Given the alarm's store transaction throttled once
     report = replay([alarm(0, "BX-1", 1)], [{"function": "AlarmIngest", "service": "dynamodb",
                                              "operation": "TransactWriteItems", "error": "throttle"}])
-    # Then the retry stores and pushes it once, nothing is rejected, and the fault fired once
-    assert kinds(report) == [("alice", "alarm", 1)]
+    # Then the retry stores and pushes it once (and, unacknowledged for 300 s, one reminder), nothing
+    # is rejected, and the fault fired once
+    assert kinds(report) == [("alice", "alarm", 1), ("alice", "reminder", None)]
     assert report["rejected"] == []
     assert report["faults"] == [{"function": "AlarmIngestFunction", "service": "dynamodb",
                                  "operation": "TransactWriteItems", "error": "throttle", "after": 0, "times": 1,
@@ -57,7 +58,7 @@ def test_a_crash_after_the_call_leaves_its_effect_and_the_retry_finishes() -> No
                                              "operation": "PutItem", "error": "crash"}])
     # Then the retry (after the function timeout) takes the record over and pushes once
     assert report["faults"][0]["fired"] == 1
-    assert kinds(report) == [("alice", "alarm", 1)]
+    assert kinds(report) == [("alice", "alarm", 1), ("alice", "reminder", None)]
 
 
 def test_schedules_are_retried_asynchronously_too() -> None:
@@ -76,7 +77,8 @@ def test_after_lets_matching_calls_through_first() -> None:
     report = replay([alarm(0, "BX-1", 1), alarm(5, "BX-1", 2)],
                     [{"function": "AlarmIngest", "service": "sns", "operation": "Publish", "after": 1}])
     assert report["faults"][0]["fired"] == 1
-    assert kinds(report) == [("alice", "alarm", 1), ("alice", "alarm", 2)]
+    # (two repeats of one cause are one alarm with count 2: one reminder)
+    assert kinds(report) == [("alice", "alarm", 1), ("alice", "alarm", 2), ("alice", "reminder", None)]
 
 
 @pytest.mark.parametrize("fault", [{"function": "Nope", "service": "sns"},

@@ -103,6 +103,8 @@ class LifeWrite:
     opened: bool
     active: dict[str, str]  # the box's active map after this alarm
     index: int = -1  # position of the life item in the transaction (its cancellation reason)
+    cause: str = ""
+    view: dict[str, Any] | None = None  # the opened alarm as the operators see it (None: joined)
 
 
 def add_to_transaction(tx: TransactWrite, box: BoxItem, alarm: AlarmEvent, digest: str | None,
@@ -119,7 +121,7 @@ def add_to_transaction(tx: TransactWrite, box: BoxItem, alarm: AlarmEvent, diges
             AlarmLifeItem.logs.add(1), AlarmLifeItem.value.set(alarm.value),
             AlarmLifeItem.threshold.set(alarm.threshold), AlarmLifeItem.last_at.set(alarm.received_at)],
             condition=AlarmLifeItem.state == "active")
-        return LifeWrite(current, False, active, index)
+        return LifeWrite(current, False, active, index, alarm.cause.value)
     alarm_id = alarm_id_for(alarm.received_at, alarm.seq, digest)
     life = AlarmLifeItem(
         *AlarmLifeItem.key(box.box_id, alarm_id), alarm_id=alarm_id, box_id=box.box_id, box_name=box.name,
@@ -130,7 +132,7 @@ def add_to_transaction(tx: TransactWrite, box: BoxItem, alarm: AlarmEvent, diges
     for step in chain(box.box_id, alarm_id, alarm.received_at, settings):
         tx.save(step)
     active[key] = alarm_id
-    return LifeWrite(alarm_id, True, active, index)
+    return LifeWrite(alarm_id, True, active, index, alarm.cause.value, alarm_view(life))
 
 
 def clear_writes(tx: TransactWrite, box: BoxItem, alarm_id: str, cleared_at: int, seq: int,

@@ -50,7 +50,7 @@ from boxwatch.notify import (
     record_after_push,
     send,
 )
-from boxwatch.ops import note_alarm
+from boxwatch.ops import add_alarm_to_transaction, note_alarm
 from boxwatch.registry import binding_from_snapshot, bindings_of_box, snapshot_of
 from boxwatch.settings import Settings
 
@@ -257,6 +257,7 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                               condition=DueItem.pk.exists())
                 # the alarm's life: opened (with its escalation chain) or joined, in this request
                 life = alarm_life.add_to_transaction(tx, box, alarm, digest, settings, 3 + int(hold.held))
+                add_alarm_to_transaction(tx, box, life.alarm_id, life.cause, life.view, alarm.received_at, settings)
                 tx.update(BoxItem(box.box_id), actions=[BoxItem.holds.set(hold.holds),
                                                         BoxItem.active.set(life.active),
                                                         BoxItem.hold_rev.set((rev or 0) + 1)],
@@ -467,7 +468,6 @@ def _process(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> IngestRes
     bindings = bindings_of_box(box.box_id)
     stored = _store(alarm, box, bindings, settings)
     record = stored.record
-    note_alarm(box, stored.alarm_id, alarm.received_at, settings)  # the operators' view, rewritten by a retry
     if stored.existing and record.notified_at is not None:  # notified, its idempotency record never completed
         return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=record.sk)
 

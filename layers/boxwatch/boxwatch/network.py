@@ -39,7 +39,7 @@ from boxwatch.models import (
     connection,
 )
 from boxwatch.notify import Notification, SendReport, local_time, send
-from boxwatch.ops import record_change
+from boxwatch.ops import note_alarm, record_change
 from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
 
@@ -325,6 +325,8 @@ def _tell(box: BoxItem, drop: Drop, alarm: WatchedAlarm, settings: Settings, sns
     expires = drop.offline_at // 1000 + LIFECYCLE_DAYS * 86_400
     # an alarm with a life (ackable, escalated) from the moment it is told; a retry finds it open
     alarm_life.open_offline_alarm(box.box_id, drop.offline_at, drop.version, settings)
+    # ... and in its organisation's alarm list, as the console lists alarms (a retry rewrites it)
+    note_alarm(box, alarm_life.alarm_id_for(drop.offline_at, f"v{drop.version}"), drop.offline_at, settings)
 
     def keep(sent: set[str], done: bool) -> None:
         actions: list[Action] = [ThirdAlarmItem.sent.set(sorted(sent)), ThirdAlarmItem.box_id.set(box.box_id),

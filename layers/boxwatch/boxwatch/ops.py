@@ -40,6 +40,7 @@ from boxwatch.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_iot_data import IoTDataPlaneClient
     from mypy_boto3_sns import SNSClient
+    from pynamodb.transactions import TransactWrite
 
     from boxwatch.power_off import PowerOffOutcome
 
@@ -195,9 +196,13 @@ def box_detail(op: Operator, box_id: str, now_ms: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ changes
-def record_change(org: str, type_: str, id_: str, at_ms: int, entity: dict[str, Any] | None = None) -> ChangeItem:
-    item = ChangeItem(*ChangeItem.key(org, at_ms, type_, id_), type=type_, id=id_, at=at_ms, entity=entity,
+def change_item(org: str, type_: str, id_: str, at_ms: int, entity: dict[str, Any] | None = None) -> ChangeItem:
+    return ChangeItem(*ChangeItem.key(org, at_ms, type_, id_), type=type_, id=id_, at=at_ms, entity=entity,
                       expires_at=at_ms // 1000 + CHANGE_TTL_S)
+
+
+def record_change(org: str, type_: str, id_: str, at_ms: int, entity: dict[str, Any] | None = None) -> ChangeItem:
+    item = change_item(org, type_, id_, at_ms, entity)
     item.save()
     return item
 
@@ -220,10 +225,20 @@ def changes(op: Operator, since: str | None, now_ms: int) -> dict[str, Any]:
         items += ChangeItem.query(f"CHG#{op.org}#{bucket}", ChangeItem.sk >= f"{start:013d}")
     box_ids = sorted({c.id for c in items if c.type == "box"})
     boxes = {b.box_id: b for b in BoxItem.batch_get(box_ids)} if box_ids else {}
+    from boxwatch.alarm_life import alarm_view
+
     lives = active_lives(boxes.values())
+    # an alarm row without entity (a repeat joined the alarm) shows the alarm as it is now
+    unread = sorted({tuple(c.id.split("/", 1)) for c in items if c.type == "alarm" and c.entity is None})
+    alarms_now = {f"{x.box_id}/{x.alarm_id}": alarm_view(x)
+                  for x in AlarmLifeItem.batch_get([AlarmLifeItem.key(b, a) for b, a in unread])} if unread else {}
     out = []
     for c in items:
         entity = c.entity
+        if c.type == "alarm" and entity is None:
+            entity = alarms_now.get(c.id)
+            if entity is None:
+                continue
         if c.type == "box":
             box = boxes.get(c.id)
             if box is None or (box.org or "default") != op.org:
@@ -251,9 +266,9 @@ def alarm_month(alarm_id: str) -> str:
 
 
 def note_alarm(box: BoxItem, alarm_id: str | None, at_ms: int, settings: Settings) -> None:
-    """An alarm log (or clear) of `alarm_id` reached us: its organisation lists the alarm (a pointer
-    written when it opens, rewritten by a repeat: keyed by the alarm) and the change log shows it as
-    it is now (one GetItem). A retry rewrites the same items."""
+    """An alarm's life changed outside an alarm log's transaction (a clear, a third alarm): its
+    organisation lists the alarm (a pointer keyed by the alarm) and the change log shows it as it is
+    now (one GetItem). A retry rewrites the same items."""
     from boxwatch.alarm_life import alarm_view, get_life
 
     if alarm_id is None:
@@ -262,11 +277,28 @@ def note_alarm(box: BoxItem, alarm_id: str | None, at_ms: int, settings: Setting
     life = get_life(box.box_id, alarm_id)
     if life is None:
         return
-    OrgAlarmItem(*OrgAlarmItem.key(org, alarm_month(alarm_id), alarm_id, box.box_id), alarm_id=alarm_id,
-                 box_id=box.box_id, cause=life.cause,
-                 expires_at=int(life.first_at) // 1000 + settings.alarm_retention_days * 86_400).save()
+    org_alarm_item(org, box.box_id, alarm_id, life.cause, settings).save()
     record_change(org, "alarm", f"{box.box_id}/{alarm_id}", at_ms, alarm_view(life))
     record_change(org, "box", box.box_id, at_ms)
+
+
+def org_alarm_item(org: str, box_id: str, alarm_id: str, cause: str, settings: Settings) -> OrgAlarmItem:
+    first_at = int(alarm_id[:13])  # an alarm id begins with its first receive time (alarm_life)
+    return OrgAlarmItem(*OrgAlarmItem.key(org, month_of(first_at), alarm_id, box_id), alarm_id=alarm_id,
+                        box_id=box_id, cause=cause,
+                        expires_at=first_at // 1000 + settings.alarm_retention_days * 86_400)
+
+
+def add_alarm_to_transaction(tx: TransactWrite, box: BoxItem, alarm_id: str, cause: str,
+                             view: dict[str, Any] | None, at_ms: int, settings: Settings) -> None:
+    """The operators' side of an alarm log, in its transaction (no request more): the org's pointer
+    when the alarm opens, and the change log's alarm and box rows. A joined alarm's row carries no
+    entity: `changes` reads its life as it is then."""
+    org = box.org or "default"
+    if view is not None:
+        tx.save(org_alarm_item(org, box.box_id, alarm_id, cause, settings))
+    tx.save(change_item(org, "alarm", f"{box.box_id}/{alarm_id}", at_ms, view))
+    tx.save(change_item(org, "box", box.box_id, at_ms))
 
 
 def alarms(op: Operator, state: str, cause: str | None, from_ms: int | None, to_ms: int | None, limit: int,
