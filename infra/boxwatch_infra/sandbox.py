@@ -26,6 +26,7 @@ from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
 from boxwatch_infra.aws import lambda_async
 from boxwatch_infra.aws.environ import FAKE_CREDENTIALS, LOCAL_ENDPOINTS, patched_environ
+from boxwatch_infra.aws.events import phone_token
 from boxwatch_infra.aws.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
 from boxwatch_infra.aws.lambda_runtime import LocalFunction
 from boxwatch_infra.aws.shadow import ShadowUpdate
@@ -300,7 +301,7 @@ class Sandbox:
         sns = self.client("sns")
         app = self.platform_apps["fcm"]
         return {
-            cid: sns.create_platform_endpoint(PlatformApplicationArn=app, Token=f"fcm-token-{cid}",
+            cid: sns.create_platform_endpoint(PlatformApplicationArn=app, Token=phone_token(cid),
                                               CustomUserData=cid)["EndpointArn"]
             for cid in client_ids
         }
@@ -311,7 +312,7 @@ class Sandbox:
         from boxwatch.devices import register
 
         sns = self.client("sns")
-        return {cid: register(cid, "fcm", f"fcm-token-{cid}", locale, now_ms, self.settings, sns).endpoint
+        return {cid: register(cid, "fcm", phone_token(cid), locale, now_ms, self.settings, sns).endpoint
                 for cid, locale in clients.items()}
 
     def endpoint_owner(self, arn: str) -> str | None:

@@ -115,7 +115,8 @@ def test_another_orgs_box_is_answered_as_unknown_and_counted(sb: Sandbox, capsys
     # (the metric is printed as EMF; the log record is read from logging, as the logger's stream is
     # whichever stdout it first met in this process)
     assert "CrossOrgRefused" in capsys.readouterr().out
-    assert [getattr(r, "reason", None) for r in caplog.records if r.levelname == "WARNING"] == ["cross_org", "unknown_box"]
+    reasons = [getattr(r, "reason", None) for r in caplog.records if r.levelname == "WARNING"]
+    assert reasons == ["cross_org", "unknown_box"]
     # while acme's operator reads it
     assert call(sb, "GET", "/ops/boxes/BX-00-00", route, "ann", "acme", {"box_id": "BX-00-00"})[0] == 200
 
@@ -201,4 +202,5 @@ def test_a_third_alarm_is_in_the_organisations_alarm_list(sb: Sandbox) -> None:
     assert delivery.error is None
     # When ann lists the active alarms / Then the box's alarm and its offline-after-alarm are both there
     listed = ops.alarms(ACME, "active", None, None, None, 50, None, t0 + 70_000)["alarms"]
-    assert sorted(a["cause"] for a in listed if a["box_id"] == "BX-00-07") == ["offline_after_alarm", "residual_current"]
+    causes = sorted(a["cause"] for a in listed if a["box_id"] == "BX-00-07")
+    assert causes == ["offline_after_alarm", "residual_current"]

@@ -11,6 +11,7 @@ from boxwatch_infra.aws import lambda_async
 from boxwatch_infra.aws.events import (
     UnsupportedSchedule,
     lifecycle_event,
+    phone_token,
     rate_seconds,
     scheduled_event,
 )
@@ -136,3 +137,10 @@ def test_event_factories_give_what_aws_documents() -> None:
     live = lifecycle_event("BX-1", "connected", 5, 1, "session-7", principal="local", ip="127.0.0.1")
     assert live == {"clientId": "BX-1", "timestamp": 5, "eventType": "connected", "sessionIdentifier": "session-7",
                     "principalIdentifier": "local", "versionNumber": 1, "ipAddress": "127.0.0.1"}
+
+
+def test_a_phone_token_is_valid_for_the_shortest_client_id() -> None:
+    # Given the demo's client "bo" / Then its phone's token passes POST /me/devices' check
+    from boxwatch.devices import TOKEN
+
+    assert TOKEN.match(phone_token("bo")) and phone_token("bo") != phone_token("bob")

@@ -135,3 +135,9 @@ def http_api_event(method: str, path: str, route: str, client: str, now_ms: int,
         source_ip="198.51.100.7", claims=claims, path_parameters=path_parameters, query=query,
         raw_query="&".join(f"{k}={v}" for k, v in (query or {}).items()),
         body=None if body is None else json.dumps(body))
+
+
+def phone_token(client_id: str) -> str:
+    """The FCM registration token of a test or demo client's phone: one per client, valid for
+    `POST /me/devices` whatever the client id's length (tokens are 8+ characters)."""
+    return f"fcm-token-{client_id}"

@@ -318,7 +318,8 @@ class Demo:
         for step, what, ok in self.checks:
             ok_all &= ok
             self.say(f"  [{'ok' if ok else 'FAILED'}] {step:<22} {what}")
-        kinds = Counter(p["kind"] for p in self.pushes)
+        # an SMS carries no kind (it is text only): counted as what it is
+        kinds = Counter(p["kind"] or p.get("channel") or "?" for p in self.pushes)
         lat = sorted(p["latency_ms"] for p in self.pushes if p.get("latency_ms") is not None
                      and p["trigger"].startswith("rule:AlarmIngest"))
         self.say("\nSummary:")

@@ -17,6 +17,7 @@ import boto3
 
 from boxwatch.devices import register
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
+from boxwatch_infra.aws.events import phone_token
 from boxwatch_infra.deployed import stack_settings
 
 
@@ -58,7 +59,7 @@ def provision(info: dict[str, Any], boxes: Iterable[BoxSpec], clients: Iterable[
     now_ms = int(time.time() * 1000)
     for c in clients:
         if c.id not in endpoints:
-            endpoints[c.id] = register(c.id, "fcm", f"fcm-{c.id}", c.locale, now_ms, settings, sns).endpoint
+            endpoints[c.id] = register(c.id, "fcm", phone_token(c.id), c.locale, now_ms, settings, sns).endpoint
         for box in c.boxes:
             bind(BindingSpec(client_id=c.id, box_id=box, locale=c.locale,  # type: ignore[arg-type]
                              role=c.role, sms=c.sms))
