@@ -204,3 +204,29 @@ def test_a_third_alarm_is_in_the_organisations_alarm_list(sb: Sandbox) -> None:
     listed = ops.alarms(ACME, "active", None, None, None, 50, None, t0 + 70_000)["alarms"]
     causes = sorted(a["cause"] for a in listed if a["box_id"] == "BX-00-07")
     assert causes == ["offline_after_alarm", "residual_current"]
+
+
+def documents(version: int, before: str | None, now: str, at_s: int) -> dict[str, Any]:
+    """A shadow update/documents event of BX-00-09 (as CommandAckRule delivers it)."""
+    prev = None if before is None else {"state": {"reported": {"power": "on", "contactor": before}},
+                                        "version": version - 1}
+    return {"thing": "BX-00-09", "previous": prev, "timestamp": at_s,
+            "current": {"state": {"reported": {"power": "on" if now == "closed" else "off", "contactor": now}},
+                        "version": version}}
+
+
+def test_the_map_shows_the_contactor_as_the_box_reported_it_last(sb: Sandbox) -> None:
+    route = "GET /ops/boxes/{box_id}"
+    t_s = (NOW + 200_000) // 1000
+    cursor = ops.changes(ACME, None, t_s * 1000 - 1)["cursor"]
+    # Given BX-00-09 reported its contactor closed (shadow v1), then open (v3, opened by hand)
+    sb.invoke("CommandAck", documents(1, None, "closed", t_s))
+    sb.invoke("CommandAck", documents(3, "closed", "open", t_s + 2))
+    # When the report of v2 (closed) arrives late, and a report that changes something else comes
+    sb.invoke("CommandAck", documents(2, "closed", "closed", t_s + 1))
+    sb.invoke("CommandAck", documents(2, None, "closed", t_s + 1))
+    # Then the box shows its latest contactor state, and the console's feed has the box
+    status, box = call(sb, "GET", "/ops/boxes/BX-00-09", route, "ann", "acme", {"box_id": "BX-00-09"})
+    assert status == 200 and box["contactor"] == "open"
+    out = ops.changes(ACME, cursor, t_s * 1000 + 3000)
+    assert {c["id"] for c in out["changes"] if c["type"] == "box"} == {"BX-00-09"}

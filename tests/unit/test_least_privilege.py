@@ -99,7 +99,8 @@ USES: dict[str, dict[str, set[str]]] = {
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "BindingsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
-        "BoxesTable": {"dynamodb:GetItem"},
+        "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # UpdateItem: power_off.note_contactor
+        "OpsTable": {"dynamodb:PutItem"},  # the operators' change log
         "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*": {
             "iot:GetThingShadow", "iot:UpdateThingShadow"},
         "AsyncFailureQueue": {"sqs:SendMessage"},

@@ -79,6 +79,10 @@ class BoxItem(Model):
     active = JSONAttribute(null=True)
     # the organisation that owns the box: its operators see and act on it (old rows: "default")
     org = UnicodeAttribute(default="default")
+    # the contactor as the box's shadow last reported it ("open" | "closed"), ordered by the
+    # shadow's version: the operators' map shows it
+    contactor = UnicodeAttribute(null=True)
+    contactor_version = NumberAttribute(null=True)
     map_part = UnicodeAttribute(null=True)  # by_org_cell keys, written with the cells (registry.box_item)
     map_cell = UnicodeAttribute(null=True)
     by_area_cell = BoxAreaIndex()

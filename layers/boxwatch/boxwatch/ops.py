@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from boxwatch.changes import change_item, record_change
 from boxwatch.errors import InvalidInput, NotFound
 from boxwatch.models import (
     CHANGE_BUCKET_MS,
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from boxwatch.power_off import PowerOffOutcome
 
 OPERATORS_GROUP = "operators"
-CHANGE_TTL_S = 86_400
 # a change is written with the time of the event that caused it (IoT's receive time, the request's):
 # two writers a moment apart may commit out of order, so a poll re-reads this much before its cursor
 # and the console drops what it has seen (changes are keyed)
@@ -132,7 +132,7 @@ def box_view(box: BoxItem, lives: dict[str, AlarmLifeItem]) -> dict[str, Any]:
         state = "normal"
     return {"box_id": box.box_id, "org": box.org or "default", "name": box.name, "address": box.address,
             "lat": float(box.lat), "lng": float(box.lng), "timezone": box.timezone, "online": online,
-            "status_since": int(box.status_since), "status_reason": box.status_reason, "contactor": None,
+            "status_since": int(box.status_since), "status_reason": box.status_reason, "contactor": box.contactor,
             "alarm": None if alarm is None else {"alarm_id": alarm.alarm_id, "cause": alarm.cause,
                                                  "acked": alarm.acked_by is not None},
             "active_alarms": len(mine), "state": state}
@@ -196,17 +196,6 @@ def box_detail(op: Operator, box_id: str, now_ms: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ changes
-def change_item(org: str, type_: str, id_: str, at_ms: int, entity: dict[str, Any] | None = None) -> ChangeItem:
-    return ChangeItem(*ChangeItem.key(org, at_ms, type_, id_), type=type_, id=id_, at=at_ms, entity=entity,
-                      expires_at=at_ms // 1000 + CHANGE_TTL_S)
-
-
-def record_change(org: str, type_: str, id_: str, at_ms: int, entity: dict[str, Any] | None = None) -> ChangeItem:
-    item = change_item(org, type_, id_, at_ms, entity)
-    item.save()
-    return item
-
-
 def changes(op: Operator, since: str | None, now_ms: int) -> dict[str, Any]:
     """What changed in the operator's organisation after `since` (the cursor of the previous answer):
     one Query per change-log minute it covers (one or two at a 2 s poll). Boxes are read back as they

@@ -20,10 +20,12 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import bounds
+from boxwatch.changes import record_change
 from boxwatch.errors import Conflict, Spoofed
 from boxwatch.models import (
     COMMAND_ID,
     BindingItem,
+    BoxItem,
     CommandItem,
     CommandKeyItem,
     cancelled_by_condition,
@@ -46,6 +48,7 @@ KEY_TTL_S = 30 * 86_400  # an idempotency key's reservation; reused after that, 
 # crash or a failed publish, not by an invocation still running
 RETELL_AFTER_MS = 60_000
 # what the audit record keeps of the box's report (docs/device-contract.md), nothing else
+CONTACTOR_STATES = ("open", "closed")
 REPORTED_FIELDS = ("power", "contactor", "command_id", "command_status", "reason", "at")
 
 
@@ -192,8 +195,32 @@ class AckResult:
     late: bool = False  # settled by a report that came after the command expired
 
 
+def note_contactor(thing: str, documents: dict[str, Any]) -> str | None:
+    """The box's contactor as its shadow reports it, for the operators: written when the reported
+    value changes (the documents carry before and after: no read), in shadow-version order (a late
+    delivery of an older report changes nothing). The new value, or None if nothing was written."""
+    now = (((documents.get("current") or {}).get("state") or {}).get("reported") or {}).get("contactor")
+    before = (((documents.get("previous") or {}).get("state") or {}).get("reported") or {}).get("contactor")
+    if now not in CONTACTOR_STATES or now == before:
+        return None
+    version = int((documents.get("current") or {}).get("version") or 0)
+    box = BoxItem(thing)
+    try:
+        box.update(actions=[BoxItem.contactor.set(now), BoxItem.contactor_version.set(version)],
+                   condition=BoxItem.box_id.exists() & (BoxItem.contactor_version.does_not_exist()
+                                                        | (BoxItem.contactor_version < version)))
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return None  # not a registered box, or a newer report came first
+        raise
+    record_change(box.org or "default", "box", thing, int(documents.get("timestamp", 0)) * 1000)
+    return str(now)
+
+
 def acknowledge(thing: str, documents: dict[str, Any], iotdata: IoTDataPlaneClient, sns: SNSClient) -> AckResult:
-    """Settle the command the box reported on (shadow update/documents), if any."""
+    """Settle the command the box reported on (shadow update/documents), if any; keep the box's
+    contactor state for the operators."""
+    note_contactor(thing, documents)
     current = (documents.get("current") or {}).get("state") or {}
     previous = (documents.get("previous") or {}).get("state") or {}
     reported = current.get("reported") or {}
