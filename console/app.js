@@ -255,7 +255,7 @@ async function openPanel(boxId) {
   p.innerHTML = `
     <h3>${esc(box.box_id)} · ${esc(box.name)}</h3>
     <div>${esc(box.address)}</div>
-    <div>${box.lat.toFixed(5)}, ${box.lng.toFixed(5)} · <span class="panel-state">${esc(t("state_" + box.state))}</span> · ${esc(box.online ? t("online") : t("offline"))} ${esc(t("since"))} ${esc(fmtTime(box.status_since))}</div>
+    <div>${box.lat.toFixed(5)}, ${box.lng.toFixed(5)} · <span class="panel-state">${esc(t("state_" + box.state))}</span> · ${esc(box.online ? t("online") : t("offline"))} ${esc(t("since"))} ${esc(fmtTime(box.status_since))} · <span class="panel-contactor">${esc(t("contactor"))}: ${esc(t("contactor_" + (box.contactor || "unknown")))}</span></div>
     ${active.map((a) => `<div class="ack-form" data-alarm="${esc(a.alarm_id)}">
       <b>${esc(t("cause_" + a.cause))}</b> ${a.value ?? ""} ${esc(a.unit || "")} (${esc(t("threshold"))} ${a.threshold ?? ""}) ${a.acked ? "✓ " + esc(t("acked")) : ""}
       ${a.acked ? "" : `<select class="disposition">${["real", "false_alarm", "test", "drill"].map((d) => `<option value="${d}">${esc(t("disp_" + d))}</option>`).join("")}</select>

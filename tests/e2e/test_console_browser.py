@@ -181,6 +181,9 @@ def test_an_operator_sees_the_fleet_an_alarm_within_5_s_acks_it_and_powers_a_box
     status, audit = ops(info, "/ops/commands?box_id=BX-OPS-3", "ann@acme")
     assert status == 200 and audit["commands"][0]["requested_by_role"] == "operator"
     assert audit["commands"][0]["status"] == "succeeded"
+    # and the map's box shows the contactor open, as the box reported it
+    status, shown = ops(info, "/ops/boxes/BX-OPS-3", "ann@acme")
+    assert status == 200 and shown["contactor"] == "open"
     page.screenshot(path=str(ARTIFACTS / "4-power-off.png"))
 
     # An operator of another organisation sees none of it

@@ -12,7 +12,7 @@ import pytest
 
 from boxwatch import ops
 from boxwatch.registry import BoxSpec, import_boxes, register_box
-from boxwatch_infra.aws.events import http_api_event, lifecycle_event
+from boxwatch_infra.aws.events import http_api_event, lifecycle_event, scheduled_event
 from boxwatch_infra.sandbox import Sandbox
 
 NOW = 1767225630000
@@ -230,3 +230,20 @@ def test_the_map_shows_the_contactor_as_the_box_reported_it_last(sb: Sandbox) ->
     assert status == 200 and box["contactor"] == "open"
     out = ops.changes(ACME, cursor, t_s * 1000 + 3000)
     assert {c["id"] for c in out["changes"] if c["type"] == "box"} == {"BX-00-09"}
+
+
+def test_an_open_incident_is_listed_with_its_kind_and_members(sb: Sandbox) -> None:
+    # Given two adjacent acme boxes (300 m apart) drop off the network 20 s apart
+    t0 = NOW + 300_000
+    for i, box in enumerate(["BX-20-20", "BX-20-21"]):
+        at = t0 + 20_000 * i
+        doc = lifecycle_event(box, "disconnected", at, 2, 1, "CONNECTION_LOST")
+        [delivery] = sb.publish_mqtt(f"$aws/events/presence/disconnected/{box}", doc, "", at)
+        assert delivery.error is None
+    # When the sweep runs a minute later
+    sb.invoke("OfflineSweep", scheduled_event(t0 + 60_000, "123456789012", "us-east-1", "e-1", []))
+    # Then ann sees one open fourth-alarm incident of those two boxes; globex's operator sees none
+    [inc] = [i for i in ops.incidents(ACME, "open", 50)["incidents"] if "BX-20-20" in i["members"]]
+    assert inc["kind"] == "neighbour_outage" and inc["members"] == ["BX-20-20", "BX-20-21"]
+    assert inc["area"]["radius_m"] > 0 and inc["resolved_at"] is None
+    assert ops.incidents(ops.Operator("oscar", "globex"), "open", 50)["incidents"] == []

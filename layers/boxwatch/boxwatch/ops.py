@@ -365,7 +365,7 @@ def incidents(op: Operator, state: str, limit: int) -> dict[str, Any]:
         if not mine:
             continue
         out.append({"incident_id": inc.incident_id, "state": inc.state, "members": sorted(mine),
-                    "member_count": len(mine), "kind": "area_outage",
+                    "member_count": len(mine), "kind": "area_outage" if inc.storm else "neighbour_outage",
                     "area": {"lat": inc.center_lat, "lng": inc.center_lng, "radius_m": inc.radius_m},
                     "opened_at": int(inc.opened_at), "resolved_at": None})
     return {"incidents": out}
