@@ -140,8 +140,9 @@ class PresenceEvent(Inbound):
     client_id: str = Field(alias="clientId", pattern=BOX_ID_PATTERN)
     thing_name: str | None = Field(None, alias="thingName", pattern=BOX_ID_PATTERN)
     event_type: Literal["connected", "disconnected"] = Field(alias="eventType")
-    timestamp: int = Field(gt=0, description="epoch ms")
-    version: int = Field(alias="versionNumber", ge=0)
+    # strict: AWS sends integers; a float (5.0) or a bool is not a lifecycle event's number
+    timestamp: int = Field(gt=0, strict=True, description="epoch ms")
+    version: int = Field(alias="versionNumber", ge=0, strict=True)
     session_identifier: str | None = Field(None, alias="sessionIdentifier", max_length=128)
     client_initiated_disconnect: bool | None = Field(None, alias="clientInitiatedDisconnect")
     disconnect_reason: str | None = Field(None, alias="disconnectReason", max_length=64)
