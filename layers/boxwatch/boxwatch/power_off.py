@@ -198,10 +198,15 @@ class AckResult:
 def note_contactor(thing: str, documents: dict[str, Any]) -> str | None:
     """The box's contactor as its shadow reports it, for the operators: written when the reported
     value changes (the documents carry before and after: no read), in shadow-version order (a late
-    delivery of an older report changes nothing). The new value, or None if nothing was written."""
+    delivery of an older report changes nothing); null until the box first reports it open. The
+    new value, or None if nothing was written."""
     now = (((documents.get("current") or {}).get("state") or {}).get("reported") or {}).get("contactor")
     before = (((documents.get("previous") or {}).get("state") or {}).get("reported") or {}).get("contactor")
     if now not in CONTACTOR_STATES or now == before:
+        return None
+    if before is None and now == "closed":
+        # a box's first report, closed as installed: nothing to show (null reads "closed"). Every
+        # box reports on connect, so writing this would cost two writes per box in a reconnect storm
         return None
     version = int((documents.get("current") or {}).get("version") or 0)
     box = BoxItem(thing)
