@@ -43,6 +43,7 @@ from boxwatch.models import (
     IncidentItem,
     IncidentMemberItem,
     OfflineEntry,
+    OrgIncidentItem,
     PresenceLogItem,
     condition_failed,
 )
@@ -423,6 +424,11 @@ def _resolve(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], merged_into: 
     # its members expire with it, and each of its episodes points to it (25 per request)
     _write_members(inc.incident_id, inc.members, expires_at)
     _write_pointers(inc.incident_id, inc.members, at_ms)
+    if not merged_into and not blip:  # what the operators list as resolved: the incidents people heard of
+        orgs = sorted({boxes[b].org or "default" for b in inc.members if b in boxes})
+        for org in orgs:  # one or two organisations per incident: a PutItem each
+            OrgIncidentItem(*OrgIncidentItem.key(org, int(item.resolved_at), inc.incident_id),
+                            incident_id=inc.incident_id, expires_at=expires_at).save()
     return True
 
 
