@@ -248,7 +248,10 @@ def _resolved_incidents(episodes: Iterable[Candidate], known: dict[str, Incident
 
 # -------------------------------------------------------------------- reads
 T = TypeVar("T")
-READ_THREADS = 16  # the shards of a bucket are read side by side: a sweep's latency stays one Query's
+# the shards of a bucket are read side by side: a sweep's latency stays one Query's. As many
+# threads as the table client has pooled connections (pynamodb's default, 10): more would wait
+# for a connection and make urllib3 drop the surplus ("Connection pool is full")
+READ_THREADS = 10
 
 
 _READERS: list[ThreadPoolExecutor] = []  # one pool per container: threads outlive an invocation
