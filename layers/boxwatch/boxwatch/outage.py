@@ -49,6 +49,7 @@ from boxwatch.models import (
 )
 from boxwatch.network import LIFECYCLE_DAYS, Drop, ThirdAlarmFailed, offline_after_alarm
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, send
+from boxwatch.ops import note_alarm
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
@@ -558,6 +559,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
     devices = devices_of(chosen)  # every chosen client's phones in one read, not one per client
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
     ok = True
+    warned: dict[str, BoxItem] = {}
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told_before.get(client_id)
         note = neighbour_outage_notification(box, d, group, incident)
@@ -584,6 +586,12 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
                 old.save()
         elif report.sent:
             result.notified.setdefault(incident.incident_id, []).append(client_id)
+            warned[box.box_id] = box
+    # each warned box has a fourth alarm with a life (ack, reminder, SMS) until the incident is over
+    for box_id, box in sorted(warned.items()):
+        alarm_id = alarm_life.open_outage_alarm(box_id, incident.incident_id, at_ms, settings)
+        if alarm_id is not None:
+            note_alarm(box, alarm_id, at_ms, settings)
     return ok
 
 
