@@ -328,6 +328,10 @@ async function loadIncidents() {
   for (const [id, c] of S.circles) if (!open.has(id)) { c.remove(); S.circles.delete(id); }
   $("#incidents tbody").innerHTML = doc.incidents.map((i) => `<tr><td>${esc(i.incident_id)}</td><td>${esc(fmtTime(i.opened_at))}</td><td>${i.member_count}: ${esc(i.members.join(", "))}</td><td>${i.area && i.area.radius_m != null ? Math.round(i.area.radius_m) + " m" : ""}</td></tr>`).join("");
 }
+async function loadResolvedIncidents() {
+  const doc = await api("/ops/incidents?state=resolved&limit=50");
+  $("#incidents-resolved tbody").innerHTML = doc.incidents.map((i) => `<tr><td>${esc(i.incident_id)}</td><td>${esc(t("kind_" + i.kind))}</td><td>${esc(fmtTime(i.opened_at))}</td><td>${esc(fmtTime(i.resolved_at))}</td><td>${i.member_count}: ${esc(i.members.join(", "))}</td></tr>`).join("");
+}
 async function loadCommands() {
   const doc = await api("/ops/commands?limit=100");
   $("#commands tbody").innerHTML = doc.commands.map((c) => `<tr><td>${esc(fmtTime(c.requested_at))}</td><td>${esc(c.box_id)}</td><td>${esc(c.requested_by_role)}</td><td>${esc(c.status)}</td><td>${esc(c.reason || "")}</td></tr>`).join("");
@@ -386,7 +390,7 @@ function showView(name) {
   document.querySelectorAll("header nav button").forEach((b) => b.classList.toggle("active", b.dataset.view === name));
   document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== `view-${name}`; });
   if (name === "map") setTimeout(() => S.map.invalidateSize(), 0);
-  if (name === "incidents") loadIncidents();
+  if (name === "incidents") { loadIncidents(); loadResolvedIncidents(); }
   if (name === "commands") loadCommands();
   if (name === "report") loadReport();
 }

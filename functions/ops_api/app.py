@@ -111,7 +111,7 @@ def alarms() -> dict[str, Any]:
 
 @app.get("/ops/incidents")
 def incidents() -> dict[str, Any]:
-    return ops.incidents(operator(), q("state") or "open", ops.page_limit(q("limit")))
+    return ops.incidents(operator(), q("state") or "open", ops.page_limit(q("limit")), q("cursor"), now_ms())
 
 
 @app.get("/ops/commands")

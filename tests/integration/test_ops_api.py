@@ -247,3 +247,16 @@ def test_an_open_incident_is_listed_with_its_kind_and_members(sb: Sandbox) -> No
     assert inc["kind"] == "neighbour_outage" and inc["members"] == ["BX-20-20", "BX-20-21"]
     assert inc["area"]["radius_m"] > 0 and inc["resolved_at"] is None
     assert ops.incidents(ops.Operator("oscar", "globex"), "open", 50)["incidents"] == []
+    # When both come back and the sweep runs again
+    for i, box in enumerate(["BX-20-20", "BX-20-21"]):
+        at = t0 + 90_000 + 1000 * i
+        doc = lifecycle_event(box, "connected", at, 3, 2)
+        [delivery] = sb.publish_mqtt(f"$aws/events/presence/connected/{box}", doc, "", at)
+        assert delivery.error is None
+    sb.invoke("OfflineSweep", scheduled_event(t0 + 120_000, "123456789012", "us-east-1", "e-2", []))
+    # Then it is no longer open but listed as resolved (when the last box came back), for acme only
+    assert [i for i in ops.incidents(ACME, "open", 50)["incidents"] if "BX-20-20" in i["members"]] == []
+    [done] = ops.incidents(ACME, "resolved", 50, None, t0 + 130_000)["incidents"]
+    assert done["incident_id"] == inc["incident_id"] and done["state"] == "resolved"
+    assert done["resolved_at"] == t0 + 91_000 and done["members"] == ["BX-20-20", "BX-20-21"]
+    assert ops.incidents(ops.Operator("oscar", "globex"), "resolved", 50, None, t0 + 130_000)["incidents"] == []

@@ -111,3 +111,31 @@ def test_a_clear_is_per_circuit_and_the_next_alarm_opens_a_new_one(repeats: dict
     assert [(a["state"], a["first_at"], a["cleared_at"]) for a in branch] == [("cleared", 30.0, 60.0),
                                                                              ("active", 90.0, None)]
     assert who(repeats, kind="alarm_cleared") == [(60.0, "alice")]
+
+
+# ------------------------------------------------------------------ a fourth alarm's life
+@pytest.fixture(scope="module")
+def outage() -> dict[str, Any]:
+    return run("life_outage_escalation.yaml")
+
+
+def test_a_fourth_alarm_nobody_acknowledges_reminds_and_texts_the_manager(outage: dict[str, Any]) -> None:
+    # Then N1's clients are warned at the 60 s sweep, reminded at 360 s, its manager texted at 660 s
+    assert who(outage, kind="neighbour_outage", box="N1") == [(60.0, "mo"), (60.0, "nina")]
+    assert who(outage, kind="reminder", box="N1") == [(360.0, "mo"), (360.0, "nina")]
+    assert who(outage, kind="escalation") == [(660.0, "mo")]
+    [n1] = alarm(outage, "N1", "neighbour_outage")
+    assert n1["escalation_steps"] == ["reminder", "escalation"] and n1["acked_by"] is None
+
+
+def test_an_acknowledged_fourth_alarm_stops_and_the_incidents_end_clears_both(outage: dict[str, Any]) -> None:
+    # Then kai, who acknowledged N2's at 200 s, hears nothing more until the all-clear
+    assert [k for t, k in sorted((n["t"], n["kind"]) for n in outage["notifications"] if n["client"] == "kai")] == [
+        "neighbour_outage", "all_clear"]
+    [n1], [n2] = alarm(outage, "N1", "neighbour_outage"), alarm(outage, "N2", "neighbour_outage")
+    assert n2["acked_by"] == "kai" and n2["escalation_steps"] == []
+    # and when both members are back (700 s) the incident's all-clear reaches every client warned,
+    # and both fourth alarms are cleared then, without an alarm_cleared push
+    assert who(outage, kind="all_clear") == [(720.0, "kai"), (720.0, "mo"), (720.0, "nina")]
+    assert n1["state"] == n2["state"] == "cleared" and n1["cleared_at"] == n2["cleared_at"] == 700.0
+    assert who(outage, kind="alarm_cleared") == []

@@ -120,10 +120,30 @@ def check(model: Model, pushes: list[dict[str, Any]], commands: list[dict[str, A
     taken: set[int] = set()
     warned: set[tuple[str, Any]] = set()  # (client, incident) told by a neighbour_outage so far
     cleared: set[tuple[str, Any]] = set()
+    warned_boxes: set[tuple[Any, int]] = set()  # (box, epoch ms) a neighbour_outage named as its client's box
+    reminded: set[tuple[str, Any, Any]] = set()
     for p in sorted(pushes, key=lambda p: p["step"]):
         kind, client, data, step = p["kind"], p["client"], p["data"], p["step"]
         if kind == "neighbour_outage":
             warned.add((client, data.get("incident")))
+            if step < len(model.steps):
+                warned_boxes.add((data.get("box"), model.start_ms + model.steps[step].ms))
+        if kind == "reminder" and data.get("cause") == "neighbour_outage" and kind in kinds:
+            # a fourth alarm escalates from the sweep that first warned a client of the box: ALLOWED
+            # to every client of that box, once, EscalateAfterS or more after it; REQUIRED is not
+            # modelled (when the system warns, and which incident it names, is its own to choose)
+            box, first_at = data.get("box"), data.get("first_at")
+            key = (client, box, first_at)
+            at_ms = model.start_ms + model.steps[step].ms if step < len(model.steps) else None
+            if (box, first_at) not in warned_boxes or client not in model.clients(str(box)):
+                out.append(Disagreement(kind, "forbidden", client, f"neighbour_outage reminder of {box} "
+                                        f"at {first_at}: nobody was warned about that box then"))
+            elif at_ms is None or at_ms < int(first_at) + model.settings.escalate_after_ms:
+                out.append(Disagreement(kind, "early", client, f"neighbour_outage reminder of {box} at step {step}"))
+            elif key in reminded:
+                out.append(Disagreement(kind, "twice", client, f"neighbour_outage reminder of {box} again"))
+            reminded.add(key)
+            continue
         if kind == "all_clear" and kind in kinds:
             # ALLOWED to a client told about that incident, once; REQUIRED is not modelled (the
             # incident a cluster became is the system's to name)

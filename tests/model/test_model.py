@@ -425,3 +425,22 @@ def test_model_a_third_alarm_escalates_until_the_box_is_back() -> None:
     # Then box_back_online at 100 s, and no reminder for the third alarm (it ended first)
     assert [(c, s[1], due) for c, s, due in pushes(m, "box_back_online")] == [("cA", "offline_after_alarm", 100.0)]
     assert [s[1] for _, s, _ in pushes(m, "reminder")] == ["overtemp"]
+
+
+def test_checker_allows_a_fourth_alarms_reminder_once_after_the_warning() -> None:
+    # Given cN and cZ warned at the 120 s sweep about X and Y (their boxes N and Z)
+    m = Model(scenario(outage_boxes(), [drop(100, "X", 2), drop(110, "Y", 2), {"t": 480, "type": "scheduled"}]))
+    at = {m.steps[i].t: i for i in m.sweep_steps}
+    s120 = next(i for i in m.sweeps if m.steps[i].t == 120)
+    warned = [push(m, "neighbour_outage", c, s120, box=c[1:], offline_boxes=["X", "Y"]) for c in ("cN", "cZ")]
+
+    def reminder(step: int, box: str = "N", first_s: int = 120) -> dict[str, Any]:
+        return push(m, "reminder", "c" + box, step, box=box, cause="neighbour_outage", first_at=T0 + first_s * 1000)
+
+    # Then N's fourth alarm may remind cN at the first sweep 300 s after (or not at all)
+    assert check(m, [*warned, reminder(at[420])]).ok and check(m, warned).ok
+    # but not earlier, not twice, not for a box nobody was warned about then
+    assert [d.cls for d in check(m, [*warned, reminder(at[360])]).disagreements] == ["reminder:early"]
+    assert [d.cls for d in check(m, [*warned, reminder(at[420]), reminder(at[480])]).disagreements] == [
+        "reminder:twice"]
+    assert [d.cls for d in check(m, [*warned, reminder(at[420], first_s=60)]).disagreements] == ["reminder:forbidden"]

@@ -86,7 +86,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "AlarmsTable": {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
                         "dynamodb:PutItem"},  # alarm logs and lives; an ack's transaction
         **PUSH,  # alarm_life.acknowledge's `acknowledged` push
-        "NetworkTable": {"dynamodb:Query"},
+        "NetworkTable": {"dynamodb:Query", "dynamodb:BatchGetItem"},  # BatchGetItem: resolved incidents
         "${NetworkTable.Arn}/index/open_incidents": {"dynamodb:Query"},
         "CommandsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "${CommandsTable.Arn}/index/by_org": {"dynamodb:Query"},
@@ -118,6 +118,7 @@ USES: dict[str, dict[str, set[str]]] = {
         **PUSH,
     },
     "OfflineSweepFunction": {  # issue 3: outage.py
+        "OpsTable": {"dynamodb:PutItem"},  # resolved incidents and third alarms, per organisation
         "RejectedInputQueue": {"sqs:SendMessage"},
         "BoxesTable": {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"},
         "${BoxesTable.Arn}/index/by_area_cell": {"dynamodb:Query"},

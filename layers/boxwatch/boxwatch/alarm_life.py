@@ -20,9 +20,10 @@ time; escalation steps are due by the alarm sweep's schedule time (`due_at <= ti
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -166,39 +167,108 @@ def open_offline_alarm(box_id: str, offline_at: int, version: int, settings: Set
     """A third alarm as an alarm with a life (ackable, escalated like the others): opened when it is
     told, unless the box is back already (a connect above the drop's version arrived) or has one
     open. One transaction with the box's active map (hold_rev guard); None if not opened now."""
+    return _open_system_alarm(box_id, OFFLINE_CAUSE, alarm_id_for(offline_at, f"v{version}"), offline_at,
+                              str(version), settings,
+                              lambda box: int(box.last_connect_version or 0) <= version)
+
+
+def outage_alarm_id(incident_id: str, told_at: int) -> str:
+    return alarm_id_for(told_at, "n" + hashlib.sha256(incident_id.encode()).hexdigest()[:16])
+
+
+def open_outage_alarm(box_id: str, incident_id: str, told_at: int, settings: Settings) -> str | None:
+    """A fourth alarm as an alarm with a life for the online box whose clients were just warned
+    (ackable, escalated like the others from the sweep that told them), unless the box has one open
+    (another incident nearby: that one stands). Cleared when the incident resolves (its all-clear)."""
+    return _open_system_alarm(box_id, OUTAGE_CAUSE, outage_alarm_id(incident_id, told_at), told_at, incident_id,
+                              settings, lambda box: bool(box.online))
+
+
+def _open_system_alarm(box_id: str, cause: str, alarm_id: str, at_ms: int, subject: str, settings: Settings,
+                       may_open: Callable[[BoxItem], bool]) -> str | None:
+    """Open an alarm that we raise (not the box): its life, its escalation chain and the box's
+    active map in one transaction; None if not opened now (an open one of that cause, or a retry)."""
     for attempt in range(ACK_ATTEMPTS):
         try:
             box = BoxItem.get(box_id, consistent_read=True)
         except BoxItem.DoesNotExist:
             return None
-        if int(box.last_connect_version or 0) > version:
+        if not may_open(box):
             return None
         active = dict(box.active or {})
-        key = life_key(OFFLINE_CAUSE, None)
+        key = life_key(cause, None)
         if key in active:
             return None
-        alarm_id = alarm_id_for(offline_at, f"v{version}")
         life = AlarmLifeItem(
             *AlarmLifeItem.key(box_id, alarm_id), alarm_id=alarm_id, box_id=box_id, box_name=box.name, lat=box.lat,
-            lng=box.lng, cause=OFFLINE_CAUSE, state="active", first_at=offline_at, last_at=offline_at, logs=1,
-            subject=str(version), expires_at=offline_at // 1000 + settings.alarm_retention_days * 86_400)
+            lng=box.lng, cause=cause, state="active", first_at=at_ms, last_at=at_ms, logs=1,
+            subject=subject, expires_at=at_ms // 1000 + settings.alarm_retention_days * 86_400)
         active[key] = alarm_id
         rev, same = _box_rev(box)
         try:
             with TransactWrite(connection=connection()) as tx:
                 tx.save(life, condition=AlarmLifeItem.pk.does_not_exist())
-                for step in chain(box_id, alarm_id, offline_at, settings):
+                for step in chain(box_id, alarm_id, at_ms, settings):
                     tx.save(step)
                 tx.update(BoxItem(box_id), actions=[BoxItem.active.set(active), BoxItem.hold_rev.set((rev or 0) + 1)],
                           condition=BoxItem.box_id.exists() & same)
         except TransactWriteError as exc:
             failed = cancelled_by_condition(exc)
             if failed[:1] == [True]:
-                return None  # opened before (a retry of this third alarm)
+                return None  # opened before (a retry)
             time.sleep(0.025 * 2 ** attempt)  # the box changed meanwhile, or a conflict: look again
             continue
         return alarm_id
-    raise RuntimeError(f"opening {box_id}'s offline alarm kept conflicting")  # retryable
+    raise RuntimeError(f"opening {box_id}'s {cause} alarm kept conflicting")  # retryable
+
+
+def clear_outage_alarms(box_ids: Collection[str], cleared_at: int) -> list[str]:
+    """The incident the boxes' clients were warned of is over: each box's open fourth alarm is
+    cleared and its chain stopped (the all-clear tells them; no alarm_cleared push). The boxes
+    cleared."""
+    done: list[str] = []
+    key = life_key(OUTAGE_CAUSE, None)
+    for box in BoxItem.batch_get(sorted(set(box_ids)), consistent_read=True) if box_ids else []:
+        if key not in (box.active or {}):
+            continue
+        for attempt in range(ACK_ATTEMPTS):
+            fresh = box if attempt == 0 else BoxItem.get(box.box_id, consistent_read=True)
+            active = dict(fresh.active or {})
+            alarm_id = active.pop(key, None)
+            if alarm_id is None:
+                break
+            rev, same = _box_rev(fresh)
+            pk, sk = AlarmLifeItem.key(fresh.box_id, alarm_id)
+            try:
+                with TransactWrite(connection=connection()) as tx:
+                    tx.update(AlarmLifeItem(pk, sk), actions=[AlarmLifeItem.state.set("cleared"),
+                                                              AlarmLifeItem.cleared_at.set(cleared_at)],
+                              condition=AlarmLifeItem.state == "active")
+                    stop_chain(tx, fresh.box_id, alarm_id)
+                    tx.update(BoxItem(fresh.box_id), actions=[BoxItem.active.set(active),
+                                                              BoxItem.hold_rev.set((rev or 0) + 1)],
+                              condition=BoxItem.box_id.exists() & same)
+            except TransactWriteError as exc:
+                if cancelled_by_condition(exc)[:1] == [True] and _drop_active(fresh, active, rev, same):
+                    break  # cleared before (a retry): the map no longer names it
+                time.sleep(0.025 * 2 ** attempt)
+                continue
+            done.append(fresh.box_id)
+            break
+    return done
+
+
+def _drop_active(box: BoxItem, active: dict[str, str], rev: int | None, same: Any) -> bool:
+    """The box's active map still names an alarm that is no longer active: write it without (the
+    hold_rev guard: False if the box changed meanwhile)."""
+    try:
+        BoxItem(box.box_id).update(actions=[BoxItem.active.set(active), BoxItem.hold_rev.set((rev or 0) + 1)],
+                                   condition=BoxItem.box_id.exists() & same)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+        return False
+    return True
 
 
 def back_online(box: BoxItem, version: int, online_at: int, arrived_at: int, settings: Settings,
@@ -250,6 +320,8 @@ def all_clear(incident: IncidentItem, members: list[str], boxes: dict[str, BoxIt
     told = [[r.client_id, r.box_id] for r in IncidentClientItem.rows(incident.pk)]
     if not told:
         return None
+    # the fourth alarms it raised on the warned boxes end with it (a retry finds them cleared)
+    clear_outage_alarms({str(b) for _, b in told}, int(incident.resolved_at or at_ms))
     back = [b for b in members if b in boxes and boxes[b].online]
     dark = [b for b in members if b not in back]
     note = step_item(ALL_CLEAR, "-", str(incident.incident_id), at_ms, settings,

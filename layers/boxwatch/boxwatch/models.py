@@ -6,6 +6,7 @@ import hashlib
 import re
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Self
 
 from pynamodb.attributes import (
@@ -815,6 +816,29 @@ class OrgAlarmItem(Model):
         return f"ALARM#{org}#{month}", f"{alarm_id}#{box_id}"
 
 
+class OrgIncidentItem(Model):
+    """A resolved fourth-alarm incident under each organisation whose boxes were in it and the month
+    it resolved: pk = INCIDENTS#<org>#<YYYY-MM>, sk = <resolved_at>#<incident_id>. A pointer: the
+    list reads the incidents it names (an incident that a late drop reopened is not listed)."""
+
+    class Meta:
+        table_name = "boxwatch-ops"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    incident_id = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(org: str, resolved_at: int, incident_id: str) -> tuple[str, str]:
+        return f"INCIDENTS#{org}#{month_of(resolved_at)}", f"{resolved_at:013d}#{incident_id}"
+
+
+def month_of(at_ms: int) -> str:
+    """The UTC month (YYYY-MM) of an epoch-ms time: the organisations' alarm and incident lists."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%Y-%m")
+
+
 ALL_MODELS: dict[str, list[type[Model]]] = {
     "boxes_table": [BoxItem],
     "bindings_table": [BindingItem],
@@ -825,7 +849,7 @@ ALL_MODELS: dict[str, list[type[Model]]] = {
                       IncidentMemberItem, IncidentClientItem],
     "commands_table": [CommandItem, CommandKeyItem],
     "sms_quota_table": [SmsQuotaItem],
-    "ops_table": [ChangeItem, OrgAlarmItem],
+    "ops_table": [ChangeItem, OrgAlarmItem, OrgIncidentItem],
 }
 
 

@@ -34,6 +34,8 @@ from boxwatch.models import (
     IncidentItem,
     IncidentMemberItem,
     OrgAlarmItem,
+    OrgIncidentItem,
+    month_of,
 )
 from boxwatch.registry import BindingSpec, BoxSpec
 from boxwatch.settings import Settings
@@ -239,10 +241,6 @@ def changes(op: Operator, since: str | None, now_ms: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ alarms
-def month_of(at_ms: int) -> str:
-    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%Y-%m")
-
-
 def _months_back(newest: str, oldest: str) -> Iterator[str]:
     y, m = (int(v) for v in newest.split("-"))
     while f"{y:04d}-{m:02d}" >= oldest:
@@ -324,11 +322,8 @@ def alarms(op: Operator, state: str, cause: str | None, from_ms: int | None, to_
             result: dict[str, Any] = {"alarms": out}
             if last is not None:
                 result["next_cursor"] = encode_cursor({"m": month, "k": last})
-            else:
-                y, m = (int(v) for v in month.split("-"))
-                prev = f"{y:04d}-{m - 1:02d}" if m > 1 else f"{y - 1:04d}-12"
-                if prev >= oldest:
-                    result["next_cursor"] = encode_cursor({"m": prev, "k": None})
+            elif _prev_month(month) >= oldest:
+                result["next_cursor"] = encode_cursor({"m": _prev_month(month), "k": None})
             return result
         last = None
     return {"alarms": out}
@@ -352,23 +347,85 @@ def ack(op: Operator, box_id: str, alarm_id: str, doc: Any, now_ms: int, setting
 
 
 # ------------------------------------------------------------------------------ incidents
-def incidents(op: Operator, state: str, limit: int) -> dict[str, Any]:
-    """Open incidents touching the organisation's boxes (the sparse open_incidents index; its members
-    read per incident, their boxes in one BatchGetItem)."""
-    if state != "open":
-        raise InvalidInput("state: open (resolved incidents are in the outage log, not listed here)")
-    out = []
-    for inc in IncidentItem.open_incidents.query("OPEN", limit=limit):
-        members = [m.box_id for m in IncidentMemberItem.rows(inc.pk)]
-        mine = [b.box_id for b in BoxItem.batch_get(members, attributes_to_get=["box_id", "org"])
-                if (b.org or "default") == op.org] if members else []
-        if not mine:
-            continue
-        out.append({"incident_id": inc.incident_id, "state": inc.state, "members": sorted(mine),
-                    "member_count": len(mine), "kind": "area_outage" if inc.storm else "neighbour_outage",
-                    "area": {"lat": inc.center_lat, "lng": inc.center_lng, "radius_m": inc.radius_m},
-                    "opened_at": int(inc.opened_at), "resolved_at": None})
+def incidents(op: Operator, state: str, limit: int, cursor: str | None = None, now_ms: int = 0) -> dict[str, Any]:
+    """Incidents touching the organisation's boxes, paginated. `open`: the sparse open_incidents
+    index; `resolved`: the organisation's month partitions of resolved incidents (newest first, a
+    year back from now), each pointer's incident read in one BatchGetItem per page. Either way an
+    incident's members are read per incident and only the organisation's boxes are shown."""
+    if state == "open":
+        return _open_incidents(op, limit, cursor)
+    if state == "resolved":
+        return _resolved_incidents(op, limit, cursor, now_ms)
+    raise InvalidInput("state: open | resolved", state=state[:20])
+
+
+def _mine(op: Operator, inc: IncidentItem) -> list[str]:
+    members = [m.box_id for m in IncidentMemberItem.rows(inc.pk)]
+    return sorted(b.box_id for b in BoxItem.batch_get(members, attributes_to_get=["box_id", "org"])
+                  if (b.org or "default") == op.org) if members else []
+
+
+def incident_view(inc: IncidentItem, mine: list[str]) -> dict[str, Any]:
+    return {"incident_id": inc.incident_id, "state": inc.state, "members": mine, "member_count": len(mine),
+            "kind": "area_outage" if inc.storm else "neighbour_outage",
+            "area": {"lat": inc.center_lat, "lng": inc.center_lng, "radius_m": inc.radius_m},
+            "opened_at": int(inc.opened_at), "resolved_at": None if inc.resolved_at is None else int(inc.resolved_at)}
+
+
+def _open_incidents(op: Operator, limit: int, cursor: str | None) -> dict[str, Any]:
+    last = (decode_cursor(cursor) or {}).get("k")
+    out: list[dict[str, Any]] = []
+    while True:
+        page = IncidentItem.open_incidents.query("OPEN", limit=limit - len(out), last_evaluated_key=last)
+        for inc in page:
+            mine = _mine(op, inc)
+            if mine:
+                out.append(incident_view(inc, mine))
+        last = page.last_evaluated_key
+        if last is None or len(out) >= limit:
+            break
+    result: dict[str, Any] = {"incidents": out}
+    if last is not None:
+        result["next_cursor"] = encode_cursor({"k": last})
+    return result
+
+
+def _resolved_incidents(op: Operator, limit: int, cursor: str | None, now_ms: int) -> dict[str, Any]:
+    pos = decode_cursor(cursor) or {}
+    oldest = month_of(now_ms - 366 * 86_400_000)
+    last = pos.get("k")
+    out: list[dict[str, Any]] = []
+    for month in _months_back(pos.get("m") or month_of(now_ms), oldest):
+        while True:
+            page = OrgIncidentItem.query(f"INCIDENTS#{op.org}#{month}", scan_index_forward=False,
+                                         limit=limit - len(out), last_evaluated_key=last)
+            pointers = list(page)
+            last = page.last_evaluated_key
+            found = {i.incident_id: i for i in IncidentItem.batch_get(
+                [IncidentItem.key(p.incident_id) for p in pointers])} if pointers else {}
+            for p in pointers:
+                inc = found.get(p.incident_id)
+                if inc is None or inc.state != "resolved" or int(inc.resolved_at or 0) != int(p.sk[:13]):
+                    continue  # reopened since (or resolved again later: that pointer lists it)
+                mine = _mine(op, inc)
+                if mine:
+                    out.append(incident_view(inc, mine))
+            if last is None or len(out) >= limit:
+                break
+        if len(out) >= limit:
+            result: dict[str, Any] = {"incidents": out}
+            if last is not None:
+                result["next_cursor"] = encode_cursor({"m": month, "k": last})
+            elif _prev_month(month) >= oldest:
+                result["next_cursor"] = encode_cursor({"m": _prev_month(month), "k": None})
+            return result
+        last = None
     return {"incidents": out}
+
+
+def _prev_month(month: str) -> str:
+    y, m = (int(v) for v in month.split("-"))
+    return f"{y:04d}-{m - 1:02d}" if m > 1 else f"{y - 1:04d}-12"
 
 
 # ------------------------------------------------------------------------------ commands

@@ -43,11 +43,13 @@ from boxwatch.models import (
     IncidentItem,
     IncidentMemberItem,
     OfflineEntry,
+    OrgIncidentItem,
     PresenceLogItem,
     condition_failed,
 )
 from boxwatch.network import LIFECYCLE_DAYS, Drop, ThirdAlarmFailed, offline_after_alarm
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, send
+from boxwatch.ops import note_alarm
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
@@ -247,7 +249,10 @@ def _resolved_incidents(episodes: Iterable[Candidate], known: dict[str, Incident
 
 # -------------------------------------------------------------------- reads
 T = TypeVar("T")
-READ_THREADS = 16  # the shards of a bucket are read side by side: a sweep's latency stays one Query's
+# the shards of a bucket are read side by side: a sweep's latency stays one Query's. As many
+# threads as the table client has pooled connections (pynamodb's default, 10): more would wait
+# for a connection and make urllib3 drop the surplus ("Connection pool is full")
+READ_THREADS = 10
 
 
 _READERS: list[ThreadPoolExecutor] = []  # one pool per container: threads outlive an invocation
@@ -423,6 +428,11 @@ def _resolve(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], merged_into: 
     # its members expire with it, and each of its episodes points to it (25 per request)
     _write_members(inc.incident_id, inc.members, expires_at)
     _write_pointers(inc.incident_id, inc.members, at_ms)
+    if not merged_into and not blip:  # what the operators list as resolved: the incidents people heard of
+        orgs = sorted({boxes[b].org or "default" for b in inc.members if b in boxes})
+        for org in orgs:  # one or two organisations per incident: a PutItem each
+            OrgIncidentItem(*OrgIncidentItem.key(org, int(item.resolved_at), inc.incident_id),
+                            incident_id=inc.incident_id, expires_at=expires_at).save()
     return True
 
 
@@ -549,6 +559,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
     devices = devices_of(chosen)  # every chosen client's phones in one read, not one per client
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
     ok = True
+    warned: dict[str, BoxItem] = {}
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told_before.get(client_id)
         note = neighbour_outage_notification(box, d, group, incident)
@@ -575,6 +586,12 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
                 old.save()
         elif report.sent:
             result.notified.setdefault(incident.incident_id, []).append(client_id)
+            warned[box.box_id] = box
+    # each warned box has a fourth alarm with a life (ack, reminder, SMS) until the incident is over
+    for box_id, box in sorted(warned.items()):
+        alarm_id = alarm_life.open_outage_alarm(box_id, incident.incident_id, at_ms, settings)
+        if alarm_id is not None:
+            note_alarm(box, alarm_id, at_ms, settings)
     return ok
 
 
