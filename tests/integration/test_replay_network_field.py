@@ -95,7 +95,8 @@ def test_reordered_drops_of_one_watch_warn_once(flaps: dict[str, Any]) -> None:
 def test_a_quick_reconnect_does_not_hide_the_outage(quick: dict[str, Any]) -> None:
     # Given A dropped at 5, B (100 m) at 20 while A was offline, A back at 30, before the sweep at 60
     # Then NA's client is warned at 60, naming both; A's own client is not (A is a member)
-    assert [(n["t"], n["box"], n["offline_boxes"]) for n in notes(quick, client="nat")] == [(60.0, "NA", ["A", "B"])]
+    warned = notes(quick, client="nat", kind="neighbour_outage")
+    assert [(n["t"], n["box"], n["offline_boxes"]) for n in warned] == [(60.0, "NA", ["A", "B"])]
     assert not notes(quick, client="ava", kind="neighbour_outage")
 
 
@@ -108,12 +109,14 @@ def test_a_cluster_back_before_it_is_decided_is_a_resolved_blip(quick: dict[str,
 
 def test_a_disconnect_arriving_minutes_late_still_clusters(quick: dict[str, Any]) -> None:
     # E's disconnect (at 130) arrived at 400, long past any event-time lookback; F (150) is offline
-    assert [(n["t"], n["offline_boxes"]) for n in notes(quick, client="ned")] == [(420.0, ["E", "F"])]
+    warned = notes(quick, client="ned", kind="neighbour_outage")
+    assert [(n["t"], n["offline_boxes"]) for n in warned] == [(420.0, ["E", "F"])]
 
 
 def test_a_reconnect_delivered_before_its_disconnect_still_ends_the_episode(quick: dict[str, Any]) -> None:
     # G [240, 250) was offline when H dropped at 245 (delivered twice): linked, H is still offline
-    assert [(n["t"], n["offline_boxes"]) for n in notes(quick, client="nga")] == [(300.0, ["G", "H"])]
+    warned = notes(quick, client="nga", kind="neighbour_outage")
+    assert [(n["t"], n["offline_boxes"]) for n in warned] == [(300.0, ["G", "H"])]
     assert quick["network"]["boxes"]["G"]["online"] is True
 
 
@@ -125,7 +128,8 @@ def test_a_box_back_before_the_other_dropped_is_not_linked(quick: dict[str, Any]
 
 def test_a_member_dropping_again_is_no_news(quick: dict[str, Any]) -> None:
     # K and L dropped (told at 420); K was back at 430 and dropped again at 440, linked to L's episode
-    assert [(n["t"], n["offline_boxes"]) for n in notes(quick, client="nkk")] == [(420.0, ["K", "L"])]
+    warned = notes(quick, client="nkk", kind="neighbour_outage")
+    assert [(n["t"], n["offline_boxes"]) for n in warned] == [(420.0, ["K", "L"])]
     (incident,) = [i for i in quick["network"]["incidents"] if "K" in i["members"]]
     assert incident["members"] == ["K", "L"] and incident["state"] == "open"
 
