@@ -133,16 +133,16 @@ def check(model: Model, pushes: list[dict[str, Any]], commands: list[dict[str, A
             # to every client of that box, once, EscalateAfterS or more after it; REQUIRED is not
             # modelled (when the system warns, and which incident it names, is its own to choose)
             box, first_at = data.get("box"), data.get("first_at")
-            key = (client, box, first_at)
+            reminder_key = (client, box, first_at)
             at_ms = model.start_ms + model.steps[step].ms if step < len(model.steps) else None
             if (box, first_at) not in warned_boxes or client not in model.clients(str(box)):
                 out.append(Disagreement(kind, "forbidden", client, f"neighbour_outage reminder of {box} "
                                         f"at {first_at}: nobody was warned about that box then"))
             elif at_ms is None or at_ms < int(first_at) + model.settings.escalate_after_ms:
                 out.append(Disagreement(kind, "early", client, f"neighbour_outage reminder of {box} at step {step}"))
-            elif key in reminded:
+            elif reminder_key in reminded:
                 out.append(Disagreement(kind, "twice", client, f"neighbour_outage reminder of {box} again"))
-            reminded.add(key)
+            reminded.add(reminder_key)
             continue
         if kind == "all_clear" and kind in kinds:
             # ALLOWED to a client told about that incident, once; REQUIRED is not modelled (the
