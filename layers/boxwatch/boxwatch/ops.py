@@ -319,12 +319,7 @@ def alarms(op: Operator, state: str, cause: str | None, from_ms: int | None, to_
             if last is None or len(out) >= limit:
                 break
         if len(out) >= limit:
-            result: dict[str, Any] = {"alarms": out}
-            if last is not None:
-                result["next_cursor"] = encode_cursor({"m": month, "k": last})
-            elif _prev_month(month) >= oldest:
-                result["next_cursor"] = encode_cursor({"m": _prev_month(month), "k": None})
-            return result
+            return _full_page("alarms", out, month, last, oldest)
         last = None
     return {"alarms": out}
 
@@ -413,14 +408,19 @@ def _resolved_incidents(op: Operator, limit: int, cursor: str | None, now_ms: in
             if last is None or len(out) >= limit:
                 break
         if len(out) >= limit:
-            result: dict[str, Any] = {"incidents": out}
-            if last is not None:
-                result["next_cursor"] = encode_cursor({"m": month, "k": last})
-            elif _prev_month(month) >= oldest:
-                result["next_cursor"] = encode_cursor({"m": _prev_month(month), "k": None})
-            return result
+            return _full_page("incidents", out, month, last, oldest)
         last = None
     return {"incidents": out}
+
+
+def _full_page(name: str, out: list[dict[str, Any]], month: str, last: Any, oldest: str) -> dict[str, Any]:
+    """A full page of a month-partitioned list: its cursor resumes in this month, or the one before."""
+    result: dict[str, Any] = {name: out}
+    if last is not None:
+        result["next_cursor"] = encode_cursor({"m": month, "k": last})
+    elif _prev_month(month) >= oldest:
+        result["next_cursor"] = encode_cursor({"m": _prev_month(month), "k": None})
+    return result
 
 
 def _prev_month(month: str) -> str:
