@@ -78,6 +78,7 @@ def reset_sandbox(sb: Any) -> None:
     # tables stay (creating nine costs more than a small scenario): only their items go
     for table in dynamodb_backends[account][region].tables.values():
         table.items.clear()
+        table.__dict__.pop("_bench_gsi", None)  # moto_patches' index map of the items just dropped
         shard = getattr(table, "stream_shard", None)
         if shard is not None:
             shard.items.clear()

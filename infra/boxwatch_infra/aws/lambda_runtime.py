@@ -4,7 +4,9 @@ CodeUri, its environment from the template, a Lambda context object."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -12,6 +14,45 @@ from typing import Any
 
 from boxwatch_infra.aws.environ import patched_environ
 from boxwatch_infra.aws.template import FunctionSpec, Template
+
+_SHARED_LOADER: list[Any] = []
+
+
+def share_botocore_data() -> None:
+    """Every botocore session in this process reads botocore's data files (service models,
+    endpoints) through one loader. A real container parses them once per cold start; here many
+    emulated containers (and each pynamodb Connection's own session) share one process, and
+    re-parsing the same JSON per session was half of a replay's CPU. The files are read-only, and
+    one session already shares its loader between all its clients."""
+    if _SHARED_LOADER:
+        return
+    import botocore.loaders
+    import botocore.session
+
+    loader = botocore.loaders.create_loader()
+    _SHARED_LOADER.append(loader)
+
+    def shared(search_path_string: str | None = None) -> Any:
+        return loader if not search_path_string else botocore.loaders.create_loader(search_path_string)
+
+    botocore.session.create_loader = shared  # type: ignore[assignment]
+
+    # pynamodb makes a botocore session per Connection and thread (20 ms each, most of it
+    # registering event handlers); each emulated cold container binds fresh Connections. One
+    # session per thread and AWS environment (what a session reads when it is made) does the same.
+    import pynamodb.connection.base
+
+    sessions = threading.local()
+    make_session = botocore.session.get_session
+
+    def session_for_this_thread() -> Any:
+        key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        cache = sessions.__dict__.setdefault("by_env", {})
+        if key not in cache:
+            cache[key] = make_session()
+        return cache[key]
+
+    pynamodb.connection.base.get_session = session_for_this_thread  # type: ignore[assignment]
 
 
 @dataclass
@@ -50,6 +91,7 @@ class LocalFunction:
         return self.spec.logical_id
 
     def _load(self) -> ModuleType:
+        share_botocore_data()
         module_file, _, _ = self.spec.handler.rpartition(".")
         path = self.spec.code_dir / f"{module_file.replace('.', '/')}.py"
         mod_name = f"boxwatch_fn_{self.spec.code_dir.name}_{id(self)}"

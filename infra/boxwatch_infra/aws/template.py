@@ -14,6 +14,7 @@ cloud's stack document is its partial mode.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -104,6 +105,13 @@ class FunctionSpec:
         return {name: ev.get("Properties", {}) for name, ev in self.events.items() if ev.get("Type") == kind}
 
 
+@functools.lru_cache(maxsize=4)
+def _parsed(text: str) -> dict[str, Any]:
+    """Parsing template.yaml costs ~0.4 s; a replay or test session builds many Templates of the
+    same text (one per parameter set)."""
+    return dict(yaml_parse(text))
+
+
 @dataclass
 class Template:
     """A resolved view of template.yaml for one set of parameter values."""
@@ -116,7 +124,8 @@ class Template:
 
     @cached_property
     def doc(self) -> dict[str, Any]:
-        return dict(yaml_parse(self.path.read_text()))
+        text = self.path.read_text()
+        return copy.deepcopy(_parsed(text))  # a copy: a caller may change its view
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
