@@ -60,6 +60,8 @@ def slot_of(kind: str, data: dict[str, Any], command_keys: dict[str, str]) -> tu
             return (data["box"], int(data["alarm_seq"]), int(data["alarm_time"]))
         if kind in ("reminder", "acknowledged", "alarm_cleared", "box_back_online"):
             return (data["box"], data["cause"], int(data["first_at"]))
+        if kind == "escalation":  # an SMS: its reference names the box and the alarm (first_at)
+            return (data["box"], int(data["first_at"]))
         if kind in ("area_outage", "area_all_clear"):
             return ()  # once per client and storm (a client near two storms has two, either matches)
         if kind == "power_off_result":
@@ -143,6 +145,21 @@ def check(model: Model, pushes: list[dict[str, Any]], commands: list[dict[str, A
             elif reminder_key in reminded:
                 out.append(Disagreement(kind, "twice", client, f"neighbour_outage reminder of {box} again"))
             reminded.add(reminder_key)
+            continue
+        if kind == "escalation" and kind in kinds and not groups.get((kind, client, slot_of(kind, data, {}))):
+            # a fourth alarm's SMS step: ALLOWED to each manager of the warned box, once, 2 x
+            # EscalateAfterS or more after the warning (REQUIRED is not modelled, as its reminder)
+            box, first_at = data.get("box"), data.get("first_at")
+            sms_key = (f"sms:{client}", box, first_at)
+            at_ms = model.start_ms + model.steps[step].ms if step < len(model.steps) else None
+            if (box, first_at) not in warned_boxes or client not in model.managers(str(box)):
+                out.append(Disagreement(kind, "forbidden", client, f"escalation SMS of {box} at {first_at}: "
+                                        "no alarm of that box asks for one"))
+            elif at_ms is None or at_ms < int(first_at) + 2 * model.settings.escalate_after_ms:
+                out.append(Disagreement(kind, "early", client, f"neighbour_outage SMS of {box} at step {step}"))
+            elif sms_key in reminded:
+                out.append(Disagreement(kind, "twice", client, f"neighbour_outage SMS of {box} again"))
+            reminded.add(sms_key)
             continue
         if kind == "all_clear" and kind in kinds:
             # ALLOWED to a client told about that incident, once; REQUIRED is not modelled (the

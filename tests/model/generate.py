@@ -200,7 +200,7 @@ class _Gen:
     # ---------------------------------------------------------------- the alarm's life
     def life_family(self) -> None:
         """Clears and acks of the generated alarms: before, at and after the reminder's instant,
-        twice, by unbound clients, of a cause the box never raised."""
+        twice, by unbound clients, of a cause the box never raised; managers with SMS numbers."""
         r = self.rng
         e = 300  # EscalateAfterS default
         for n, ev in enumerate(list(self.alarms)):
@@ -224,6 +224,13 @@ class _Gen:
                 self.events.append(ack)
                 if r.random() < 0.2:  # acknowledged twice (another disposition): the first stands
                     self.events.append({**ack, "t": when + r.choice([0, 5]), "disposition": "real"})
+        # managers (the SMS step), and sometimes a run long enough to reach it
+        for n, client in enumerate(self.clients):
+            if r.random() < 0.25:
+                client.update(role="manager", sms=f"+86138{n:08d}")
+        if any("sms" in c for c in self.clients) and r.random() < 0.4:
+            last = max(int(a["t"]) for a in self.alarms)
+            self.events.append({"t": last + 2 * e + r.choice([0, 30, 90]), "type": "scheduled"})
 
     # ---------------------------------------------------------------- lifecycle
     def lifecycle(self, box: str, kind: str, at: int, reason: str | None = None) -> None:

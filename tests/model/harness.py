@@ -60,7 +60,16 @@ def _replay_cls() -> Any:
                     data = decode_push(message)
                     self.pushes.append({"step": step, "t": self.t, "client": self.endpoint_client.get(arn, arn),
                                         "kind": data.get("kind"), "data": data})
+            before = len(self.notifications)
             super().collect()
+            for n in self.notifications[before:]:
+                if n.get("channel") == "sms":  # the SMS names its alarm: "<first_at ms>.<...>"
+                    alarm_id = str(n.get("alarm_id") or "")
+                    first = alarm_id.split(".")[0]
+                    data = {"box": n.get("box"), "alarm_id": alarm_id,
+                            "first_at": int(first) if first.isdigit() else None}
+                    self.pushes.append({"step": step, "t": self.t, "client": n["client"], "kind": n["kind"],
+                                        "data": data})
 
     return ModelReplay
 

@@ -15,6 +15,7 @@ Brute force over all pairs, exact great-circle distances; nothing is indexed or 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ from tests.model.world import (
 
 KINDS = ("alarm", "same_cause_nearby", "nearby_update", "alarm_summary", "offline_after_alarm",
          "neighbour_outage", "power_off_result", "reminder", "acknowledged", "alarm_cleared", "box_back_online",
-         "all_clear", "area_outage", "area_all_clear")
+         "all_clear", "area_outage", "area_all_clear", "escalation")
 OFFLINE = "offline_after_alarm"  # a third alarm is an alarm with a life too (cause, no circuit)
 DISPOSITIONS = ("real", "false_alarm", "test", "drill")
 LISTED = 30  # a push lists at most the 30 nearest boxes (claims: same_cause_nearby `boxes`)
@@ -181,6 +182,7 @@ class Model:
             self._step(step)
         self._flood_summaries()
         self._reminders()
+        self._escalations()
 
     # ------------------------------------------------------------------ set-up
     def _register(self) -> None:
@@ -378,7 +380,7 @@ class Model:
 
     def _reminders(self) -> None:
         """An alarm neither acknowledged nor cleared by the first sweep at or after first + E: a
-        reminder to every client of its box (the SMS step goes to managers, no push: not checked)."""
+        reminder to every client of its box (the SMS step: `_escalations`)."""
         for life in self.lives:
             due_ms = life.first_ms + self.settings.escalate_after_ms
             due = [i for i in self.sweep_steps if self.steps[i].ms >= due_ms]
@@ -396,6 +398,39 @@ class Model:
                 self.expect("reminder", c, (life.box, life.cause, self.start_ms + life.first_ms), self.steps[due[0]],
                             f"{life.box}'s {life.cause} alarm of {life.first_ms / 1000:g} s unacknowledged at "
                             f"{due_ms / 1000:g} s", last_step=last)
+
+    def managers(self, box: str) -> list[str]:
+        """The box's escalation contacts: bound clients with role manager and an SMS number."""
+        return sorted(c["id"] for c in self.scenario.get("clients") or []
+                      if c.get("role") == "manager" and c.get("sms") and box in (c.get("boxes") or []))
+
+    def _escalations(self) -> None:
+        """The second step: an alarm neither acknowledged nor cleared by the first sweep at or after
+        first + 2 x E gets one `escalation` SMS to each manager of its box, sent by that sweep, at
+        most `sms_per_hour` per number and hour of that sweep's time (a scenario that would reach
+        the cap leaves which SMS are sent to the senders' order: ambiguous, not generated)."""
+        per_hour: Counter[tuple[str, int]] = Counter()
+        for life in self.lives:
+            due_ms = life.first_ms + 2 * self.settings.escalate_after_ms
+            due = [i for i in self.sweep_steps if self.steps[i].ms >= due_ms]
+            if not due or not self.managers(life.box):
+                continue
+            latest = due_ms + self.settings.max_period_ms
+            last = max(i for i in self.sweep_steps if self.steps[i].ms <= max(latest, self.steps[due[0]].ms))
+            stops = [s for s in (life.acked_step, life.cleared_step) if s is not None]
+            if stops and min(stops) < due[0]:
+                continue
+            if stops and min(stops) <= last:
+                self.ambiguities.append(f"{life.box}'s {life.cause} alarm stopped inside its SMS step's window")
+                continue
+            hour = (self.start_ms + self.steps[due[0]].ms) // 3_600_000
+            for c in self.managers(life.box):
+                per_hour[(c, hour)] += 1
+                if per_hour[(c, hour)] > self.settings.sms_per_hour:
+                    self.ambiguities.append(f"{c} would get more than {self.settings.sms_per_hour} SMS in an hour")
+                self.expect("escalation", c, (life.box, self.start_ms + life.first_ms), self.steps[due[0]],
+                            f"{life.box}'s {life.cause} alarm of {life.first_ms / 1000:g} s unacknowledged at "
+                            f"{due_ms / 1000:g} s: SMS to its manager", last_step=last)
 
     def _hold(self, box: str, cause: str, received: int) -> bool:
         """Flood hold-down per (box, cause): is this alarm held?"""

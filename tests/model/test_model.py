@@ -444,3 +444,75 @@ def test_checker_allows_a_fourth_alarms_reminder_once_after_the_warning() -> Non
     assert [d.cls for d in check(m, [*warned, reminder(at[420]), reminder(at[480])]).disagreements] == [
         "reminder:twice"]
     assert [d.cls for d in check(m, [*warned, reminder(at[420], first_s=60)]).disagreements] == ["reminder:forbidden"]
+
+
+MANAGER = {"id": "mA", "boxes": ["A"], "role": "manager", "sms": "+8613800138000"}
+
+
+def test_model_texts_the_managers_at_the_first_sweep_at_or_after_first_plus_twice_escalate_after() -> None:
+    # Given an alarm at 10 s nobody acknowledges, A bound to cA and to its manager mA (EscalateAfterS 100)
+    m = Model(scenario([box("A", 0)], [alarm(10, "A", 1), {"t": 300, "type": "scheduled"}],
+                       clients=[{"id": "cA", "boxes": ["A"]}, MANAGER], escalate_after_s=100))
+    # Then one SMS to the manager only, due at the sweep of 240 s (210 is not a sweep time)
+    assert pushes(m, "escalation") == [("mA", ("A", T0 + 10_000), 240.0)]
+
+
+def test_model_an_ack_between_the_reminder_and_the_sms_stops_the_sms() -> None:
+    # Given the same alarm, acknowledged at 150 s (after the reminder of 120 s)
+    m = Model(scenario([box("A", 0)], [alarm(10, "A", 1), ack(150, "cA", "A"), {"t": 300, "type": "scheduled"}],
+                       clients=[{"id": "cA", "boxes": ["A"]}, MANAGER], escalate_after_s=100))
+    # Then the reminder to both, and no SMS
+    assert [c for c, _, _ in pushes(m, "reminder")] == ["cA", "mA"]
+    assert pushes(m, "escalation") == []
+
+
+def test_model_finds_more_sms_than_the_hourly_cap_ambiguous() -> None:
+    # Given three unacknowledged alarms of A (two causes and a later one) and a cap of 1 SMS per hour
+    events = [alarm(10, "A", 1), alarm(12, "A", 2, cause="overcurrent"), {"t": 300, "type": "scheduled"}]
+    m = Model(scenario([box("A", 0)], events, clients=[MANAGER], escalate_after_s=100, sms_per_recipient_per_hour=1))
+    # Then which SMS the cap lets through is the senders' order: the generator draws again
+    assert any("SMS in an hour" in x for x in m.ambiguities)
+
+
+def test_checker_matches_an_sms_on_box_and_first_at() -> None:
+    # Given the 10 s alarm's SMS due at 240 s
+    m = Model(scenario([box("A", 0)], [alarm(10, "A", 1), {"t": 300, "type": "scheduled"}],
+                       clients=[MANAGER], escalate_after_s=100))
+    at = {m.steps[i].t: i for i in m.sweep_steps}
+
+    def sms(step: int, first_s: int = 10) -> dict[str, Any]:
+        return push(m, "escalation", "mA", step, box="A", first_at=T0 + first_s * 1000)
+
+    def checked(*pushed: dict[str, Any]) -> list[str]:
+        return [d.cls for d in check(m, list(pushed), kinds=("escalation",)).disagreements]
+
+    # Then the SMS at 240 s agrees; one at 180 s is early, a second one twice, none missing
+    assert checked(sms(at[240])) == []
+    assert checked(sms(at[180])) == ["escalation:early"]
+    assert checked(sms(at[240]), sms(at[300])) == ["escalation:twice"]
+    assert checked() == ["escalation:missing"]
+    # and an SMS of an alarm nobody raised is forbidden
+    assert checked(sms(at[240]), sms(at[240], first_s=99)) == ["escalation:forbidden"]
+
+
+def test_checker_allows_a_fourth_alarms_sms_once_to_the_warned_boxs_manager() -> None:
+    # Given cN warned at the 120 s sweep about X and Y; mN manages N (EscalateAfterS 100)
+    clients = [{"id": "cN", "boxes": ["N"]}, {"id": "mN", "boxes": ["N"], "role": "manager", "sms": "+8613800138001"}]
+    m = Model(scenario(outage_boxes(), [drop(100, "X", 2), drop(110, "Y", 2), {"t": 480, "type": "scheduled"}],
+                       clients=clients, escalate_after_s=100))
+    at = {m.steps[i].t: i for i in m.sweep_steps}
+    s120 = next(i for i in m.sweeps if m.steps[i].t == 120)
+    warned = [push(m, "neighbour_outage", c, s120, box="N", offline_boxes=["X", "Y"]) for c in ("cN", "mN")]
+
+    def sms(step: int, client: str = "mN") -> dict[str, Any]:
+        return push(m, "escalation", client, step, box="N", first_at=T0 + 120_000)
+
+    def checked(*pushed: dict[str, Any]) -> list[str]:
+        return [d.cls for d in check(m, [*warned, *pushed], kinds=("escalation",)).disagreements]
+
+    # Then mN may get one SMS at a sweep 2 x 100 s after the warning (or none)
+    assert checked(sms(at[360])) == [] and checked() == []
+    # but not earlier, not twice, not to a client who is no manager
+    assert checked(sms(at[300])) == ["escalation:early"]
+    assert checked(sms(at[360]), sms(at[420])) == ["escalation:twice"]
+    assert checked(sms(at[360], "cN")) == ["escalation:forbidden"]

@@ -99,6 +99,7 @@ class Settings:
     storm_share: float = 0.3
     storm_radius_m: float = 2000.0
     storm_min_boxes: int = 200
+    sms_per_hour: int = 10  # SmsPerRecipientPerHour: escalation SMS per number and hour
     # (function logical id, period s) of every Schedule event, in template order
     schedules: tuple[tuple[str, int], ...] = field(default=())
     # what settle_s is made of (replay keeps sweeping this long after the last event)
@@ -146,6 +147,7 @@ class Settings:
             storm_share=num("StormShare"),
             storm_radius_m=num("StormRadiusM"),
             storm_min_boxes=int(num("StormMinBoxes")),
+            sms_per_hour=int(num("SmsPerRecipientPerHour")),
             schedules=tuple(schedules),
             settle_s=settle,
         )
