@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from boxwatch_infra.aws.template import ROOT
-from boxwatch_infra.bench import blackout, coldstart, e2e, escalation, per_alarm, report, sweep
+from boxwatch_infra.bench import blackout, coldstart, console, e2e, escalation, per_alarm, report, sweep
 from boxwatch_infra.bench.capacity import PARTITION_WCU_PER_S
 from boxwatch_infra.bench.report import Row, fmt, ratio
 
@@ -179,6 +179,32 @@ def escalation_rows(data: dict[str, Any]) -> list[Row]:
                         f"{f['due']['dynamodb_requests']} / {f['idle']['dynamodb_requests']}",
                         target="same for every fleet (follows the due steps)", met=flat,
                         note=f"{f['due']['sns_publishes']} reminders pushed"))
+    return rows
+
+
+def console_rows(data: dict[str, Any]) -> list[Row]:
+    sec = ("Operator console (one organisation's fleet over a 30 x 30 km city; a ~1.5 x 1.5 km viewport; "
+           f"{console.CHANGES} alarms; counted through OpsApi, not timed)")
+    fleets = data["fleets"]
+    feed_flat = len({(f["changes"]["dynamodb_requests"], f["changes"]["items_read"]) for f in fleets}) == 1
+    idle_flat = len({(f["idle"]["dynamodb_requests"], f["idle"]["items_read"]) for f in fleets}) == 1
+    rows = []
+    for f in fleets:
+        m, n = f["map"], f"{f['fleet']:,}"
+        per_shown = m["items_read"] / max(1, m["shown"])
+        rows.append(Row(sec, f"{n} boxes: map of the viewport, items read / boxes shown",
+                        f"{m['items_read']:,} / {m['shown']:,} ({m['dynamodb_requests']} req, {m['pages']} pages)",
+                        f"{f['fleet']:,} (Scan of the fleet)", ratio(f["fleet"], m["items_read"]),
+                        "items read ≤ 4 × boxes shown + 10, whatever the fleet",
+                        m["items_read"] <= 4 * m["shown"] + 10,
+                        note=f"{fmt(per_shown, 1)} items per box shown (the H3 cover's margin)"))
+    for f in fleets:
+        c, i, n = f["changes"], f["idle"], f"{f['fleet']:,}"
+        rows.append(Row(sec, f"{n} boxes: change feed after {c['alarms']} alarms / with nothing new",
+                        f"{c['items_read']} items ({c['dynamodb_requests']} req) for {c['changes']} changes / "
+                        f"{i['items_read']} items ({i['dynamodb_requests']} req)",
+                        target="~ changes, the same for every fleet", met=feed_flat and idle_flat
+                        and i["changes"] == 0 and c["changes"] >= c["alarms"]))
     return rows
 
 
@@ -340,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                 raw["sweep"] = sweep.run(cfg.sweep, cfg.sweep_max_offline)
             with phase(f"escalation sweep: fleets {cfg.sweep}"):
                 raw["escalation"] = escalation.run(cfg.sweep)
+            with phase(f"operator console: fleets {cfg.sweep}"):
+                raw["console"] = console.run(cfg.sweep)
             with phase("blackout: 100,000 disconnects, quiet and blackout sweeps"):
                 raw["blackout"] = blackout.run(quick=args.quick)
         with phase("waiting for the storm"):
@@ -379,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         raw["e2e"] = e2e.run(rate, duration, timeout_s=duration + 300, boxes=e2e_boxes)
 
     rows = (per_alarm_rows(raw["per_alarm"]) + storm_rows(raw["storm"]) + sweep_rows(raw["sweep"])
-            + escalation_rows(raw["escalation"]) + blackout_rows(raw["blackout"])
+            + escalation_rows(raw["escalation"]) + console_rows(raw["console"]) + blackout_rows(raw["blackout"])
             + geopeer_rows(raw["geopeer"]) + cold_rows(raw["cold_start"]) + e2e_rows(raw["e2e"], rate, duration))
     wall = time.perf_counter() - started
     meta = {
