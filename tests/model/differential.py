@@ -1,6 +1,6 @@
 """The differential test: seeded random scenarios through `boxwatch replay` and through the model.
 
-    python -m tests.model.differential --count 5000 --jobs 2      (make soak)
+    python -m tests.model.differential --count 5000 --jobs 2      (make soak: resumable, --resume)
     python -m tests.model.differential --seed 1234 --shrink       (one seed, minimal YAML)
     python -m tests.model.differential --file tests/scenarios/x.yaml   (a scenario file)
 
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 import traceback
@@ -113,7 +115,34 @@ def _batch(seeds: list[int], size: str | None = None) -> list[SeedResult]:
         out.append(run_seed(s))
         if progress:
             with open(progress, "a") as f:
-                f.write(f"seed {s}: {' '.join(out[-1].classes) or 'agrees'}\n")
+                f.write(progress_line(out[-1]) + "\n")
+    return out
+
+
+def progress_line(r: SeedResult) -> str:
+    counts = {"required": dict(r.required), "pushes": dict(r.pushes), "faults": r.faults_fired,
+              "seconds": round(r.seconds, 2)}
+    return f"seed {r.seed}: {' '.join(r.classes) or 'agrees'} {json.dumps(counts, sort_keys=True)}"
+
+
+PROGRESS_LINE = re.compile(r"^seed (\d+): (.*?) (\{.*\})$")
+
+
+def from_progress(path: str, seeds: list[int]) -> dict[int, SeedResult]:
+    """The results a progress file holds for these seeds (a soak cut short goes on from there)."""
+    wanted, out = set(seeds), dict[int, SeedResult]()
+    if not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            m = PROGRESS_LINE.match(line.strip())
+            if m is None or int(m.group(1)) not in wanted:
+                continue
+            counts = json.loads(m.group(3))
+            classes = [] if m.group(2) == "agrees" else m.group(2).split()
+            out[int(m.group(1))] = SeedResult(int(m.group(1)), classes, ["(from the progress file)"],
+                                              Counter(counts["required"]), Counter(counts["pushes"]),
+                                              float(counts["seconds"]), int(counts["faults"]))
     return out
 
 
@@ -217,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shrink", action="store_true", help="print a minimal YAML for the first seed of each class")
     ap.add_argument("--show", type=int, default=0, help="print the disagreements of the first N failing seeds")
     ap.add_argument("--progress", help="append a line per seed to this file as it finishes")
+    ap.add_argument("--resume", action="store_true",
+                    help="take the seeds the --progress file already holds from it; run only the others")
     args = ap.parse_args(argv)
     if args.progress:
         os.environ["BOXWATCH_MODEL_PROGRESS"] = args.progress
@@ -232,8 +263,12 @@ def main(argv: list[str] | None = None) -> int:
                     print("   ", d)
         return 1 if failed else 0
     seeds = args.seed or list(range(args.start, args.start + args.count))
+    taken = from_progress(args.progress, seeds) if args.resume and args.progress else {}
+    if taken:
+        print(f"{len(taken)} of {len(seeds)} seeds taken from {args.progress}", flush=True)
     started = time.perf_counter()
-    results = run_many(seeds, args.jobs)
+    results = sorted([*taken.values(), *run_many([s for s in seeds if s not in taken], args.jobs)],
+                     key=lambda r: r.seed)
     print(summary(results, time.perf_counter() - started))
     bad = [r for r in results if r.classes]
     for r in bad[:args.show]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -76,3 +77,22 @@ def test_shrink_keeps_what_the_failure_needs() -> None:
     assert [e["box"] for e in small["events"]] == ["BZ"] and [b["id"] for b in small["boxes"]] == ["BZ"]
     assert [c["id"] for c in small["clients"]] == ["cz"] and "faults" not in small
     assert yaml.safe_load(to_yaml(small, "a comment")) == small
+
+
+def test_a_soak_cut_short_goes_on_from_its_progress_file(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from tests.model.differential import SeedResult, from_progress, progress_line
+
+    # Given a progress file with two finished seeds (one disagreeing) and a line of an older format
+    done = [SeedResult(7, [], [], Counter(alarm=3), Counter(alarm=3, reminder=1), 1.5, 2),
+            SeedResult(8, ["alarm:missing", "reminder:twice"], [], Counter(alarm=1), Counter(), 0.5, 0)]
+    log = tmp_path / "soak-progress.log"
+    log.write_text("seed 6: agrees\n" + "".join(progress_line(r) + "\n" for r in done))
+    # When the soak resumes over seeds 6..9
+    found = from_progress(str(log), [6, 7, 8, 9])
+    # Then seeds 7 and 8 come from the file with their counts and classes; 6 and 9 are run again
+    assert sorted(found) == [7, 8]
+    assert (found[7].required, found[7].pushes, found[7].faults_fired) == (Counter(alarm=3),
+                                                                         Counter(alarm=3, reminder=1), 2)
+    assert found[8].classes == ["alarm:missing", "reminder:twice"]

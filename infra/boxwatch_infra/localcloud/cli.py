@@ -1,4 +1,4 @@
-"""`boxwatch local up [--keep]` and `boxwatch demo [--keep]` (docs/local-cloud.md)."""
+"""`boxwatch local up [--keep]` and `boxwatch demo [--keep] [--screenshot PNG]` (docs/local-cloud.md)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo = sub.add_parser("demo", help="a scripted day on the local cloud with a fleet of device agents")
     demo.add_argument("--keep", action="store_true", help="leave the stack and the fleet up afterwards (Ctrl-C)")
     demo.add_argument("--boxes", type=int, default=300, help="fleet size (200..2000, default 300)")
+    demo.add_argument("--screenshot", default="", metavar="PNG",
+                      help="save the operator console during the fire (e.g. docs/console.png)")
     demo.set_defaults(func=run_demo)
 
 
@@ -92,4 +94,4 @@ def describe(info: dict[str, object]) -> str:
 def run_demo(args: argparse.Namespace) -> int:
     from boxwatch_infra.localcloud.demo import main
 
-    return main(boxes=max(200, min(args.boxes, 2000)), keep=args.keep)
+    return main(boxes=max(200, min(args.boxes, 2000)), keep=args.keep, screenshot=args.screenshot)

@@ -89,6 +89,7 @@ class Demo:
     step_timeout_s: float = 45.0
     keep: bool = False
     state_dir: Path | None = None
+    screenshot: Path | None = None  # the operator console during the fire, as a PNG
     pushes: list[dict[str, Any]] = field(default_factory=list)
     expects: list[Expect] = field(default_factory=list)
     checks: list[tuple[str, str, bool]] = field(default_factory=list)  # (step, what, ok)
@@ -249,6 +250,9 @@ class Demo:
             exp += [self.expect("4 fire", "grace", "neighbour_outage", None,
                                 lambda p: len(set(p["data"]["offline_boxes"]) & set(burned)) >= 2)]
             self.wait(exp, timeout=self.step_timeout_s + 30)
+            if self.screenshot is not None:
+                shot = take_screenshot(str(info["ops_console"]), self.screenshot, grid.position(7, 10))
+                self.say(f"      operator console: {shot}")
 
             # 5 ---------------------------------------------------------------------------------
             self.step("14:07", f"grace, warned that the boxes next to hers went dark, powers off {G} from the app")
@@ -356,6 +360,35 @@ class Demo:
             self.say("stopping")
 
 
+def take_screenshot(console_url: str, path: Path, center: tuple[float, float], user: str = "ann@default") -> str:
+    """The operator console as `user` sees it now, around `center`, saved as a PNG (Playwright
+    driving Debian's Chromium, as the browser tests do). Returns what happened, for the script."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return "no screenshot: playwright is not installed (make install)"
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        return "no screenshot: chromium is not installed (apt-get install chromium)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 860}).new_page()
+            page.goto(f"{console_url}#view={center[0]},{center[1]},16")
+            page.fill("#signin-user", user)
+            page.click("#signin-submit")
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            page.wait_for_selector(".box-marker:not(.state-normal)", timeout=15_000)
+            time.sleep(1.5)  # the alarm list and the incident areas fill in after the markers
+            page.screenshot(path=str(path))
+        except Exception as exc:  # a screenshot is a picture for people: it never fails the day
+            return f"no screenshot: {type(exc).__name__}: {str(exc)[:200]}"
+        finally:
+            browser.close()
+    return f"screenshot {path}"
+
+
 def _call(url: str, method: str, sub: str, headers: dict[str, str],
           body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
@@ -369,5 +402,5 @@ def _call(url: str, method: str, sub: str, headers: dict[str, str],
         return err.code, json.loads(err.read() or b"{}")
 
 
-def main(boxes: int = 300, keep: bool = False) -> int:
-    return Demo(boxes=boxes, keep=keep).run()
+def main(boxes: int = 300, keep: bool = False, screenshot: str = "") -> int:
+    return Demo(boxes=boxes, keep=keep, screenshot=Path(screenshot) if screenshot else None).run()
