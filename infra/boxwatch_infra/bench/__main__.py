@@ -195,9 +195,9 @@ def console_rows(data: dict[str, Any]) -> list[Row]:
         rows.append(Row(sec, f"{n} boxes: map of the viewport, items read / boxes shown",
                         f"{m['items_read']:,} / {m['shown']:,} ({m['dynamodb_requests']} req, {m['pages']} pages)",
                         f"{f['fleet']:,} (Scan of the fleet)", ratio(f["fleet"], m["items_read"]),
-                        "items read ≤ 4 × boxes shown + 10, whatever the fleet",
-                        m["items_read"] <= 4 * m["shown"] + 10,
-                        note=f"{fmt(per_shown, 1)} items per box shown (the H3 cover's margin)"))
+                        "items read ≤ 2 × boxes shown + 10, whatever the fleet",
+                        m["items_read"] <= 2 * m["shown"] + 10,
+                        note=f"{fmt(per_shown, 1)} items per box shown (the cover's edge cells)"))
     for f in fleets:
         c, i, n = f["changes"], f["idle"], f"{f['fleet']:,}"
         rows.append(Row(sec, f"{n} boxes: change feed after {c['alarms']} alarms / with nothing new",

@@ -55,9 +55,9 @@ def run_fleet(n_boxes: int) -> dict[str, Any]:
                 page = _get(sb, "/ops/boxes", "/ops/boxes", query, now)
                 pages += 1
                 shown += [b["box_id"] for b in page["boxes"]]
-                if not page.get("cursor"):
+                if not page.get("next_cursor"):
                     break
-                query = {**query, "cursor": page["cursor"]}
+                query = {**query, "cursor": page["next_cursor"]}
         if sorted(shown) != sorted(b.id for b in inside):
             raise RuntimeError(f"the map showed {len(shown)} boxes, {len(inside)} are in view")
         out["map"] = {**totals.snapshot(), "shown": len(shown), "pages": pages}

@@ -219,11 +219,12 @@ def radius_ranges(lat: float, lng: float, radius_m: float, coarse_res: int, fine
 # ------------------------------------------------------------------------------ the operator map
 # by_org_cell: hash = <org>#<cell at MAP_PART_RES>, range = <cell at MAP_CELL_RES>#<box>. The fine
 # cells inside any coarser cell are one contiguous range of H3 ids (its digits below the coarse
-# resolution run 0..6), so a viewport is covered by a few coarse-enough cells, each one Query with a
-# sort-key range: items read ~ boxes in (and just around) the view, whatever the fleet.
+# resolution run 0..6), so a viewport's fine cells come out as runs of ids, a few Queries with a
+# sort-key range each: items read ~ boxes in (and at the edge of) the view, whatever the fleet.
 MAP_PART_RES = 3  # ~12,000 km2: one partition per org and region
 MAP_CELL_RES = 9  # ~0.1 km2
-MAP_MAX_QUERIES = 24  # a viewport's cover: the finest resolution that needs at most this many cells
+MAP_MAX_QUERIES = 24  # a viewport's cover: at most this many sort-key ranges (more only across partitions)
+MAP_MAX_CELLS = 4000  # cells listed at one resolution (the cover's CPU); a larger view takes a coarser one
 MAP_SPILL = 0.75  # edge lengths: how far a cell's fine descendants may lie outside it (measured <= ~0.52)
 
 
@@ -255,27 +256,30 @@ class MapQuery:
 def map_cover(south: float, west: float, north: float, east: float) -> list[MapQuery]:
     """The Queries that read every box inside the bounding box (and a margin of cells around it).
 
-    H3 is not exactly hierarchical: the fine cells whose ancestor (by id) is a coarse cell spill up
-    to ~0.5 of its edge length outside its outline. So the cover at each resolution is taken over
-    the box grown by MAP_SPILL edge lengths (tests/unit/test_map_cover.py checks it against points)."""
+    The finest resolution whose cells over the view stay within MAP_MAX_CELLS; those cells merged
+    into at most MAP_MAX_QUERIES sort-key ranges per partition (`cell_ranges`: runs of consecutive
+    ids, the smallest gaps bridged). At MAP_CELL_RES a box's key cell contains it, so the view
+    itself is covered; at a coarser resolution the fine cells whose ancestor (by id) is a cell spill
+    up to ~0.5 of its edge length outside its outline, so the view is grown by MAP_SPILL edge
+    lengths (tests/unit/test_map_cover.py checks it against points)."""
     if east < west:  # crosses the antimeridian: rare for a city operator, covered as two boxes
         return map_cover(south, west, north, 180.0) + map_cover(south, -180.0, north, east)
-    cells: list[str] = []
     mid = math.radians((south + north) / 2)
+    ranges: list[CellRange] = []
     for res in range(MAP_CELL_RES, MAP_PART_RES - 1, -1):
-        m = MAP_SPILL * h3.average_hexagon_edge_length(res, unit="m")
+        edge = h3.average_hexagon_edge_length(res, unit="m")
+        m = MAP_SPILL * edge if res < MAP_CELL_RES else 1.0  # 1 m: float edges of cell outlines
         dlat, dlng = m / 111_320.0, m / (111_320.0 * max(0.05, math.cos(mid)))
         s, w = max(-89.9, south - dlat), max(-180.0, west - dlng)
         n, e = min(89.9, north + dlat), min(180.0, east + dlng)
+        cell_km2 = 2.6 * edge * edge / 1e6
+        view_km2 = (n - s) * 111.32 * (e - w) * 111.32 * max(0.05, math.cos(mid))
+        if res > MAP_PART_RES and view_km2 / cell_km2 > MAP_MAX_CELLS:
+            continue  # too many cells to list: a coarser resolution
         poly = h3.LatLngPoly([(s, w), (s, e), (n, e), (n, w)])
         found = set(h3.h3shape_to_cells_experimental(poly, res, contain="overlap"))
         found.update(h3.latlng_to_cell(lat, lng, res) for lat in (s, n) for lng in (w, e))
-        cells = sorted(found)
-        if len(cells) <= MAP_MAX_QUERIES:
+        ranges = cell_ranges(found, MAP_PART_RES, MAP_MAX_QUERIES)
+        if len(ranges) <= MAP_MAX_QUERIES:
             break
-    out = []
-    for c in cells:
-        lo, hi = _fine_range(c)
-        out.append(MapQuery(h3.cell_to_parent(c, MAP_PART_RES) if h3.get_resolution(c) > MAP_PART_RES else c,
-                            lo, hi + "#\uffff"))
-    return out
+    return [MapQuery(r.parent, _fine_range(r.first)[0], _fine_range(r.last)[1] + "#\uffff") for r in ranges]
