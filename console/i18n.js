@@ -24,7 +24,8 @@ export const I18N = {
     disp_real: "Real", disp_false_alarm: "False alarm", disp_test: "Test", disp_drill: "Drill",
     cause_overcurrent: "overcurrent", cause_overtemp: "over-temperature", cause_residual_current: "residual current",
     cause_overvoltage: "overvoltage", cause_undervoltage: "undervoltage", cause_short_circuit: "short circuit",
-    cause_arc_fault: "arc fault",
+    cause_arc_fault: "arc fault", cause_offline_after_alarm: "offline after alarm",
+    cause_neighbour_outage: "nearby boxes offline",
   },
   "zh-CN": {
     title: "boxwatch 监控台", user: "用户", password: "密码", signin: "登录", signout: "退出",
@@ -49,5 +50,6 @@ export const I18N = {
     disp_real: "真实", disp_false_alarm: "误报", disp_test: "测试", disp_drill: "演练",
     cause_overcurrent: "过流", cause_overtemp: "超温", cause_residual_current: "剩余电流",
     cause_overvoltage: "过压", cause_undervoltage: "欠压", cause_short_circuit: "短路", cause_arc_fault: "电弧",
+    cause_offline_after_alarm: "报警后离线", cause_neighbour_outage: "邻近电箱离线",
   },
 };
