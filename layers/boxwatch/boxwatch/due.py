@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
 from boxwatch.models import DueItem, condition_failed
-from boxwatch.notify import SendReport
+from boxwatch.notify import SendReport, record_after_push
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -79,11 +79,14 @@ def _run(item: DueItem, now_ms: int, sns: SNSClient, result: DueResult) -> SendR
         report = handler(item, sns, told)
         told |= set(report.sent) | set(report.disabled)
         result.sent += len(report.sent)
+        # what was pushed is recorded (retried here: lost, the next sweep would push it again)
         if report.failed:
-            item.update(actions=[DueItem.sent.set(sorted(told)), DueItem.lease_until.remove()])
+            record_after_push(lambda: item.update(actions=[DueItem.sent.set(sorted(told)),
+                                                           DueItem.lease_until.remove()]))
             result.failed.append(name)
             return report
-        item.update(actions=[DueItem.due.remove(), DueItem.lease_until.remove(), DueItem.done_at.set(now_ms)])
+        record_after_push(lambda: item.update(actions=[DueItem.due.remove(), DueItem.lease_until.remove(),
+                                                       DueItem.done_at.set(now_ms)]))
         result.done.append(name)
         return report
     except (PynamoDBException, ClientError, BotoCoreError):

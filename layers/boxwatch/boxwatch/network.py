@@ -39,7 +39,7 @@ from boxwatch.models import (
     condition_failed,
     connection,
 )
-from boxwatch.notify import Notification, SendReport, local_time, send
+from boxwatch.notify import Notification, SendReport, local_time, record_after_push, send
 from boxwatch.ops import note_alarm
 from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
@@ -336,7 +336,7 @@ def _tell(box: BoxItem, drop: Drop, alarm: WatchedAlarm, settings: Settings, sns
             actions += [ThirdAlarmItem.done.set(True), ThirdAlarmItem.offline_at.set(drop.offline_at),
                         ThirdAlarmItem.alarm_time.set(alarm.alarm_time),
                         ThirdAlarmItem.alarm_received_at.set(alarm.received_at)]
-        claim.update(actions=actions)
+        record_after_push(lambda: claim.update(actions=actions))  # lost, the retry would push again
 
     try:
         send(sns, bindings_of_box(box.box_id), offline_after_alarm_notification(box, drop, alarm), skip=already,
