@@ -378,24 +378,33 @@ class Model:
                             f"{client} acknowledged {box}'s {cause} alarm at step {step.index}",
                             acked_by=client, disposition=ev.get("disposition"))
 
+    def _step_window(self, life: _Life, due_ms: int, what: str) -> tuple[int, int] | None:
+        """(first, last) sweep step of an escalation step due at `due_ms`, or None when the run ends
+        first, an ack or a clear stopped it before, or one fell inside the window (ambiguous)."""
+        due = [i for i in self.sweep_steps if self.steps[i].ms >= due_ms]
+        if not due:
+            return None
+        latest = due_ms + self.settings.max_period_ms
+        last = max(i for i in self.sweep_steps if self.steps[i].ms <= max(latest, self.steps[due[0]].ms))
+        stops = [s for s in (life.acked_step, life.cleared_step) if s is not None]
+        if stops and min(stops) < due[0]:
+            return None
+        if stops and min(stops) <= last:
+            self.ambiguities.append(f"{life.box}'s {life.cause} alarm stopped inside its {what}'s window")
+            return None
+        return due[0], last
+
     def _reminders(self) -> None:
         """An alarm neither acknowledged nor cleared by the first sweep at or after first + E: a
         reminder to every client of its box (the SMS step: `_escalations`)."""
         for life in self.lives:
             due_ms = life.first_ms + self.settings.escalate_after_ms
-            due = [i for i in self.sweep_steps if self.steps[i].ms >= due_ms]
-            if not due:
+            window = self._step_window(life, due_ms, "reminder")
+            if window is None:
                 continue
-            latest = due_ms + self.settings.max_period_ms
-            last = max(i for i in self.sweep_steps if self.steps[i].ms <= max(latest, self.steps[due[0]].ms))
-            stops = [s for s in (life.acked_step, life.cleared_step) if s is not None]
-            if stops and min(stops) < due[0]:
-                continue
-            if stops and min(stops) <= last:
-                self.ambiguities.append(f"{life.box}'s {life.cause} alarm stopped inside its reminder's window")
-                continue
+            first, last = window
             for c in self.clients(life.box):
-                self.expect("reminder", c, (life.box, life.cause, self.start_ms + life.first_ms), self.steps[due[0]],
+                self.expect("reminder", c, (life.box, life.cause, self.start_ms + life.first_ms), self.steps[first],
                             f"{life.box}'s {life.cause} alarm of {life.first_ms / 1000:g} s unacknowledged at "
                             f"{due_ms / 1000:g} s", last_step=last)
 
@@ -412,23 +421,16 @@ class Model:
         per_hour: Counter[tuple[str, int]] = Counter()
         for life in self.lives:
             due_ms = life.first_ms + 2 * self.settings.escalate_after_ms
-            due = [i for i in self.sweep_steps if self.steps[i].ms >= due_ms]
-            if not due or not self.managers(life.box):
+            window = self._step_window(life, due_ms, "SMS step") if self.managers(life.box) else None
+            if window is None:
                 continue
-            latest = due_ms + self.settings.max_period_ms
-            last = max(i for i in self.sweep_steps if self.steps[i].ms <= max(latest, self.steps[due[0]].ms))
-            stops = [s for s in (life.acked_step, life.cleared_step) if s is not None]
-            if stops and min(stops) < due[0]:
-                continue
-            if stops and min(stops) <= last:
-                self.ambiguities.append(f"{life.box}'s {life.cause} alarm stopped inside its SMS step's window")
-                continue
-            hour = (self.start_ms + self.steps[due[0]].ms) // 3_600_000
+            first, last = window
+            hour = (self.start_ms + self.steps[first].ms) // 3_600_000
             for c in self.managers(life.box):
                 per_hour[(c, hour)] += 1
                 if per_hour[(c, hour)] > self.settings.sms_per_hour:
                     self.ambiguities.append(f"{c} would get more than {self.settings.sms_per_hour} SMS in an hour")
-                self.expect("escalation", c, (life.box, self.start_ms + life.first_ms), self.steps[due[0]],
+                self.expect("escalation", c, (life.box, self.start_ms + life.first_ms), self.steps[first],
                             f"{life.box}'s {life.cause} alarm of {life.first_ms / 1000:g} s unacknowledged at "
                             f"{due_ms / 1000:g} s: SMS to its manager", last_step=last)
 
