@@ -12,7 +12,8 @@ which the handler published it; data = the push's machine-readable part). Per ki
 - neighbour_outage: a push at a sweep must name at least one box of a live cluster that its
   client is eligible for and was not told about, and nothing outside that cluster but boxes it
   was told about; every eligible client of a live cluster must, by the end of that sweep, have
-  a push about one of the cluster's drops.
+  a push about one of the cluster's drops. With faults, a push may fit such a cluster of an
+  earlier sweep instead (a failed warning sent later).
 """
 
 from __future__ import annotations
@@ -228,6 +229,12 @@ def _check_outage(model: Model, pushes: list[dict[str, Any]], required: Counter[
         mine = [c for c in live if client in c.eligible]
         fits = [c for c in mine
                 if named <= c.boxes | told_about(client, c) and named & (c.boxes - told_about(client, c))]
+        if not fits and model.faults:
+            # a warning an earlier sweep decided and failed to send comes later, even once that
+            # cluster is over or the client's box is no longer a neighbour
+            fits = [c for s in sorted(model.sweeps, reverse=True) if s < step for c in model.sweeps[s]
+                    if c.live and not c.storm and client in c.eligible
+                    and named <= c.boxes | told_about(client, c) and named & (c.boxes - told_about(client, c))]
         if not fits:
             if not live:
                 why = "no live cluster"

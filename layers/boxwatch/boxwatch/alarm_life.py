@@ -317,7 +317,10 @@ def all_clear(incident: IncidentItem, members: list[str], boxes: dict[str, BoxIt
     """An incident resolved: every client told about it (its IncidentClientItem rows) gets one
     `all_clear` (how long, which boxes are back, which still dark). One due item per incident,
     written once: a sweep delivered twice, or an incident resolved again, tells nobody twice."""
-    told = [[r.client_id, r.box_id] for r in IncidentClientItem.rows(incident.pk)]
+    # rows a split-off incident inherited (sends 0) are not warnings of it, nor a first claim whose
+    # push was never confirmed
+    told = [[r.client_id, r.box_id] for r in IncidentClientItem.rows(incident.pk)
+            if int(r.sends or 0) > (0 if r.pending_at is None else 1)]
     if not told:
         return None
     # the fourth alarms it raised on the warned boxes end with it (a retry finds them cleared)

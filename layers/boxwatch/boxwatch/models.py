@@ -666,6 +666,9 @@ class IncidentClientItem(_UnderIncident):
     sends = NumberAttribute(default=0)
     area_told = BooleanAttribute(null=True)  # told `area_outage` (storm mode): never again for this incident
     cleared = BooleanAttribute(null=True)  # told `area_all_clear`
+    # the schedule time of a claim whose push is not confirmed: its invocation may have died before
+    # the push, so whoever finds it pushes again (at least once: never silence)
+    pending_at = NumberAttribute(null=True)
     updated_at = NumberAttribute()
     expires_at = NumberAttribute(null=True)
 

@@ -465,14 +465,16 @@ def _member_episodes(inc: Incident, boxes: dict[str, BoxItem], ends: dict[str, i
 
 
 def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[ArrivalEntry], settings: Settings,
-            result: SweepResult) -> None:
-    """Drop the members that a late connect shows were never linked (docs/claims.md "Fourth alarm").
+            at_ms: int, result: SweepResult) -> list[Incident]:
+    """Re-cluster an incident whose members a late connect shows were not all linked
+    (docs/claims.md "Fourth alarm"); returns the incidents split off it.
 
     A member's episode ends at the first connect above its disconnect version. When that connect
     arrives after the member was decided, the members' episodes (every one, each with its end as
-    known now) are clustered again; a member none of whose episodes links to another member was
+    known now) are clustered again. A member none of whose episodes links to another member was
     never part of the outage: it leaves the incident and, online next to it, its clients become
-    recipients.
+    recipients. When two clusters are left, the one holding the incident's first drop keeps it and
+    each other one becomes an incident of its own, carrying what its clients were told.
     """
     ends: dict[str, int] = {}
     for a in connects:
@@ -480,29 +482,73 @@ def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[Arrival
         if m is not None and m.version is not None and int(a.version) > m.version:
             ends[a.box_id] = min(ends.get(a.box_id, int(a.timestamp)), int(a.timestamp))
     if not ends:
-        return
-    groups = cluster(_member_episodes(inc, boxes, ends), settings.outage_radius_m, settings.outage_max_gap_s,
-                     settings.area_res)
-    if not any(len({c.box_id for c in g}) >= 2 for g in groups):
-        return  # no cluster is left at all: the incident stays as it was decided and resolves as it is
-    linked_boxes = {c.box_id for g in groups if len({c.box_id for c in g}) >= 2 for c in g}
-    gone = sorted(b for b in ends if b not in linked_boxes)
-    if not gone:
-        return
+        return []
+    episodes = _member_episodes(inc, boxes, ends)
+    groups = [g for g in cluster(episodes, settings.outage_radius_m, settings.outage_max_gap_s, settings.area_res)
+              if len({c.box_id for c in g}) >= 2]
+    if not groups:
+        return []  # no cluster is left at all: the incident stays as it was decided and resolves as it is
+    # each box goes with the cluster of its latest linked episode; the first cluster holds the
+    # incident's first drop and keeps it (an area outage stays whole)
+    latest: dict[str, tuple[int, int]] = {}
+    for i, g in enumerate(groups):
+        for c in g:
+            if c.box_id not in latest or c.offline_at > latest[c.box_id][0]:
+                latest[c.box_id] = (c.offline_at, 0 if inc.item.storm else i)
+    # a member whose episodes are no longer known stays, as decided
+    gone = sorted({c.box_id for c in episodes} - set(latest))
+    moved = {b for b, (_, i) in latest.items() if i}
+    parts = [p for p in ([b for b, (_, i) in sorted(latest.items()) if i == k] for k in range(1, len(groups)))
+             if len(p) >= 2]
+    if not gone and not moved:
+        return []
     item = inc.item
-    item.member_count = len(inc.members) - len(gone)
+    item.member_count = len(inc.members) - len(gone) - len(moved)
     try:
         item.save()  # optimistic lock on `revision`
     except PutError as exc:
         if not condition_failed(exc):
             raise
-        return  # another sweep changed it first: the next sweep looks again
+        return []  # another sweep changed it first: the next sweep looks again
+    split = [_split_off(inc, part, at_ms) for part in parts]
     with IncidentMemberItem.batch_write() as batch:
-        for b in gone:
+        for b in sorted(set(gone) | moved):
             batch.delete(IncidentMemberItem(*IncidentMemberItem.key(inc.incident_id, b)))
-    for b in gone:
+    for b in sorted(set(gone) | moved):
         del inc.members[b]
-    result.unlinked.setdefault(inc.incident_id, []).extend(gone)
+    inc.changed = True  # its clients and area are decided again
+    result.unlinked.setdefault(inc.incident_id, []).extend(sorted(set(gone) | moved))
+    out = [s for s in split if s is not None]
+    result.opened.extend(s.incident_id for s in out)
+    return out
+
+
+def _split_off(inc: Incident, boxes: list[str], at_ms: int) -> Incident | None:
+    """A cluster that a late connect separated from `inc` becomes an incident of its own: its
+    members keep their numbers, and each client keeps what it was told (so it hears only news), but
+    nobody counts as warned by it (sends 0: its all-clear goes to those it warns)."""
+    members = {b: inc.members[b] for b in boxes}
+    first = min(boxes, key=lambda b: (members[b].t, b))
+    incident_id = f"{members[first].t:013d}-{first}"
+    new = Incident(IncidentItem(*IncidentItem.key(incident_id), incident_id=incident_id, state="open",
+                                open_key=OPEN, member_count=len(members), next_seq=int(inc.item.next_seq),
+                                announced_upto=0, opened_at=min(m.t for m in members.values()), updated_at=at_ms),
+                   members, changed=True)
+    try:
+        new.item.save()  # "does not exist yet": a sweep delivered twice splits once
+    except PutError as exc:
+        if not condition_failed(exc):
+            raise
+        return None
+    _write_members(incident_id, members)
+    with IncidentClientItem.batch_write() as batch:
+        for r in IncidentClientItem.rows(inc.item.pk):
+            batch.save(IncidentClientItem(
+                *IncidentClientItem.key(incident_id, r.client_id), client_id=r.client_id, box_id=r.box_id,
+                told_upto=r.told_upto, content_hash=r.content_hash, sends=0, area_told=r.area_told,
+                pending_at=r.pending_at,
+                updated_at=at_ms, expires_at=r.expires_at))
+    return new
 
 
 def _recipients(group: Sequence[Candidate], settings: Settings,
@@ -567,7 +613,8 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
         # member box back in a later episode, or one member for another far from the client, is
         # no news: never the same push twice
         content = content_hash([*note.data["offline_boxes"], f"#{note.data['offline_count']}"])
-        if old is not None and (int(old.told_upto) >= group_seq or old.content_hash == content):
+        if storm.confirmed(old) and old is not None and (int(old.told_upto) >= group_seq
+                                                         or old.content_hash == content):
             continue
         record = IncidentClientItem(
             *IncidentClientItem.key(incident.incident_id, client_id), client_id=client_id, box_id=box.box_id,
@@ -579,12 +626,9 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
         report: SendReport = send(sns, [binding], note, devices=devices)
         if report.failed:
             ok = False
-            result.failed.extend(report.failed)
-            if old is None:
-                record.delete()  # release the claim: the next sweep retries
-            else:
-                old.save()
+            result.failed.extend(report.failed)  # the claim stays pending: owed, see _owed
         elif report.sent:
+            storm.confirm_told(record)
             result.notified.setdefault(incident.incident_id, []).append(client_id)
             warned[box.box_id] = box
     # each warned box has a fourth alarm with a life (ack, reminder, SMS) until the incident is over
@@ -595,16 +639,62 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
     return ok
 
 
+def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient, result: SweepResult,
+          boxes: dict[str, BoxItem]) -> bool:
+    """Warnings an earlier sweep decided and did not confirm (its push failed, or it died after the
+    claim) are sent now, with what the incident holds now, whether or not the client is still a
+    recipient and the incident still live: a safety push is never traded for silence. True when
+    nothing is owed any more (the incident may resolve)."""
+    if inc.item.storm:
+        return True  # an area outage's pending claims are sent again by storm.warn_area
+    rows = [r for r in IncidentClientItem.rows(inc.item.pk) if r.pending_at is not None and int(r.pending_at) < at_ms]
+    if not rows:
+        return True
+    need = sorted({r.box_id for r in rows} - set(boxes))
+    if need:
+        boxes.update({b.box_id: b for b in BoxItem.batch_get(need, consistent_read=True)})
+    ok = True
+    for old in rows:
+        box = boxes.get(old.box_id)
+        binding = None if box is None else next(
+            (b for b in bindings_of_box(old.box_id) if b.client_id == old.client_id and b.enabled), None)
+        if box is None or binding is None or not group:
+            storm.confirm_told(old)  # unbound since: nobody to tell
+            continue
+        # what was decided: the members up to the claim's number (not one that joined since)
+        owed = [c for c in group if c.box_id in inc.members and inc.members[c.box_id].seq <= int(old.told_upto)]
+        owed = owed or list(group)
+        d = min(geo.distance_m((box.lat, box.lng), (c.lat, c.lng)) for c in owed)
+        record = IncidentClientItem(
+            *IncidentClientItem.key(inc.incident_id, old.client_id), client_id=old.client_id, box_id=old.box_id,
+            told_upto=old.told_upto, content_hash=old.content_hash, sends=int(old.sends) + 1,
+            updated_at=at_ms, expires_at=old.expires_at)
+        if not storm.claim_told(record, old):
+            continue
+        report = send(sns, [binding], neighbour_outage_notification(box, d, owed, inc.item))
+        if report.failed:
+            ok = False
+            result.failed.extend(report.failed)
+            continue
+        storm.confirm_told(record)
+        if report.sent:
+            result.notified.setdefault(inc.incident_id, []).append(old.client_id)
+    return ok
+
+
 def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, settings: Settings,
           result: SweepResult) -> Incident | None:
     """A cluster with a new drop: grow the incident(s) it touches (merging into the oldest) or open one."""
     touched = sorted({c.incident for c in group if c.incident}, key=lambda i: (int(incidents[i].item.opened_at), i))
+    first = group[0]
+    # deterministic id: a schedule delivered twice opens the same incident, once
+    incident_id = f"{first.offline_at:013d}-{first.box_id}"
     if touched:
         inc = incidents[touched[0]]
+    elif incident_id in incidents:
+        # opened by a sweep that died before writing its members: this one finishes it
+        inc = incidents[incident_id]
     else:
-        first = group[0]
-        # deterministic id: a schedule delivered twice opens the same incident, once
-        incident_id = f"{first.offline_at:013d}-{first.box_id}"
         inc = Incident(IncidentItem(*IncidentItem.key(incident_id), incident_id=incident_id, state="open",
                                     open_key=OPEN, member_count=0, next_seq=0, announced_upto=0,
                                     opened_at=first.offline_at, updated_at=at_ms), {}, new=True)
@@ -705,6 +795,17 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
     def in_open(c: Candidate) -> str | None:
         return next((i for i, inc in incidents.items() if inc.holds(c)), None)
 
+    # a late connect may show that an incident's members were not all linked: decided first, so that
+    # the drops below cluster with what is left (and with the members it freed)
+    areas = _areas(incidents)
+    connects = _near_areas([a for a in recent_arrivals(at_ms, settings, "C") if int(a.arrived_at) > eval_from],
+                           areas) if areas else []
+    ids = sorted({b for inc in incidents.values() for b in inc.members} | {a.box_id for a in connects})
+    boxes = {b.box_id: b for b in BoxItem.batch_get(ids, consistent_read=True)} if ids else {}
+    for old in sorted(list(incidents.values()), key=lambda i: i.incident_id):
+        for part in _unlink(old, boxes, connects, settings, at_ms, result):
+            incidents[part.incident_id] = part
+
     # drops to cluster: arrived lately, not already in an open incident
     fresh = [d for d in drops if int(d.arrived_at) > eval_from
              and in_open(Candidate(d.box_id, "", 0, 0, int(d.timestamp), version=int(d.version))) is None]
@@ -738,27 +839,24 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
             if _resolve(gone, at_ms, {}, merged_into=inc.incident_id) and was_open:
                 result.resolved.append(other)
 
-    # the boxes involved: members (liveness, positions), boxes back online (new recipients), late checks
+    # the boxes involved: members (liveness, positions), boxes back online (new recipients), late checks;
     # connects matter only next to an open incident's area (new recipients): none read without one
-    areas = _areas(incidents)
-    connects = _near_areas([a for a in recent_arrivals(at_ms, settings, "C") if int(a.arrived_at) > eval_from],
-                           areas) if areas else []
     due = _due_checks(drops, at_ms, settings)
-    ids = sorted({b for inc in incidents.values() for b in inc.members} | {a.box_id for a in connects}
-                 | {d.box_id for d, _ in due})
-    boxes = {b.box_id: b for b in BoxItem.batch_get(ids, consistent_read=True)} if ids else {}
+    more = sorted(({b for inc in incidents.values() for b in inc.members} | {d.box_id for d, _ in due}) - set(ids))
+    if more:
+        boxes.update({b.box_id: b for b in BoxItem.batch_get(more, consistent_read=True)})
 
     for inc in sorted(incidents.values(), key=lambda i: i.incident_id):
-        if inc.item.state == "open" and not inc.new:
-            _unlink(inc, boxes, connects, settings, result)
+        if not inc.members and at_ms - int(inc.item.updated_at) <= evaluate_window_ms(settings):
+            continue  # opened by a sweep that died before its members: the next sweep's drops finish it
         live = any(_still_open(m, boxes.get(b)) for b, m in inc.members.items())
         group = _group(inc, boxes)
         if not live:
             if inc.new:
                 if _resolve(inc, at_ms, boxes, blip=True):
                     result.blips.append(inc.incident_id)
-            elif (inc.item.state == "open" and _all_clear(inc, at_ms, boxes, sns, result)
-                  and _resolve(inc, at_ms, boxes)):
+            elif (inc.item.state == "open" and _owed(inc, group, at_ms, sns, result, boxes)
+                  and _all_clear(inc, at_ms, boxes, sns, result) and _resolve(inc, at_ms, boxes)):
                 result.resolved.append(inc.incident_id)
                 if not inc.item.storm:  # a storm's clients had their area all-clear above
                     alarm_life.all_clear(inc.item, sorted(inc.members), boxes, at_ms, settings, sns)
@@ -798,6 +896,7 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
             back = [boxes[a.box_id] for a in connects if a.box_id in boxes and a.box_id not in inc.members
                     and geo.distance_m((lat, lng), (float(a.lat), float(a.lng))) <= radius]
             ok = _warn(inc, group, at_ms, settings, sns, result, boxes, only=back) if back else True
+        ok = _owed(inc, group, at_ms, sns, result, boxes) and ok
         if ok and int(inc.item.announced_upto) < group_seq:
             try:
                 inc.item.update(actions=[IncidentItem.announced_upto.set(group_seq)])

@@ -21,7 +21,7 @@ from pynamodb.exceptions import PutError
 
 from boxwatch import geo
 from boxwatch.models import BindingItem, BoxItem, IncidentClientItem, IncidentItem, condition_failed
-from boxwatch.notify import Notification, SendReport, send
+from boxwatch.notify import Notification, SendReport, record_after_push, send
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
@@ -119,8 +119,10 @@ def area_all_clear_notification(box: BoxItem, item: IncidentItem, back_at: int) 
 
 
 def claim_told(record: IncidentClientItem, old: IncidentClientItem | None) -> bool:
-    """A conditional write before the push: two overlapping sweeps cannot both send it."""
+    """A conditional write before the push: two overlapping sweeps cannot both send it. The claim is
+    pending until `confirm_told` (a claim found pending is pushed again, see IncidentClientItem)."""
     condition = IncidentClientItem.pk.does_not_exist() if old is None else IncidentClientItem.sends == old.sends
+    record.pending_at = record.updated_at
     try:
         record.save(condition=condition)
     except PutError as exc:
@@ -128,6 +130,17 @@ def claim_told(record: IncidentClientItem, old: IncidentClientItem | None) -> bo
             raise
         return False
     return True
+
+
+def confirm_told(record: IncidentClientItem) -> None:
+    """The push of a claim went out: no longer pending (retried in the invocation, as every record
+    of a push made)."""
+    record_after_push(lambda: record.update(actions=[IncidentClientItem.pending_at.remove()]))
+
+
+def confirmed(record: IncidentClientItem | None) -> bool:
+    """Was what the record says sent? A pending claim may not have been."""
+    return record is not None and record.pending_at is None
 
 
 def warn_area(item: IncidentItem, group: Sequence[Candidate], open_count: int,
@@ -139,7 +152,7 @@ def warn_area(item: IncidentItem, group: Sequence[Candidate], open_count: int,
     ok = True
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told.get(client_id)
-        if old is not None and old.area_told:
+        if confirmed(old) and old is not None and old.area_told:
             continue
         record = IncidentClientItem(
             *IncidentClientItem.key(item.incident_id, client_id), client_id=client_id, box_id=box.box_id,
@@ -157,6 +170,7 @@ def warn_area(item: IncidentItem, group: Sequence[Candidate], open_count: int,
             else:
                 old.save()
         elif report.sent:
+            confirm_told(record)
             notified.append(client_id)
     return ok
 
@@ -166,7 +180,7 @@ def all_clear(item: IncidentItem, back_at: int, at_ms: int, sns: SNSClient, noti
     """One `area_all_clear` per client told `area_outage`; True when every one was sent (then the
     incident may resolve; otherwise it stays open and the next sweep sends the rest)."""
     ok = True
-    todo = [r for r in IncidentClientItem.rows(item.pk) if r.area_told and not r.cleared]
+    todo = [r for r in IncidentClientItem.rows(item.pk) if r.area_told and not (r.cleared and confirmed(r))]
     ids = sorted({r.box_id for r in todo})
     boxes = {b.box_id: b for b in BoxItem.batch_get(ids)} if ids else {}
     for old in todo:
@@ -187,5 +201,6 @@ def all_clear(item: IncidentItem, back_at: int, at_ms: int, sns: SNSClient, noti
             failed.extend(report.failed)
             old.save()
         elif report.sent:
+            confirm_told(record)
             notified.append(old.client_id)
     return ok
