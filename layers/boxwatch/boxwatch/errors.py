@@ -52,3 +52,8 @@ class Unauthorized(Rejected):
     """A request without an authenticated client (a route left unprotected by the authorizer)."""
 
     code = "unauthorized"
+
+
+class PushFailed(RuntimeError):
+    """A push failed for a retryable reason before anything was written: the invocation fails so
+    that Lambda retries it."""

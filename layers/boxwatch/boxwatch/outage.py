@@ -874,7 +874,8 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
                 storm.mark(inc.item, test, at_ms, settings)
                 became_storm = True
                 result.storms.append(inc.incident_id)
-        if inc.item.state != "open" or inc.changed or became_storm:
+        # (an area never saved: the sweep that grew it died before this write)
+        if inc.item.state != "open" or inc.changed or became_storm or inc.item.center_lat is None:
             reopened = inc.item.state != "open"  # a resolved incident that a late drop made live again
             item = inc.item
             item.state, item.open_key, item.expires_at, item.resolved_at, item.blip = "open", OPEN, None, None, None

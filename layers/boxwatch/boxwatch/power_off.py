@@ -21,7 +21,7 @@ from pynamodb.transactions import TransactWrite
 
 from boxwatch import bounds
 from boxwatch.changes import record_change
-from boxwatch.errors import Conflict, Spoofed
+from boxwatch.errors import Conflict, PushFailed, Spoofed
 from boxwatch.models import (
     COMMAND_ID,
     BindingItem,
@@ -280,6 +280,12 @@ def _late_report(cmd: CommandItem, status: str, at_ms: int, reason: str | None, 
                 return AckResult("duplicate", cmd.command_id)
             raise
         return AckResult("late_" + status, cmd.command_id)
+    if cmd.pending is not None:
+        # the requester was never told it expired (that push failed): each status the command
+        # reached is told, in order, expired before succeeded
+        report = _notify_requester(cmd, sns)
+        if report.failed:
+            raise PushFailed(f"expired result of {cmd.command_id} not sent: {report.failed}")
     try:
         # back into the pending index until the requester is told, as any settlement (_finish)
         cmd.update(actions=[CommandItem.status.set("succeeded"), CommandItem.expired_at.set(int(cmd.settled_at or 0)),
