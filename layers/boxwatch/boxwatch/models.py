@@ -610,6 +610,9 @@ class IncidentItem(Model):
     storm_lng = NumberAttribute(null=True)
     storm_radius_m = NumberAttribute(null=True)
     storm_boxes = NumberAttribute(null=True)  # registered boxes in the storm disk then
+    # set before a sweep claims warnings, cleared once none is pending: only then do later sweeps
+    # read the clients' rows for owed warnings (a crash after a claim leaves it set)
+    owed_since = NumberAttribute(null=True)
     revision = VersionAttribute()  # optimistic lock between overlapping sweeps
     expires_at = NumberAttribute(null=True)
     open_incidents = OpenIncidentIndex()

@@ -530,9 +530,12 @@ def _split_off(inc: Incident, boxes: list[str], at_ms: int) -> Incident | None:
     members = {b: inc.members[b] for b in boxes}
     first = min(boxes, key=lambda b: (members[b].t, b))
     incident_id = f"{members[first].t:013d}-{first}"
+    told = list(IncidentClientItem.rows(inc.item.pk))
+    pending = any(r.pending_at is not None for r in told)
     new = Incident(IncidentItem(*IncidentItem.key(incident_id), incident_id=incident_id, state="open",
                                 open_key=OPEN, member_count=len(members), next_seq=int(inc.item.next_seq),
-                                announced_upto=0, opened_at=min(m.t for m in members.values()), updated_at=at_ms),
+                                announced_upto=0, opened_at=min(m.t for m in members.values()), updated_at=at_ms,
+                                owed_since=at_ms - 1 if pending else None),
                    members, changed=True)
     try:
         new.item.save()  # "does not exist yet": a sweep delivered twice splits once
@@ -542,7 +545,7 @@ def _split_off(inc: Incident, boxes: list[str], at_ms: int) -> Incident | None:
         return None
     _write_members(incident_id, members)
     with IncidentClientItem.batch_write() as batch:
-        for r in IncidentClientItem.rows(inc.item.pk):
+        for r in told:
             batch.save(IncidentClientItem(
                 *IncidentClientItem.key(incident_id, r.client_id), client_id=r.client_id, box_id=r.box_id,
                 told_upto=r.told_upto, content_hash=r.content_hash, sends=0, area_told=r.area_told,
@@ -620,6 +623,8 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
             *IncidentClientItem.key(incident.incident_id, client_id), client_id=client_id, box_id=box.box_id,
             told_upto=group_seq, content_hash=content, sends=(old.sends if old else 0) + 1,
             updated_at=at_ms, expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
+        if incident.owed_since is None:
+            incident.update(actions=[IncidentItem.owed_since.set(at_ms)])  # before any claim (see _owed)
         # claim before sending, so that two overlapping sweeps cannot both send this update
         if not storm.claim_told(record, old):
             continue
@@ -640,21 +645,29 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
 
 
 def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient, result: SweepResult,
-          boxes: dict[str, BoxItem]) -> bool:
+          boxes: dict[str, BoxItem], clean: bool = False) -> bool:
     """Warnings an earlier sweep decided and did not confirm (its push failed, or it died after the
-    claim) are sent now, with what the incident holds now, whether or not the client is still a
-    recipient and the incident still live: a safety push is never traded for silence. True when
-    nothing is owed any more (the incident may resolve)."""
-    if inc.item.storm:
-        return True  # an area outage's pending claims are sent again by storm.warn_area
-    rows = [r for r in IncidentClientItem.rows(inc.item.pk) if r.pending_at is not None and int(r.pending_at) < at_ms]
-    if not rows:
+    claim) are sent now, with the boxes decided then, whether or not the client is still a recipient
+    and the incident still live: a safety push is never traded for silence. True when nothing is
+    owed any more (the incident may resolve). `clean`: this sweep's warnings all went out.
+
+    Only an incident whose `owed_since` is set can owe anything, so a quiet sweep reads no clients.
+    """
+    item = inc.item
+    if item.storm or item.owed_since is None:
+        return True  # (an area outage's pending claims are sent again by storm.warn_area)
+    if clean and int(item.owed_since) == at_ms:
+        _nothing_owed(item)  # set by this sweep, whose every claim was confirmed
         return True
+    ok = True
+    rows = [r for r in IncidentClientItem.rows(item.pk) if r.pending_at is not None]
     need = sorted({r.box_id for r in rows} - set(boxes))
     if need:
         boxes.update({b.box_id: b for b in BoxItem.batch_get(need, consistent_read=True)})
-    ok = True
     for old in rows:
+        if int(old.pending_at) >= at_ms:
+            ok = False  # claimed by this sweep and not sent: the next sweep
+            continue
         box = boxes.get(old.box_id)
         binding = None if box is None else next(
             (b for b in bindings_of_box(old.box_id) if b.client_id == old.client_id and b.enabled), None)
@@ -670,8 +683,9 @@ def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient,
             told_upto=old.told_upto, content_hash=old.content_hash, sends=int(old.sends) + 1,
             updated_at=at_ms, expires_at=old.expires_at)
         if not storm.claim_told(record, old):
+            ok = False  # an overlapping sweep took it
             continue
-        report = send(sns, [binding], neighbour_outage_notification(box, d, owed, inc.item))
+        report = send(sns, [binding], neighbour_outage_notification(box, d, owed, item))
         if report.failed:
             ok = False
             result.failed.extend(report.failed)
@@ -679,7 +693,17 @@ def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient,
         storm.confirm_told(record)
         if report.sent:
             result.notified.setdefault(inc.incident_id, []).append(old.client_id)
+    if ok:
+        _nothing_owed(item)
     return ok
+
+
+def _nothing_owed(item: IncidentItem) -> None:
+    try:
+        item.update(actions=[IncidentItem.owed_since.remove()])  # optimistic lock on `revision`
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise  # changed by another sweep meanwhile: the next sweep looks again
 
 
 def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, settings: Settings,
@@ -897,7 +921,7 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
             back = [boxes[a.box_id] for a in connects if a.box_id in boxes and a.box_id not in inc.members
                     and geo.distance_m((lat, lng), (float(a.lat), float(a.lng))) <= radius]
             ok = _warn(inc, group, at_ms, settings, sns, result, boxes, only=back) if back else True
-        ok = _owed(inc, group, at_ms, sns, result, boxes) and ok
+        ok = _owed(inc, group, at_ms, sns, result, boxes, clean=ok) and ok
         if ok and int(inc.item.announced_upto) < group_seq:
             try:
                 inc.item.update(actions=[IncidentItem.announced_upto.set(group_seq)])
