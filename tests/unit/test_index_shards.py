@@ -30,7 +30,7 @@ def test_a_blackout_spreads_over_every_shard_evenly() -> None:
     assert max(keys.values()) < 1.1 * 100_000 / INDEX_SHARDS
     # and the arrival index takes the same shard per box
     pk, _ = ArrivalEntry.key(T, "BX-000001", 2, False)
-    assert pk == f"ARR#{T // 300_000}#D#{index_shard('BX-000001')}"
+    assert pk == f"ARR#{T // 3_600_000}#D#{index_shard('BX-000001')}"
 
 
 def test_read_all_keeps_the_order_of_the_keys() -> None:

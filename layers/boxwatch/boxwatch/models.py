@@ -409,7 +409,9 @@ class DueItem(Model):
 
 # -------------------------------------------------------------------- network status (NetworkTable)
 OFFLINE_BUCKET_MS = 60_000  # offline index partition width; fixed so that entries stay findable
-ARRIVAL_BUCKET_MS = 300_000  # arrival index partition width: a sweep reads its few minutes in 1-2 Queries
+# arrival index partition width: a sweep reads its ~7 minutes in one bucket (two past the hour) per
+# shard; a Query reads only its sort-key range, so a wide bucket costs no extra items
+ARRIVAL_BUCKET_MS = 3_600_000
 # Each bucket of the offline and arrival indexes is split into this many partition keys, the shard
 # from the box id: 100,000 boxes dropping in one minute write ~1,700 items/s, which one key would
 # throttle (DynamoDB: 1,000 WCU/s per partition); 16 keys take ~105/s each. Fixed, like the widths:

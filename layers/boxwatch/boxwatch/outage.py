@@ -278,8 +278,8 @@ def read_all(keys: Sequence[str], read: Callable[[str], list[T]]) -> list[T]:
 
 
 def recent_arrivals(at_ms: int, settings: Settings, kind: str = "D") -> list[ArrivalEntry]:
-    """Drops (D) or connects (C) that arrived in (at - window, at]: one Query per arrival bucket (1-2)
-    and shard, whatever the fleet's size."""
+    """Drops (D) or connects (C) that arrived in (at - window, at]: one Query per arrival bucket (1, 2 across
+    the hour) and shard, whatever the fleet's size."""
     lo = at_ms - arrival_window_ms(settings) + 1
     buckets = range(lo // ARRIVAL_BUCKET_MS, at_ms // ARRIVAL_BUCKET_MS + 1)
     keys = [ArrivalEntry.bucket_key(bucket, kind, shard) for bucket in buckets for shard in range(INDEX_SHARDS)]
