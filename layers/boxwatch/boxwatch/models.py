@@ -60,7 +60,7 @@ class BoxItem(Model):
     lat = NumberAttribute()
     lng = NumberAttribute()
     timezone = UnicodeAttribute(default="Asia/Shanghai")
-    alarm_cell = UnicodeAttribute()  # res derived from the neighbour radius
+    alarm_cell = UnicodeAttribute()  # its cell at geo.ALARM_INDEX_RES (shown by `boxes show`)
     area_cell = UnicodeAttribute()  # res derived from the outage radius
     # network status, from IoT lifecycle events (ordered by their versionNumber)
     online = BooleanAttribute(default=True)

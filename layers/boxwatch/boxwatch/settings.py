@@ -51,13 +51,14 @@ class Settings(BaseModel):
     ops_table: str = "boxwatch-ops"  # the operators' change log and per-organisation alarm log
     sms_per_recipient_per_hour: int = Field(10, ge=1, le=1000)
 
-    # the H3 resolutions of the alarm and area cell indexes: fixed, whatever the radii (geo.INDEX_RES);
-    # geo is imported here, not at the top: it loads h3, which the command handlers never use
+    # the H3 resolutions of the alarm and area cell indexes: fixed, whatever the radii
+    # (geo.ALARM_INDEX_RES, geo.INDEX_RES); geo is imported here, not at the top: it loads h3,
+    # which the command handlers never use
     @cached_property
     def alarm_res(self) -> int:
-        from boxwatch.geo import INDEX_RES
+        from boxwatch.geo import ALARM_INDEX_RES
 
-        return INDEX_RES
+        return ALARM_INDEX_RES
 
     @cached_property
     def area_res(self) -> int:
