@@ -124,8 +124,10 @@ def storm_rows(s: dict[str, Any]) -> list[Row]:
     npc = s["notifications_per_client"]
     rows.append(Row(sec, "pushes per client: max / p99 / p50 (owners and 50 managers of 20 boxes)",
                     f"{npc['max']} / {fmt(npc['p99'])} / {fmt(npc['p50'])}",
-                    target="≤ 2 per alarm of the client's own boxes",
-                    met=s["notifications_per_client_per_own_alarm_max"] <= 2,
+                    # the alarm, its same_cause_nearby, and at most one nearby_update per window
+                    # naming the boxes that alarmed after it
+                    target="≤ 3 per alarm of the client's own boxes",
+                    met=s["notifications_per_client_per_own_alarm_max"] <= 3,
                     note=f"max {fmt(s['notifications_per_client_per_own_alarm_max'], 2)} per own alarm; "
                          f"neighbours listed in one push: max {s['neighbours_listed']['max']}"))
     bp = s["busiest_partition"]

@@ -1,8 +1,9 @@
 """H3 geometry: which cells to query so that a radius around a point is covered completely.
 
 A point's neighbours within `radius_m` may sit in cells other than its own. Boxes are indexed at one
-fixed resolution (`INDEX_RES`), alarms at another (`ALARM_INDEX_RES`); a lookup takes the cells of its k-ring whose boundary
-actually comes within the radius: 1-4 cells at the default radii, never a missed one
+fixed resolution (`INDEX_RES`), alarms at another (`ALARM_INDEX_RES`); a lookup takes the cells of
+its k-ring whose boundary actually comes within the radius: 1-4 cells at the default radii, never a
+missed one
 (tests/unit/test_geo.py checks this against brute force).
 """
 
