@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+# docs/claims.md (Fourth alarm): a pending claim is its sweep's for 120 s of schedule time
+CLAIM_LEASE_S = 120.0
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 # h3's sphere (h3.great_circle_distance): the authalic radius of the WGS84 ellipsoid
@@ -180,7 +183,8 @@ def timeline(scenario: dict[str, Any], settings: Settings) -> list[Step]:
     plus the settle time, events before the ticks that fall on the same `t`."""
     events = sorted(enumerate(scenario.get("events") or []), key=lambda ie: (float(ie[1].get("t", 0)), ie[0]))
     last = max((float(e.get("t", 0)) for _, e in events), default=0.0)
-    end = last + settings.settle_s
+    # with faults a sweep may die holding a warning's claim: replay runs on until its lease is over
+    end = last + settings.settle_s + (CLAIM_LEASE_S if scenario.get("faults") else 0.0)
     ticks = sorted((float(k * period), fn) for fn, period in settings.schedules
                    for k in range(1, int(end // period) + 1))
     items: list[tuple[float, int, Any]] = [(float(e.get("t", 0)), 0, e) for _, e in events]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from boxwatch.models import LEASE_MS
 from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
 from boxwatch_infra.aws.events import UnsupportedSchedule, rate_seconds, scheduled_event
 from boxwatch_infra.replay.scenario import Scenario, ScenarioError, setting_to_parameter
@@ -127,7 +128,10 @@ class Run:
         if not periods:
             return 0.0
         s = self.sb.settings
-        return max(s.offline_watch_s, s.outage_max_gap_s, s.command_expiry_s, s.alarm_repeat_hold_s) + 2 * max(periods)
+        settle = max(s.offline_watch_s, s.outage_max_gap_s, s.command_expiry_s, s.alarm_repeat_hold_s) \
+            + 2 * max(periods)
+        # with faults a sweep may die holding a claim: it is sent once the claim's lease is over
+        return settle + (LEASE_MS / 1000 if self.scenario.faults else 0.0)
 
     # ---------------------------------------------------------------- run
     def run(self, sandbox: Sandbox | None = None) -> dict[str, Any]:

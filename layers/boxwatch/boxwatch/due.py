@@ -17,15 +17,12 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
-from boxwatch.models import DueItem, condition_failed
+from boxwatch.models import LEASE_MS, DueItem, condition_failed
 from boxwatch.notify import SendReport, record_after_push
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
-# longer than the sweep's timeout (60 s): a lease outlives the invocation that took it, so only a
-# crashed sweep's items wait for it, and only this long
-LEASE_MS = 120_000
 PER_SWEEP = 1000  # the rest waits for the next run: a backlog never holds a sweep past its timeout
 
 Handler = Callable[[DueItem, Any, Collection[str]], SendReport]

@@ -412,6 +412,9 @@ OFFLINE_BUCKET_MS = 60_000  # offline index partition width; fixed so that entri
 # arrival index partition width: a sweep reads its ~7 minutes in one bucket (two past the hour) per
 # shard; a Query reads only its sort-key range, so a wide bucket costs no extra items
 ARRIVAL_BUCKET_MS = 3_600_000
+# how long a claim (a leased due item, a pending warning) belongs to the invocation that made it, in
+# schedule time: longer than a sweep's timeout (60 s), so only a crashed sweep's claims wait for it
+LEASE_MS = 120_000
 # Each bucket of the offline and arrival indexes is split into this many partition keys, the shard
 # from the box id: 100,000 boxes dropping in one minute write ~1,700 items/s, which one key would
 # throttle (DynamoDB: 1,000 WCU/s per partition); 16 keys take ~105/s each. Fixed, like the widths:
@@ -671,8 +674,9 @@ class IncidentClientItem(_UnderIncident):
     sends = NumberAttribute(default=0)
     area_told = BooleanAttribute(null=True)  # told `area_outage` (storm mode): never again for this incident
     cleared = BooleanAttribute(null=True)  # told `area_all_clear`
-    # the schedule time of a claim whose push is not confirmed: its invocation may have died before
-    # the push, so whoever finds it pushes again (at least once: never silence)
+    # the schedule time of a claim whose push is not confirmed. Until LEASE_MS after it the claim is
+    # its sweep's (an overlapping sweep leaves it); after, that sweep may have died before the push,
+    # so whoever finds it pushes again (at least once: never silence). 0: released after a failed push
     pending_at = NumberAttribute(null=True)
     updated_at = NumberAttribute()
     expires_at = NumberAttribute(null=True)

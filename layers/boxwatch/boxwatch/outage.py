@@ -619,6 +619,9 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
         if storm.confirmed(old) and old is not None and (int(old.told_upto) >= group_seq
                                                          or old.content_hash == content):
             continue
+        if storm.leased(old, at_ms):
+            ok = False  # an overlapping sweep is telling it (or this schedule, delivered twice)
+            continue
         record = IncidentClientItem(
             *IncidentClientItem.key(incident.incident_id, client_id), client_id=client_id, box_id=box.box_id,
             told_upto=group_seq, content_hash=content, sends=(old.sends if old else 0) + 1,
@@ -631,7 +634,8 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
         report: SendReport = send(sns, [binding], note, devices=devices)
         if report.failed:
             ok = False
-            result.failed.extend(report.failed)  # the claim stays pending: owed, see _owed
+            result.failed.extend(report.failed)
+            storm.release(record)  # owed, see _owed
         elif report.sent:
             storm.confirm_told(record)
             result.notified.setdefault(incident.incident_id, []).append(client_id)
@@ -647,9 +651,10 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
 def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient, result: SweepResult,
           boxes: dict[str, BoxItem], clean: bool = False) -> bool:
     """Warnings an earlier sweep decided and did not confirm (its push failed, or it died after the
-    claim) are sent now, with the boxes decided then, whether or not the client is still a recipient
-    and the incident still live: a safety push is never traded for silence. True when nothing is
-    owed any more (the incident may resolve). `clean`: this sweep's warnings all went out.
+    claim: owed once the claim's lease is over) are sent now, with the boxes decided then, whether
+    or not the client is still a recipient and the incident still live: a safety push is never
+    traded for silence. True when nothing is owed any more (the incident may resolve). `clean`:
+    this sweep's warnings all went out.
 
     Only an incident whose `owed_since` is set can owe anything, so a quiet sweep reads no clients.
     """
@@ -665,8 +670,8 @@ def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient,
     if need:
         boxes.update({b.box_id: b for b in BoxItem.batch_get(need, consistent_read=True)})
     for old in rows:
-        if int(old.pending_at) >= at_ms:
-            ok = False  # claimed by this sweep and not sent: the next sweep
+        if storm.leased(old, at_ms):
+            ok = False  # claimed by this sweep or an overlapping one: sent by it, or owed after the lease
             continue
         box = boxes.get(old.box_id)
         binding = None if box is None else next(
@@ -689,6 +694,7 @@ def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient,
         if report.failed:
             ok = False
             result.failed.extend(report.failed)
+            storm.release(record)
             continue
         storm.confirm_told(record)
         if report.sent:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pynamodb.exceptions import PutError
 
 from boxwatch import geo
-from boxwatch.models import BindingItem, BoxItem, IncidentClientItem, IncidentItem, condition_failed
+from boxwatch.models import LEASE_MS, BindingItem, BoxItem, IncidentClientItem, IncidentItem, condition_failed
 from boxwatch.notify import Notification, SendReport, record_after_push, send
 from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
@@ -143,6 +143,17 @@ def confirmed(record: IncidentClientItem | None) -> bool:
     return record is not None and record.pending_at is None
 
 
+def leased(record: IncidentClientItem | None, at_ms: int) -> bool:
+    """Is the record a claim that its sweep may still be pushing? Then no other sweep touches it
+    (overlapping sweeps, a schedule delivered twice): only a claim older than the lease is owed."""
+    return record is not None and record.pending_at is not None and int(record.pending_at) + LEASE_MS > at_ms
+
+
+def release(record: IncidentClientItem) -> None:
+    """A claim whose push failed is owed at once: the next sweep sends it, not one a lease later."""
+    record_after_push(lambda: record.update(actions=[IncidentClientItem.pending_at.set(0)]))
+
+
 def warn_area(item: IncidentItem, group: Sequence[Candidate], open_count: int,
               chosen: dict[str, tuple[BindingItem, BoxItem, float]], at_ms: int, sns: SNSClient,
               notified: list[str], failed: list[tuple[str, str]]) -> bool:
@@ -153,6 +164,9 @@ def warn_area(item: IncidentItem, group: Sequence[Candidate], open_count: int,
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told.get(client_id)
         if confirmed(old) and old is not None and old.area_told:
+            continue
+        if leased(old, at_ms):
+            ok = False  # an overlapping sweep is telling it
             continue
         record = IncidentClientItem(
             *IncidentClientItem.key(item.incident_id, client_id), client_id=client_id, box_id=box.box_id,
@@ -184,6 +198,9 @@ def all_clear(item: IncidentItem, back_at: int, at_ms: int, sns: SNSClient, noti
     ids = sorted({r.box_id for r in todo})
     boxes = {b.box_id: b for b in BoxItem.batch_get(ids)} if ids else {}
     for old in todo:
+        if leased(old, at_ms):
+            ok = False  # an overlapping sweep is telling it
+            continue
         box = boxes.get(old.box_id)
         bindings = [] if box is None else [
             b for b in bindings_of_box(old.box_id) if b.client_id == old.client_id and b.enabled]
@@ -194,7 +211,8 @@ def all_clear(item: IncidentItem, back_at: int, at_ms: int, sns: SNSClient, noti
         if not claim_told(record, old):
             continue
         if box is None or not bindings:
-            continue  # unbound since: nobody to tell, recorded as cleared
+            confirm_told(record)  # unbound since: nobody to tell, recorded as cleared
+            continue
         report = send(sns, bindings[:1], area_all_clear_notification(box, item, back_at))
         if report.failed:
             ok = False
