@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import multiprocessing
 import os
@@ -119,18 +120,50 @@ def _batch(seeds: list[int], size: str | None = None) -> list[SeedResult]:
     return out
 
 
+# what decides a seed's result: the system (product, template, tooling) and the model. Not this
+# runner nor the shrinker: a soak may be resumed after a change to how it is run or reported
+FINGERPRINTED = ("template.yaml", "pyproject.toml", "layers", "functions", "infra", "tests/model/model.py",
+                 "tests/model/check.py", "tests/model/generate.py", "tests/model/world.py", "tests/model/harness.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def code_fingerprint(root: Path | None = None) -> str:
+    """A hash of every source file that decides a seed's result (path and bytes): a progress line
+    counts for a resumed soak only if it was made by the same code."""
+    return _this_code() if root is None else _fingerprint(root)
+
+
+@functools.cache
+def _this_code() -> str:
+    return _fingerprint(ROOT)
+
+
+def _fingerprint(root: Path) -> str:
+    digest = hashlib.sha256()
+    for top in FINGERPRINTED:
+        path = root / top
+        files = [path] if path.is_file() else sorted(
+            f for f in path.rglob("*") if f.is_file() and f.suffix in (".py", ".yaml", ".yml", ".txt", ".toml")
+            and "__pycache__" not in f.parts and not any(p.endswith(".egg-info") for p in f.parts))
+        for f in files:
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def progress_line(r: SeedResult) -> str:
     counts = {"required": dict(r.required), "pushes": dict(r.pushes), "faults": r.faults_fired,
-              "seconds": round(r.seconds, 2)}
+              "seconds": round(r.seconds, 2), "code": code_fingerprint()}
     return f"seed {r.seed}: {' '.join(r.classes) or 'agrees'} {json.dumps(counts, sort_keys=True)}"
 
 
 PROGRESS_LINE = re.compile(r"^seed (\d+): (.*?) (\{.*\})$")
 
 
-def from_progress(path: str, seeds: list[int]) -> dict[int, SeedResult]:
-    """The results a progress file holds for these seeds (a soak cut short goes on from there)."""
+def from_progress(path: str, seeds: list[int], code: str | None = None) -> dict[int, SeedResult]:
+    """The results a progress file holds for these seeds, made by this code (a soak cut short goes
+    on from there; a line of other code, or of none named, is run again)."""
     wanted, out = set(seeds), dict[int, SeedResult]()
+    code = code or code_fingerprint()
     if not os.path.exists(path):
         return out
     with open(path) as f:
@@ -139,6 +172,8 @@ def from_progress(path: str, seeds: list[int]) -> dict[int, SeedResult]:
             if m is None or int(m.group(1)) not in wanted:
                 continue
             counts = json.loads(m.group(3))
+            if counts.get("code") != code:
+                continue
             classes = [] if m.group(2) == "agrees" else m.group(2).split()
             out[int(m.group(1))] = SeedResult(int(m.group(1)), classes, ["(from the progress file)"],
                                               Counter(counts["required"]), Counter(counts["pushes"]),
@@ -264,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     seeds = args.seed or list(range(args.start, args.start + args.count))
     taken = from_progress(args.progress, seeds) if args.resume and args.progress else {}
-    if taken:
-        print(f"{len(taken)} of {len(seeds)} seeds taken from {args.progress}", flush=True)
+    if args.progress:
+        print(f"code {code_fingerprint()}: {len(taken)} of {len(seeds)} seeds taken from {args.progress}", flush=True)
     started = time.perf_counter()
     results = sorted([*taken.values(), *run_many([s for s in seeds if s not in taken], args.jobs)],
                      key=lambda r: r.seed)

@@ -96,3 +96,41 @@ def test_a_soak_cut_short_goes_on_from_its_progress_file(tmp_path: Path) -> None
     assert (found[7].required, found[7].pushes, found[7].faults_fired) == (Counter(alarm=3),
                                                                          Counter(alarm=3, reminder=1), 2)
     assert found[8].classes == ["alarm:missing", "reminder:twice"]
+
+
+def test_a_resumed_soak_takes_only_lines_of_the_same_code(tmp_path: Path) -> None:
+    import json
+    from collections import Counter
+
+    from tests.model.differential import SeedResult, code_fingerprint, from_progress, progress_line
+
+    # Given a progress line made by this code, one made by other code and one naming no code
+    line = progress_line(SeedResult(7, [], [], Counter(alarm=1), Counter(alarm=1), 1.0, 0))
+    counts = json.loads(line.split(" ", 3)[3])
+    other = line.replace("seed 7:", "seed 8:").replace(counts["code"], "0" * 16)
+    unnamed = "seed 9: agrees " + json.dumps({k: v for k, v in counts.items() if k != "code"})
+    log = tmp_path / "soak-progress.log"
+    log.write_text("\n".join([line, other, unnamed]) + "\n")
+    # When the soak resumes over seeds 7..9
+    found = from_progress(str(log), [7, 8, 9])
+    # Then only seed 7 is taken: the others ran on code that may not be this one
+    assert sorted(found) == [7] and counts["code"] == code_fingerprint()
+
+
+def test_the_fingerprint_follows_the_system_not_the_runner(tmp_path: Path) -> None:
+    from tests.model.differential import FINGERPRINTED, code_fingerprint
+
+    # Given a copy of the fingerprinted files
+    root = Path(__file__).resolve().parents[2]
+    for top in [*FINGERPRINTED, "tests/model/differential.py"]:
+        src = root / top
+        for f in [src] if src.is_file() else [p for p in src.rglob("*.py") if "__pycache__" not in p.parts]:
+            dst = tmp_path / f.relative_to(root)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(f.read_bytes())
+    before = code_fingerprint(tmp_path)
+    # When the runner changes, the fingerprint stays; when the product changes, it moves
+    (tmp_path / "tests/model/differential.py").write_text("# another runner\n")
+    assert code_fingerprint(tmp_path) == before
+    (tmp_path / "layers/boxwatch/boxwatch/outage.py").write_text("# another sweep\n")
+    assert code_fingerprint(tmp_path) != before
