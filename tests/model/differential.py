@@ -120,10 +120,14 @@ def _batch(seeds: list[int], size: str | None = None) -> list[SeedResult]:
     return out
 
 
-# what decides a seed's result: the system (product, template, tooling) and the model. Not this
-# runner nor the shrinker: a soak may be resumed after a change to how it is run or reported
-FINGERPRINTED = ("template.yaml", "pyproject.toml", "layers", "functions", "infra", "tests/model/model.py",
-                 "tests/model/check.py", "tests/model/generate.py", "tests/model/world.py", "tests/model/harness.py")
+# what decides a seed's result: the system (product, template, the replay tooling it runs in) and
+# the model. Not this runner nor the shrinker, nor tooling replay does not load (bench, local
+# cloud, CLI): a soak may be resumed after a change to those (tests/model/test_tools.py checks
+# that every module a replay loads is in here)
+FINGERPRINTED = ("template.yaml", "pyproject.toml", "layers", "functions", "infra/boxwatch_infra/__init__.py",
+                 "infra/boxwatch_infra/aws", "infra/boxwatch_infra/replay", "infra/boxwatch_infra/sandbox.py",
+                 "tests/model/model.py", "tests/model/check.py", "tests/model/generate.py", "tests/model/world.py",
+                 "tests/model/harness.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -134,3 +134,20 @@ def test_the_fingerprint_follows_the_system_not_the_runner(tmp_path: Path) -> No
     assert code_fingerprint(tmp_path) == before
     (tmp_path / "layers/boxwatch/boxwatch/outage.py").write_text("# another sweep\n")
     assert code_fingerprint(tmp_path) != before
+
+
+def test_every_module_a_replay_loads_is_fingerprinted() -> None:
+    import sys
+
+    from tests.model.differential import FINGERPRINTED, run_seed
+
+    # Given a scenario run through replay and the model
+    run_seed(3)
+    # Then every module of the system and its tooling that ran is in a fingerprinted path
+    root = Path(__file__).resolve().parents[2]
+    ran = {Path(m.__file__).resolve() for name, m in list(sys.modules.items())
+           if name.split(".")[0] in ("boxwatch", "boxwatch_infra", "app") and getattr(m, "__file__", None)}
+    ran |= {root / "tests/model" / f"{n}.py" for n in ("model", "check", "generate", "world", "harness")}
+    outside = sorted(str(f.relative_to(root)) for f in ran if f.is_relative_to(root)
+                     and not any(f == root / top or f.is_relative_to(root / top) for top in FINGERPRINTED))
+    assert outside == []
