@@ -145,8 +145,9 @@ def test_every_module_a_replay_loads_is_fingerprinted() -> None:
     run_seed(3)
     # Then every module of the system and its tooling that ran is in a fingerprinted path
     root = Path(__file__).resolve().parents[2]
-    ran = {Path(m.__file__).resolve() for name, m in list(sys.modules.items())
-           if name.split(".")[0] in ("boxwatch", "boxwatch_infra", "app") and getattr(m, "__file__", None)}
+    files = [getattr(m, "__file__", None) for name, m in list(sys.modules.items())
+             if name.split(".")[0] in ("boxwatch", "boxwatch_infra", "app")]
+    ran = {Path(f).resolve() for f in files if f}
     ran |= {root / "tests/model" / f"{n}.py" for n in ("model", "check", "generate", "world", "harness")}
     outside = sorted(str(f.relative_to(root)) for f in ran if f.is_relative_to(root)
                      and not any(f == root / top or f.is_relative_to(root / top) for top in FINGERPRINTED))
