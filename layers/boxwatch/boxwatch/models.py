@@ -618,6 +618,9 @@ class IncidentItem(Model):
     # set before a sweep claims warnings, cleared once none is pending: only then do later sweeps
     # read the clients' rows for owed warnings (a crash after a claim leaves it set)
     owed_since = NumberAttribute(null=True)
+    # a late connect showed that no two of its members are linked: it warns nobody new, and a drop
+    # that joins it later keeps only the members linked to that drop
+    unlinked = BooleanAttribute(null=True)
     revision = VersionAttribute()  # optimistic lock between overlapping sweeps
     expires_at = NumberAttribute(null=True)
     open_incidents = OpenIncidentIndex()

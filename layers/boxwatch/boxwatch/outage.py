@@ -487,7 +487,16 @@ def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[Arrival
     groups = [g for g in cluster(episodes, settings.outage_radius_m, settings.outage_max_gap_s, settings.area_res)
               if len({c.box_id for c in g}) >= 2]
     if not groups:
-        return []  # no cluster is left at all: the incident stays as it was decided and resolves as it is
+        # no cluster is left at all: the incident stays as decided and resolves as it is, but warns
+        # nobody new, and a drop that joins it later keeps only the members linked to it (_join)
+        if not inc.item.unlinked:
+            inc.item.unlinked = True
+            try:
+                inc.item.save()  # optimistic lock on `revision`
+            except PutError as exc:
+                if not condition_failed(exc):
+                    raise
+        return []
     # each box goes with the cluster of its latest linked episode; the first cluster holds the
     # incident's first drop and keeps it (an area outage stays whole)
     latest: dict[str, tuple[int, int]] = {}
@@ -503,7 +512,7 @@ def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[Arrival
     if not gone and not moved:
         return []
     item = inc.item
-    item.member_count = len(inc.members) - len(gone) - len(moved)
+    item.member_count, item.unlinked = len(inc.members) - len(gone) - len(moved), None
     try:
         item.save()  # optimistic lock on `revision`
     except PutError as exc:
@@ -728,11 +737,17 @@ def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, se
         inc = Incident(IncidentItem(*IncidentItem.key(incident_id), incident_id=incident_id, state="open",
                                     open_key=OPEN, member_count=0, next_seq=0, announced_upto=0,
                                     opened_at=first.offline_at, updated_at=at_ms), {}, new=True)
-    members = {b: Member(m.t, m.seq, m.version, set(m.versions)) for b, m in inc.members.items()}
+    in_group = {c.box_id for c in group}
+    # members of an incident none of whose members are linked (a late connect showed it): only
+    # those linked to the drop that joins now stay (the group holds every episode linked to it)
+    stale = sorted(b for b in inc.members if b not in in_group) if touched and inc.item.unlinked else []
+    members = {b: Member(m.t, m.seq, m.version, set(m.versions)) for b, m in inc.members.items() if b not in stale}
     seq = int(inc.item.next_seq)
     joining: list[tuple[int, str, int, int]] = []  # (t, box, version, seq of the merged incident)
     for other in touched[1:]:  # merged incidents' episodes join this one
         for box_id, m in incidents[other].members.items():
+            if incidents[other].item.unlinked and box_id not in in_group:
+                continue
             for v in (m.versions or {m.version or 0}):
                 joining.append((m.t, box_id, v, m.seq))
     joining.sort(key=lambda j: (j[3], j[0], j[1]))
@@ -753,10 +768,10 @@ def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, se
             # a member box in a later episode: news again (a new number), the earlier one is kept
             seq += 1
             cur.t, cur.seq, cur.version = t, seq, version
-    if not inc.new and len(touched) == 1 and not grew:
+    if not inc.new and len(touched) == 1 and not grew and not stale:
         return inc  # nothing joined: nothing to write
     item = inc.item
-    item.next_seq, item.member_count = seq, len(members)
+    item.next_seq, item.member_count, item.unlinked = seq, len(members), None
     item.opened_at = min([int(item.opened_at)] + [c.offline_at for c in group])
     item.updated_at = at_ms
     try:
@@ -767,6 +782,11 @@ def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, se
         return None  # an overlapping sweep got there first: the next sweep sees its result
     # after the claim above; a crash before this line leaves episodes that join again next sweep
     _write_members(inc.incident_id, {b: m for b, m in members.items() if inc.members.get(b) != m})
+    if stale:
+        with IncidentMemberItem.batch_write() as batch:
+            for b in stale:
+                batch.delete(IncidentMemberItem(*IncidentMemberItem.key(inc.incident_id, b)))
+        result.unlinked.setdefault(inc.incident_id, []).extend(stale)
     inc.members, inc.changed = members, True
     (result.opened if inc.new else result.updated).append(inc.incident_id)
     incidents[inc.incident_id] = inc
@@ -894,6 +914,10 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
                 _resolve(inc, at_ms, boxes)
             continue
         if not group:
+            continue
+        if inc.item.unlinked:
+            # no two of its members are linked: no outage to warn of, only what was owed before
+            _owed(inc, group, at_ms, sns, result, boxes)
             continue
         group_seq = max(m.seq for m in inc.members.values())
         became_storm = False
