@@ -29,6 +29,7 @@ from boxwatch_infra.aws.environ import FAKE_CREDENTIALS, LOCAL_ENDPOINTS, patche
 from boxwatch_infra.aws.events import phone_token
 from boxwatch_infra.aws.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
 from boxwatch_infra.aws.lambda_runtime import LocalFunction
+from boxwatch_infra.aws.moto_patches import item_size_in_one_pass
 from boxwatch_infra.aws.shadow import ShadowUpdate
 from boxwatch_infra.aws.template import Template
 
@@ -133,6 +134,7 @@ class Sandbox:
                "AWS_REGION": self.template.region}
         self._stack.enter_context(patched_environ(env))
         self._stack.enter_context(mock_aws())
+        self._stack.enter_context(item_size_in_one_pass())
         self._stack.enter_context(self.counter.installed())
         self.counter.interceptors.append(self._observe_shadow)
         self.tables = self.template.create_tables(self.client("dynamodb"))

@@ -18,6 +18,9 @@ moto_server in the local cloud gets the same queries and, instead of the backup 
 of just the items a transaction names (`scalable_dynamodb`), plus `speed_up_moto_server` and
 `fast_dynamodb_responses` (its serializer bypassed for DynamoDB data-plane results).
 
+Every sandbox and moto_server also check an item's size in one pass (`item_size_in_one_pass`:
+moto re-sums the whole item for each attribute it sets).
+
 Nothing here changes which requests the handlers make or what they read.
 """
 
@@ -34,6 +37,39 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
+
+# DynamoDB's item size limit as moto enforces it (~405 KB: moto measured 409-410 KB, kept between)
+ITEM_SIZE_LIMIT = 405_000
+
+
+@contextlib.contextmanager
+def item_size_in_one_pass() -> Iterator[None]:
+    """moto checks an item's size on every attribute it sets by summing all attributes set so far,
+    so building an item of n attributes costs n² (a 40-attribute box item: ~800 size calls per
+    write). Here each set sums once and a new item is checked once, after its attributes: the same
+    limit, the same ItemSizeTooLarge, linear cost. Entered by every sandbox and by moto_server."""
+    from moto.dynamodb.models import dynamo_type as dt
+
+    def size_of(key: str, value: Any) -> int:
+        return dt.bytesize(key) + (value.size() if type(value) is dt.DynamoType else dt.bytesize(str(value)))
+
+    def setitem(self: Any, key: str, value: Any) -> None:
+        if sum(size_of(k, v) for k, v in self.items()) + size_of(key, value) > ITEM_SIZE_LIMIT:
+            raise dt.ItemSizeTooLarge
+        dict.__setitem__(self, key, value)
+
+    def item_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        self.hash_key = hash_key
+        self.range_key = range_key
+        typed = {k: dt.DynamoType(v) for k, v in attrs.items()}
+        if sum(size_of(k, v) for k, v in typed.items()) > ITEM_SIZE_LIMIT:
+            raise dt.ItemSizeTooLarge
+        self.attrs = dt.LimitedSizeDict()
+        dict.update(self.attrs, typed)
+
+    with mock.patch.object(dt.LimitedSizeDict, "__setitem__", setitem), \
+            mock.patch.object(dt.Item, "__init__", item_init):
+        yield
 
 
 @contextlib.contextmanager
@@ -187,6 +223,7 @@ def scalable_dynamodb() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
     _KEEP.enter_context(faster_moto())  # for the life of the process (a dropped stack would undo it)
+    _KEEP.enter_context(item_size_in_one_pass())
     original = DynamoDBBackend.transact_write_items
     lock = threading.RLock()
 
