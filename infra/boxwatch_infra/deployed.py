@@ -36,6 +36,6 @@ def stack_settings(stack: str) -> Any:
         values["neighbour_radius_m"] = params["NeighbourRadiusM"]
     if "OutageRadiusM" in params:
         values["outage_radius_m"] = params["OutageRadiusM"]
-    settings = Settings.model_validate(values)
+    settings = Settings.from_mapping(values)
     bind_tables(settings)
     return settings

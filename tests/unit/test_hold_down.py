@@ -9,7 +9,7 @@ from boxwatch.models import BoxItem
 from boxwatch.settings import Settings
 
 T0 = 1_767_225_600_000
-SETTINGS = Settings.model_validate({"alarm_burst": 3, "alarm_repeat_hold_s": 300})
+SETTINGS = Settings(alarm_burst=3, alarm_repeat_hold_s=300)
 
 
 def alarm(received_s: float, cause: str = "overcurrent", seq: int = 1) -> AlarmEvent:

@@ -144,7 +144,7 @@ def test_watch_window_edges_on_the_received_clock() -> None:
 
 
 # -------------------------------------------------------------------- clustering
-RADIUS, GAP, RES = 500.0, 60, Settings.model_validate({}).area_res
+RADIUS, GAP, RES = 500.0, 60, Settings().area_res
 ORIGIN = (39.95, 116.30)
 
 
@@ -222,7 +222,7 @@ def test_episodes_of_one_incident_stay_linked() -> None:
 
 
 def test_windows_by_arrival_cover_a_failed_sweep_and_both_late_checks() -> None:
-    s = Settings.model_validate({})
+    s = Settings()
     assert evaluate_window_ms(s) == 3 * 60_000  # the last interval and two more
     assert late_checks_ms(s) == (60_000, 240_000)  # a concurrent AlarmIngest, then its retries
     assert arrival_window_ms(s) == 240_000 + 180_000

@@ -68,7 +68,7 @@ def test_a_second_alarm_with_hundreds_of_neighbours_fits_in_a_push() -> None:
     near = [Neighbour(f"BX-{i + 2:05d}", f"Residential building No. {i} of the district", 10.0 + i,
                       1_767_225_500_000, 1) for i in range(800)]
     # When the box's clients are told
-    note = nearby_notification(box, alarm, near, Settings.model_validate({}))
+    note = nearby_notification(box, alarm, near, Settings())
     doc = json.loads(note.message("zh-CN"))
     # Then the push is within 4 KB, lists the nearest and counts all
     assert len(doc["GCM"].encode()) <= 4096 and len(doc["APNS"].encode()) <= 4096
@@ -93,7 +93,7 @@ def test_a_nearby_update_names_the_newcomer_first_and_fits_in_a_push() -> None:
                       1_767_225_500_000, 1, 39.98 + i * 1e-5, 116.31) for i in range(800)]
     mine = near[3]
     # When the recipient's clients are told
-    note = nearby_update_notification(box, alarm, mine, near, Settings.model_validate({}))
+    note = nearby_update_notification(box, alarm, mine, near, Settings())
     # Then the data names their box, the newcomer first, the others nearest first, and counts all
     data = note.data
     assert note.box_id == "BX-00003" and data["seq"] == 9 and data["cause"] == "overtemp"

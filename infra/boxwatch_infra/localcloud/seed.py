@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -53,8 +53,8 @@ def provision(info: dict[str, Any], boxes: Iterable[BoxSpec], clients: Iterable[
     for arn in (env["FCM_APPLICATION_ARN"], env["APNS_APPLICATION_ARN"]):
         _, kind, name = arn.rsplit(":", 1)[-1].split("/")
         sns.create_platform_application(Name=name, Platform=kind, Attributes={"PlatformCredential": "local-key"})
-    settings = settings.model_copy(update={"fcm_application_arn": env["FCM_APPLICATION_ARN"],
-                                           "apns_application_arn": env["APNS_APPLICATION_ARN"]})
+    settings = replace(settings, fcm_application_arn=env["FCM_APPLICATION_ARN"],
+                       apns_application_arn=env["APNS_APPLICATION_ARN"])
     endpoints: dict[str, str] = {}
     now_ms = int(time.time() * 1000)
     for c in clients:
