@@ -284,7 +284,8 @@ def cold_rows(data: dict[str, Any]) -> list[Row]:
         avoidable = [h["package"] for h in heavy if h["package"] not in EVERY_CALL]
         own = ", ".join(f"{m['module']} {fmt(m['ms'])}" for m in f.get("own_modules", [])[:4])
         rows.append(Row(sec, f"{name}: import", f"{fmt(f['import_s'] * 1000)} ms",
-                        f"{fmt(data['boto3_import_s'] * 1000)} ms (import boto3)", f"{f['ratio_to_boto3']:.1f}×",
+                        f"{fmt(f.get('boto3_beside_s', data['boto3_import_s']) * 1000)} ms (import boto3 beside)",
+                        f"{f['ratio_to_boto3']:.2f}×",
                         f"≤ {COLD_RATIO:g}× import boto3, no heavy import unused on most calls",
                         f["ratio_to_boto3"] <= COLD_RATIO and not avoidable,
                         note="heaviest (own modules per package): "

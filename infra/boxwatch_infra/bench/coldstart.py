@@ -1,5 +1,7 @@
 """Cold start: import time of each handler module in a fresh interpreter, with its template
 environment, against `import boto3` in a fresh interpreter on the same machine (median of N).
+The two are timed in turns (boto3, handler, boto3, handler, ...), and each handler's ratio is to
+the boto3 imports timed beside it: this machine's speed drifts by 20 % over a minute.
 
 `python -X importtime` names the heaviest packages a handler pulls in at module top (each package's
 own modules, wherever they are imported from) and the handler's and domain's own modules.
@@ -81,7 +83,7 @@ def own_modules(profile: list[tuple[str, int, int]], package: str = "boxwatch", 
 def run(repeats: int, template: Template | None = None) -> dict[str, Any]:
     t = template or Template()
     base_env = _env(t, {})
-    boto3_s = statistics.median(_time_import("boto3", None, base_env) for _ in range(repeats))
+    all_boto3: list[float] = []
     functions: dict[str, Any] = {}
     for logical, spec in sorted(t.functions.items()):
         module = spec.handler.rpartition(".")[0]
@@ -92,13 +94,19 @@ def run(repeats: int, template: Template | None = None) -> dict[str, Any]:
                        "AWS_LAMBDA_FUNCTION_NAME": t.physical_name(logical),
                        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb)})
         try:
-            runs = [_time_import(module, spec.code_dir, env) for _ in range(repeats)]
+            runs, beside = [], []
+            for _ in range(repeats):
+                beside.append(_time_import("boto3", None, base_env))
+                runs.append(_time_import(module, spec.code_dir, env))
             profile = import_profile(module, spec.code_dir, env)
             heavy, own = heaviest_imports(profile), own_modules(profile)
         except subprocess.CalledProcessError as exc:
             functions[logical] = {"error": (exc.stderr or "").strip().splitlines()[-1:]}
             continue
-        median = statistics.median(runs)
+        median, boto3_s = statistics.median(runs), statistics.median(beside)
+        all_boto3 += beside
         functions[logical] = {"import_s": round(median, 4), "ratio_to_boto3": round(median / boto3_s, 2),
+                              "boto3_beside_s": round(boto3_s, 4),
                               "heaviest_imports": heavy, "own_modules": own}
-    return {"repeats": repeats, "boto3_import_s": round(boto3_s, 4), "functions": functions}
+    boto3_all = statistics.median(all_boto3) if all_boto3 else _time_import("boto3", None, base_env)
+    return {"repeats": repeats, "boto3_import_s": round(boto3_all, 4), "functions": functions}
