@@ -137,17 +137,27 @@ def test_the_fingerprint_follows_the_system_not_the_runner(tmp_path: Path) -> No
 
 
 def test_every_module_a_replay_loads_is_fingerprinted() -> None:
+    import json
+    import subprocess
     import sys
 
-    from tests.model.differential import FINGERPRINTED, run_seed
+    from tests.model.differential import FINGERPRINTED
 
-    # Given a scenario run through replay and the model
-    run_seed(3)
-    # Then every module of the system and its tooling that ran is in a fingerprinted path
+    # Given a scenario run through replay and the model in a fresh interpreter (a test run
+    # shares one process: other tests' imports must not count)
     root = Path(__file__).resolve().parents[2]
-    files = [getattr(m, "__file__", None) for name, m in list(sys.modules.items())
-             if name.split(".")[0] in ("boxwatch", "boxwatch_infra", "app")]
+    probe = (
+        "import json, sys\n"
+        "from tests.model.differential import run_seed\n"
+        "run_seed(3)\n"
+        "print(json.dumps([getattr(m, '__file__', None) for n, m in list(sys.modules.items())\n"
+        "                  if n.split('.')[0] in ('boxwatch', 'boxwatch_infra', 'app')]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
+    files = json.loads(out.stdout.strip().splitlines()[-1])
+    # Then every module of the system and its tooling that ran is in a fingerprinted path
     ran = {Path(f).resolve() for f in files if f}
+    assert any(f.is_relative_to(root / "layers") for f in ran)
     ran |= {root / "tests/model" / f"{n}.py" for n in ("model", "check", "generate", "world", "harness")}
     outside = sorted(str(f.relative_to(root)) for f in ran if f.is_relative_to(root)
                      and not any(f == root / top or f.is_relative_to(root / top) for top in FINGERPRINTED))
