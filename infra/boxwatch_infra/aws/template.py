@@ -248,10 +248,8 @@ class Template:
         return created
 
     def create_topics(self, sns: Any) -> dict[str, str]:
-        out = {}
-        for logical in self.resources_of_type("AWS::SNS::Topic"):
-            out[logical] = sns.create_topic(Name=f"{self.stack_name}-{logical}")["TopicArn"]
-        return out
+        return {logical: sns.create_topic(Name=f"{self.stack_name}-{logical}")["TopicArn"]
+                for logical in self.resources_of_type("AWS::SNS::Topic")}
 
     def create_platform_applications(self, sns: Any) -> dict[str, str]:
         """The SNS platform applications the template's parameters name (CloudFormation has no
@@ -266,10 +264,8 @@ class Template:
         return out
 
     def create_queues(self, sqs: Any) -> dict[str, str]:
-        out = {}
-        for logical in self.resources_of_type("AWS::SQS::Queue"):
-            out[logical] = sqs.create_queue(QueueName=f"{self.stack_name}-{logical}")["QueueUrl"]
-        return out
+        return {logical: sqs.create_queue(QueueName=f"{self.stack_name}-{logical}")["QueueUrl"]
+                for logical in self.resources_of_type("AWS::SQS::Queue")}
 
 
 class _NoManagedPolicies:

@@ -3,6 +3,7 @@ thread per request, no request log."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -28,23 +29,11 @@ class QuietHandler(BaseHTTPRequestHandler):
         else:
             self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({method!r})")
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch("OPTIONS")
+    def __getattr__(self, name: str) -> Any:
+        # http.server calls do_<METHOD>: every method goes through the one dispatch
+        if name.startswith("do_"):
+            return functools.partial(self._dispatch, name[3:])
+        raise AttributeError(name)
 
     def log_message(self, fmt: str, *args: Any) -> None:
         pass  # a line per request would drown the demo's output
