@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from boxwatch import alarms
+from boxwatch.bindings import bindings_of_box
 from boxwatch.events import AlarmEvent
 from boxwatch.models import AlarmLifeItem, BoxItem, DueItem
-from boxwatch.registry import bindings_of_box
 from boxwatch_infra.aws.events import http_api_event
 from boxwatch_infra.sandbox import Sandbox, decode_push
 from tests.integration.faultkit import T0, AlarmWorld, alarm_world

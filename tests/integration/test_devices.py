@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from boxwatch.bindings import bindings_of_box
 from boxwatch.devices import list_devices, migrate_bindings
 from boxwatch.models import BindingItem
 from boxwatch.notify import Notification, send
-from boxwatch.registry import BindingSpec, BoxSpec, bind, bindings_of_box, register_box
+from boxwatch.registry import BindingSpec, BoxSpec, bind, register_box
 from boxwatch_infra.aws.events import http_api_event
 from boxwatch_infra.cli import main
 from boxwatch_infra.sandbox import Sandbox, decode_push

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from boxwatch.bindings import bindings_of_box, boxes_of_client, is_bound
 from boxwatch.errors import UnknownBox
 from boxwatch.geo import cell_of
 from boxwatch.models import BoxItem
-from boxwatch.registry import BindingSpec, BoxSpec, bind, bindings_of_box, boxes_of_client, is_bound, register_box
+from boxwatch.registry import BindingSpec, BoxSpec, bind, register_box
 from boxwatch_infra.cli import main
 from boxwatch_infra.sandbox import Sandbox
 

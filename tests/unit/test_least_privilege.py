@@ -32,7 +32,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AlarmsTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem",
                         "dynamodb:BatchGetItem"},
-        "OpsTable": {"dynamodb:PutItem"},  # ops.note_alarm: the org's alarm log and change log
+        "OpsTable": {"dynamodb:PutItem"},  # changes.note_alarm: the org's alarm log and change log
         "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "RejectedInputQueue": {"sqs:SendMessage"},
         "AsyncFailureQueue": {"sqs:SendMessage"},  # Lambda's on-failure destination (SAM-generated)

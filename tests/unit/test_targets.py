@@ -3,10 +3,10 @@ the binding's SMS number and topic, and the one target of a binding of the older
 
 from __future__ import annotations
 
+from boxwatch.bindings import binding_from_snapshot, snapshot_of
 from boxwatch.devices import Device, device_id_for
 from boxwatch.models import BindingItem
 from boxwatch.notify import targets_of
-from boxwatch.registry import binding_from_snapshot, snapshot_of
 
 
 def device(client: str, token: str, enabled: bool = True, locale: str | None = None) -> Device:

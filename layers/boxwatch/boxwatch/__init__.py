@@ -2,8 +2,9 @@
 
 - the edge: `events` (what handlers receive, and `parse`), `runtime` (the handlers' plumbing),
   `errors`, `deadletter` (refused input), `settings`, `contract` (device contract constants);
-- storage: `models` (pynamodb tables), `idempotency` (powertools records), `registry` (boxes,
-  bindings, who may see a box);
+- storage: `models` (pynamodb tables), `idempotency` (powertools records), `bindings` (a box,
+  its clients, who may see it), `registry` (registering and binding, validated), `changes` (what
+  the operators' console reads: change log, organisation alarm log);
 - the rules: `alarms` (first/second alarm, hold-down), `network` (presence, third alarm), `outage`
   (fourth alarm), `due` (work left for a time), `power_off` (the command lifecycle) with `shadow`
   (the device shadow) and `views` (what a phone reads);

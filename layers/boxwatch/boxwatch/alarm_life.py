@@ -31,6 +31,7 @@ from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import bounds, due
+from boxwatch.bindings import bindings_of_box, require_bound
 from boxwatch.errors import InvalidInput, NotFound
 from boxwatch.models import (
     AlarmLifeItem,
@@ -44,7 +45,6 @@ from boxwatch.models import (
     connection,
 )
 from boxwatch.notify import E164, Notification, SendReport, local_time, send
-from boxwatch.registry import bindings_of_box, require_bound
 from boxwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -158,7 +158,9 @@ def get_life(box_id: str, alarm_id: str) -> AlarmLifeItem | None:
 
 
 # ---------------------------------------------------------------------------------------- third alarm
-def _box_rev(box: BoxItem) -> tuple[int | None, Any]:
+def box_rev(box: BoxItem) -> tuple[int | None, Any]:
+    """The box's hold revision as read, and the condition that it is unchanged: every write of its
+    hold state or active alarms is guarded by it (optimistic locking)."""
     rev = None if box.hold_rev is None else int(box.hold_rev)
     return rev, (BoxItem.hold_rev.does_not_exist() if rev is None else BoxItem.hold_rev == rev)
 
@@ -204,7 +206,7 @@ def _open_system_alarm(box_id: str, cause: str, alarm_id: str, at_ms: int, subje
             lng=box.lng, cause=cause, state="active", first_at=at_ms, last_at=at_ms, logs=1,
             subject=subject, expires_at=at_ms // 1000 + settings.alarm_retention_days * 86_400)
         active[key] = alarm_id
-        rev, same = _box_rev(box)
+        rev, same = box_rev(box)
         try:
             with TransactWrite(connection=connection()) as tx:
                 tx.save(life, condition=AlarmLifeItem.pk.does_not_exist())
@@ -237,7 +239,7 @@ def clear_outage_alarms(box_ids: Collection[str], cleared_at: int) -> list[str]:
             alarm_id = active.pop(key, None)
             if alarm_id is None:
                 break
-            rev, same = _box_rev(fresh)
+            rev, same = box_rev(fresh)
             pk, sk = AlarmLifeItem.key(fresh.box_id, alarm_id)
             try:
                 with TransactWrite(connection=connection()) as tx:
@@ -291,7 +293,7 @@ def back_online(box: BoxItem, version: int, online_at: int, arrived_at: int, set
         note = step_item(BACK_ONLINE, box.box_id, alarm_id, arrived_at, settings,
                          data={"online_at": online_at, "offline_at": None if life is None else int(life.first_at),
                                "box_name": fresh.name})
-        rev, same = _box_rev(fresh)
+        rev, same = box_rev(fresh)
         try:
             with TransactWrite(connection=connection()) as tx:
                 if life is not None and life.state == "active":
@@ -469,16 +471,28 @@ def _record_step(life: AlarmLifeItem, step: str) -> None:
 
 def send_reminder(item: DueItem, sns: SNSClient, skip: Collection[str]) -> SendReport:
     """Nobody acknowledged within EscalateAfterS: every client of the box again."""
+    return _escalate(item, REMINDER, lambda life: (bindings_of_box(life.box_id), None), sns, skip)
+
+
+Targets = Callable[[AlarmLifeItem], tuple[list[BindingItem], dict[str, Any] | None]]
+
+
+def _escalate(item: DueItem, step: str, targets: Targets, sns: SNSClient, skip: Collection[str]) -> SendReport:
+    """One step of the escalation chain, unless the alarm was acknowledged or cleared meanwhile;
+    recorded on the alarm once sent to everyone. `targets`: (bindings, devices or None = theirs)."""
     life = _still_unacked(item)
     if life is None:
         return SendReport()
     minutes = (int(item.due_at) - int(life.first_at)) / 60_000
-    note = Notification(kind=REMINDER, box_id=life.box_id, at_ms=int(item.due_at),
-                        data={**_data(life), "step": REMINDER},
-                        context={**_context(life), "minutes": minutes})
-    report = send(sns, bindings_of_box(life.box_id), note, skip=skip)
+    context = {**_context(life), "minutes": minutes}
+    if step == ESCALATION:
+        context.update(box_id=life.box_id, alarm_id=life.alarm_id)
+    note = Notification(kind=step, box_id=life.box_id, at_ms=int(item.due_at), data={**_data(life), "step": step},
+                        context=context)
+    bindings, devices = targets(life)
+    report = send(sns, bindings, note, skip=skip, devices=devices)
     if not report.failed:
-        _record_step(life, REMINDER)
+        _record_step(life, step)
     return report
 
 
@@ -489,20 +503,10 @@ def escalation_contacts(bindings: list[BindingItem]) -> list[BindingItem]:
 
 
 def send_escalation(item: DueItem, sns: SNSClient, skip: Collection[str]) -> SendReport:
-    """Nobody acknowledged within 2 x EscalateAfterS: an SMS to each of the box's managers."""
-    life = _still_unacked(item)
-    if life is None:
-        return SendReport()
-    minutes = (int(item.due_at) - int(life.first_at)) / 60_000
-    note = Notification(kind=ESCALATION, box_id=life.box_id, at_ms=int(item.due_at),
-                        data={**_data(life), "step": ESCALATION},
-                        context={**_context(life), "minutes": minutes, "box_id": life.box_id,
-                                 "alarm_id": life.alarm_id})
-    # the SMS only: the managers' phones had the reminder (devices={}: none of theirs)
-    report = send(sns, escalation_contacts(bindings_of_box(life.box_id)), note, skip=skip, devices={})
-    if not report.failed:
-        _record_step(life, ESCALATION)
-    return report
+    """Nobody acknowledged within 2 x EscalateAfterS: an SMS to each of the box's managers (the SMS
+    only: the managers' phones had the reminder; devices={}: none of theirs)."""
+    return _escalate(item, ESCALATION, lambda life: (escalation_contacts(bindings_of_box(life.box_id)), {}),
+                     sns, skip)
 
 
 def send_acknowledged(item: DueItem, sns: SNSClient, skip: Collection[str]) -> SendReport:

@@ -18,12 +18,14 @@ import json
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import alarm_life, due, geo
+from boxwatch.bindings import binding_from_snapshot, bindings_of_box, snapshot_of
+from boxwatch.changes import add_alarm_to_transaction, note_alarm
 from boxwatch.devices import devices_of
 from boxwatch.errors import Conflict, UnknownBox
 from boxwatch.events import AlarmEvent
@@ -50,8 +52,6 @@ from boxwatch.notify import (
     record_after_push,
     send,
 )
-from boxwatch.ops import add_alarm_to_transaction, note_alarm
-from boxwatch.registry import binding_from_snapshot, bindings_of_box, snapshot_of
 from boxwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "R
              "InternalServerError"}
 # bindings copied onto a cell entry for later neighbours' nearby_update; beyond, they Query
 SNAPSHOT_MAX_CLIENTS = 100
+R = TypeVar("R", AlarmRecord, AlarmClearRecord)
 
 
 class StoreContention(RuntimeError):
@@ -83,7 +84,7 @@ class Neighbour:
     seq: int
     lat: float | None = None
     lng: float | None = None
-    # the box's enabled bindings when it alarmed (registry.snapshot_of); None: not known
+    # the box's enabled bindings when it alarmed (bindings.snapshot_of); None: not known
     clients: list[list[Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -200,13 +201,47 @@ def _snapshot(bindings: list[BindingItem]) -> list[list[str | None]] | None:
     return enabled if len(enabled) <= SNAPSHOT_MAX_CLIENTS else None
 
 
-def _cancelled(exc: TransactWriteError) -> tuple[set[int], bool, bool]:
+def _cancelled(exc: TransactWriteError, attempt: int) -> tuple[set[int], bool, bool]:
     """A cancelled transaction: (the items whose condition failed, try again as it is, a conflict).
-    Another transaction on the box item at the same moment, or a throttle, is tried again."""
+    Another transaction on the box item at the same moment, or a throttle, is tried again after a
+    back-off (slept here); on a conflict the caller reads the box again."""
     codes = [None if r is None else r.code for r in exc.cancellation_reasons or []]
     failed = {i for i, lost in enumerate(cancelled_by_condition(exc)) if lost}
     conflict = "TransactionConflict" in codes
-    return failed, not failed and (conflict or exc.cause_response_code in THROTTLED), conflict
+    retry = not failed and (conflict or exc.cause_response_code in THROTTLED)
+    if retry:
+        time.sleep(BACKOFF_S * 2 ** attempt)
+    return failed, retry, conflict
+
+
+@dataclass
+class _Lost(Generic[R]):
+    """What a cancelled store transaction leaves to its loop."""
+
+    failed: set[int]  # the items whose condition failed
+    box: BoxItem  # read again after a conflict
+    digest: str | None  # the content hash to store under, once the box's counter restarted
+    taken: R | None = None  # a redelivery: the record stored before
+    again: bool = False  # try again (after a back-off, or under the content hash)
+
+
+def _lost(exc: TransactWriteError, attempt: int, record: R, alarm: AlarmEvent, digest: str | None,
+          box: BoxItem) -> _Lost[R]:
+    """A throttle or a conflict is tried again; a taken key (box, seq[, hash]) is a redelivery when
+    the stored record has the same content, else the box's counter restarted and the alarm is stored
+    under its content hash: never dropped for its sequence number. Other failed conditions are the
+    caller's."""
+    failed, retry, conflict = _cancelled(exc, attempt)
+    if retry:
+        return _Lost(failed, _box(box.box_id) if conflict else box, digest, again=True)
+    if 0 not in failed:
+        return _Lost(failed, box, digest)
+    existing = type(record).get(record.pk, record.sk, consistent_read=True)
+    if _same_content(existing, alarm):
+        return _Lost(failed, box, digest, taken=existing)
+    if digest is not None:  # two contents with one 64-bit hash: never seen, never guessed
+        raise Conflict("alarm content hash collision", box=box.box_id, seq=alarm.seq)
+    return _Lost(failed, box, content_hash(alarm), again=True)
 
 
 def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], settings: Settings) -> Stored:
@@ -241,8 +276,7 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
             box_id=box.box_id, seq=alarm.seq, cause=alarm.cause.value, alarm_time=alarm.alarm_time,
             received_at=alarm.received_at, record_sk=record.sk, expires_at=expires,
         )
-        rev = None if box.hold_rev is None else int(box.hold_rev)
-        same_state = BoxItem.hold_rev.does_not_exist() if rev is None else BoxItem.hold_rev == rev
+        rev, same_state = alarm_life.box_rev(box)
         summary = summary_item(box, alarm, hold, settings)
         first_held = hold.n == settings.alarm_burst + 1 if summary_exists is None else not summary_exists
         try:
@@ -263,19 +297,11 @@ def _store(alarm: AlarmEvent, box: BoxItem, bindings: list[BindingItem], setting
                                                         BoxItem.hold_rev.set((rev or 0) + 1)],
                           condition=BoxItem.box_id.exists() & same_state)
         except TransactWriteError as exc:
-            failed, retry, conflict = _cancelled(exc)
-            if retry:
-                time.sleep(BACKOFF_S * 2 ** attempt)
-                if conflict:
-                    box = _box(box.box_id)
-                continue
-            if 0 in failed:
-                existing = AlarmRecord.get(*AlarmRecord.key(box.box_id, alarm.seq, digest), consistent_read=True)
-                if _same_content(existing, alarm):
-                    return Stored(existing, True, bool(existing.held), digest is not None)
-                if digest is not None:  # two contents with one 64-bit hash: never seen, never guessed
-                    raise Conflict("alarm content hash collision", box=box.box_id, seq=alarm.seq) from None
-                digest = content_hash(alarm)
+            lost = _lost(exc, attempt, record, alarm, digest, box)
+            box, digest, failed = lost.box, lost.digest, lost.failed
+            if lost.taken is not None:
+                return Stored(lost.taken, True, bool(lost.taken.held), digest is not None)
+            if lost.again:
                 continue
             box_index = len(exc.cancellation_reasons or []) - 1
             if box_index in failed or life.index in failed:
@@ -538,8 +564,7 @@ def _process_clear(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> Ing
             cause=alarm.cause.value, circuit=alarm.circuit, alarm_time=alarm.alarm_time,
             received_at=alarm.received_at, value=alarm.value, threshold=alarm.threshold, alarm_id=alarm_id,
             expires_at=alarm.alarm_time // 1000 + settings.alarm_retention_days * 86_400)
-        rev = None if box.hold_rev is None else int(box.hold_rev)
-        same_state = BoxItem.hold_rev.does_not_exist() if rev is None else BoxItem.hold_rev == rev
+        rev, same_state = alarm_life.box_rev(box)
         note: DueItem | None = None
         try:
             with TransactWrite(connection=connection()) as tx:
@@ -550,21 +575,14 @@ def _process_clear(alarm: AlarmEvent, settings: Settings, sns: SNSClient) -> Ing
                                                             BoxItem.hold_rev.set((rev or 0) + 1)],
                               condition=BoxItem.box_id.exists() & same_state)
         except TransactWriteError as exc:
-            failed, retry, _ = _cancelled(exc)
-            if retry:
-                time.sleep(BACKOFF_S * 2 ** attempt)
-                box = _box(box.box_id)
+            lost = _lost(exc, attempt, record, alarm, digest, box)
+            box, digest = lost.box, lost.digest
+            if lost.taken is not None:
+                return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=lost.taken.sk,
+                                    alarm_id=lost.taken.alarm_id)
+            if lost.again:
                 continue
-            if 0 in failed:
-                existing = AlarmClearRecord.get(record.pk, record.sk, consistent_read=True)
-                if _same_content(existing, alarm):
-                    return IngestResult("duplicate", box.box_id, alarm.seq, record_sk=existing.sk,
-                                        alarm_id=existing.alarm_id)
-                if digest is not None:
-                    raise Conflict("clear content hash collision", box=box.box_id, seq=alarm.seq) from None
-                digest = content_hash(alarm)
-                continue
-            if failed:  # an alarm or another clear of this box came first: look again
+            if lost.failed:  # an alarm or another clear of this box came first: look again
                 box = _box(box.box_id)
                 continue
             raise

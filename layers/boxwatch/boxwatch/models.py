@@ -302,7 +302,7 @@ class AlarmCellEntry(Model):
     seq = NumberAttribute()
     alarm_time = NumberAttribute()
     received_at = NumberAttribute(null=True)
-    # the box's enabled bindings when it alarmed (registry.snapshot_of: [client, target, target_kind,
+    # the box's enabled bindings when it alarmed (bindings.snapshot_of: [client, target, target_kind,
     # locale, sms, topic, role], older entries the first four): a later neighbour tells them
     # (nearby_update) without a Query per neighbour box; None = too many, Query
     clients = JSONAttribute(null=True)

@@ -24,7 +24,8 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import alarm_life
-from boxwatch.changes import record_change
+from boxwatch.bindings import bindings_of_box, get_box
+from boxwatch.changes import note_alarm, record_change
 from boxwatch.events import CLIENT_INITIATED as CLIENT_INITIATED  # where the replay tooling reads it
 from boxwatch.events import PresenceEvent
 from boxwatch.idempotency import Idempotency, records
@@ -40,8 +41,6 @@ from boxwatch.models import (
     connection,
 )
 from boxwatch.notify import Notification, SendReport, local_time, record_after_push, send
-from boxwatch.ops import note_alarm
-from boxwatch.registry import bindings_of_box, get_box
 from boxwatch.settings import Settings
 
 if TYPE_CHECKING:

@@ -14,14 +14,14 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from boxwatch.changes import change_item, record_change
+from boxwatch.changes import record_change
 from boxwatch.errors import InvalidInput, NotFound
 from boxwatch.models import (
     CHANGE_BUCKET_MS,
@@ -43,7 +43,6 @@ from boxwatch.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_iot_data import IoTDataPlaneClient
     from mypy_boto3_sns import SNSClient
-    from pynamodb.transactions import TransactWrite
 
     from boxwatch.power_off import PowerOffOutcome
 
@@ -252,42 +251,6 @@ def alarm_month(alarm_id: str) -> str:
     return month_of(int(alarm_id[:13]))  # an alarm id begins with its first receive time (alarm_life)
 
 
-def note_alarm(box: BoxItem, alarm_id: str | None, at_ms: int, settings: Settings) -> None:
-    """An alarm's life changed outside an alarm log's transaction (a clear, a third alarm): its
-    organisation lists the alarm (a pointer keyed by the alarm) and the change log shows it as it is
-    now (one GetItem). A retry rewrites the same items."""
-    from boxwatch.alarm_life import alarm_view, get_life
-
-    if alarm_id is None:
-        return
-    org = box.org or "default"
-    life = get_life(box.box_id, alarm_id)
-    if life is None:
-        return
-    org_alarm_item(org, box.box_id, alarm_id, life.cause, settings).save()
-    record_change(org, "alarm", f"{box.box_id}/{alarm_id}", at_ms, alarm_view(life))
-    record_change(org, "box", box.box_id, at_ms)
-
-
-def org_alarm_item(org: str, box_id: str, alarm_id: str, cause: str, settings: Settings) -> OrgAlarmItem:
-    first_at = int(alarm_id[:13])  # an alarm id begins with its first receive time (alarm_life)
-    return OrgAlarmItem(*OrgAlarmItem.key(org, month_of(first_at), alarm_id, box_id), alarm_id=alarm_id,
-                        box_id=box_id, cause=cause,
-                        expires_at=first_at // 1000 + settings.alarm_retention_days * 86_400)
-
-
-def add_alarm_to_transaction(tx: TransactWrite, box: BoxItem, alarm_id: str, cause: str,
-                             view: dict[str, Any] | None, at_ms: int, settings: Settings) -> None:
-    """The operators' side of an alarm log, in its transaction (no request more): the org's pointer
-    when the alarm opens, and the change log's alarm and box rows. A joined alarm's row carries no
-    entity: `changes` reads its life as it is then."""
-    org = box.org or "default"
-    if view is not None:
-        tx.save(org_alarm_item(org, box.box_id, alarm_id, cause, settings))
-    tx.save(change_item(org, "alarm", f"{box.box_id}/{alarm_id}", at_ms, view))
-    tx.save(change_item(org, "box", box.box_id, at_ms))
-
-
 def alarms(op: Operator, state: str, cause: str | None, from_ms: int | None, to_ms: int | None, limit: int,
            cursor: str | None, now_ms: int) -> dict[str, Any]:
     """The organisation's alarms, newest first: its month partitions from `to` back to `from` (alarms
@@ -298,30 +261,20 @@ def alarms(op: Operator, state: str, cause: str | None, from_ms: int | None, to_
         raise InvalidInput("state: active | all", state=state[:20])
     to_ms = now_ms if to_ms is None else to_ms
     from_ms = max(from_ms or 0, to_ms - 366 * 86_400_000)
-    pos = decode_cursor(cursor) or {}
-    out: list[dict[str, Any]] = []
-    last = pos.get("k")
-    oldest = month_of(from_ms)
-    for month in _months_back(pos.get("m") or month_of(to_ms), oldest):
-        cond = OrgAlarmItem.sk.between(f"{from_ms:013d}", f"{to_ms:013d}\uffff")
-        flt = None if not cause else OrgAlarmItem.cause == cause
-        while True:
-            page = OrgAlarmItem.query(f"ALARM#{op.org}#{month}", cond, filter_condition=flt,
-                                      scan_index_forward=False, limit=limit - len(out), last_evaluated_key=last)
-            pointers = list(page)
-            last = page.last_evaluated_key
-            lives = {(x.box_id, x.alarm_id): x for x in AlarmLifeItem.batch_get(
-                [AlarmLifeItem.key(p.box_id, p.alarm_id) for p in pointers])} if pointers else {}
-            for p in pointers:
-                life = lives.get((p.box_id, p.alarm_id))
-                if life is not None and (state == "all" or life.state == "active"):
-                    out.append(alarm_view(life))
-            if last is None or len(out) >= limit:
-                break
-        if len(out) >= limit:
-            return _full_page("alarms", out, month, last, oldest)
-        last = None
-    return {"alarms": out}
+    cond = OrgAlarmItem.sk.between(f"{from_ms:013d}", f"{to_ms:013d}\uffff")
+    flt = None if not cause else OrgAlarmItem.cause == cause
+
+    def query(month: str, n: int, last: Any) -> Any:
+        return OrgAlarmItem.query(f"ALARM#{op.org}#{month}", cond, filter_condition=flt,
+                                  scan_index_forward=False, limit=n, last_evaluated_key=last)
+
+    def resolve(pointers: list[OrgAlarmItem]) -> list[dict[str, Any]]:
+        lives = {(x.box_id, x.alarm_id): x for x in AlarmLifeItem.batch_get(
+            [AlarmLifeItem.key(p.box_id, p.alarm_id) for p in pointers])}
+        return [alarm_view(life) for p in pointers if (life := lives.get((p.box_id, p.alarm_id))) is not None
+                and (state == "all" or life.state == "active")]
+
+    return _monthly_pages("alarms", month_of(to_ms), month_of(from_ms), cursor, query, resolve, limit)
 
 
 def ack(op: Operator, box_id: str, alarm_id: str, doc: Any, now_ms: int, settings: Settings,
@@ -367,50 +320,73 @@ def incident_view(inc: IncidentItem, mine: list[str]) -> dict[str, Any]:
             "opened_at": int(inc.opened_at), "resolved_at": None if inc.resolved_at is None else int(inc.resolved_at)}
 
 
-def _open_incidents(op: Operator, limit: int, cursor: str | None) -> dict[str, Any]:
+def _query_pages(name: str, query: Callable[[int, Any], Any], view: Callable[[Any], dict[str, Any] | None],
+                 limit: int, cursor: str | None) -> dict[str, Any]:
+    """One Query read page after page until `limit` items pass `view` (None = not shown) or it ends;
+    the cursor is the Query's own last key."""
     last = (decode_cursor(cursor) or {}).get("k")
     out: list[dict[str, Any]] = []
     while True:
-        page = IncidentItem.open_incidents.query("OPEN", limit=limit - len(out), last_evaluated_key=last)
-        for inc in page:
-            mine = _mine(op, inc)
-            if mine:
-                out.append(incident_view(inc, mine))
+        page = query(limit - len(out), last)
+        out += [v for v in map(view, page) if v is not None]
         last = page.last_evaluated_key
         if last is None or len(out) >= limit:
             break
-    result: dict[str, Any] = {"incidents": out}
+    result: dict[str, Any] = {name: out}
     if last is not None:
         result["next_cursor"] = encode_cursor({"k": last})
     return result
 
 
+def _open_incidents(op: Operator, limit: int, cursor: str | None) -> dict[str, Any]:
+    def view(inc: IncidentItem) -> dict[str, Any] | None:
+        mine = _mine(op, inc)
+        return incident_view(inc, mine) if mine else None
+
+    return _query_pages("incidents", lambda n, last: IncidentItem.open_incidents.query(
+        "OPEN", limit=n, last_evaluated_key=last), view, limit, cursor)
+
+
 def _resolved_incidents(op: Operator, limit: int, cursor: str | None, now_ms: int) -> dict[str, Any]:
+    def query(month: str, n: int, last: Any) -> Any:
+        return OrgIncidentItem.query(f"INCIDENTS#{op.org}#{month}", scan_index_forward=False, limit=n,
+                                     last_evaluated_key=last)
+
+    def resolve(pointers: list[OrgIncidentItem]) -> list[dict[str, Any]]:
+        found = {i.incident_id: i for i in IncidentItem.batch_get([IncidentItem.key(p.incident_id) for p in pointers])}
+        out = []
+        for p in pointers:
+            inc = found.get(p.incident_id)
+            if inc is None or inc.state != "resolved" or int(inc.resolved_at or 0) != int(p.sk[:13]):
+                continue  # reopened since (or resolved again later: that pointer lists it)
+            mine = _mine(op, inc)
+            if mine:
+                out.append(incident_view(inc, mine))
+        return out
+
+    return _monthly_pages("incidents", month_of(now_ms), month_of(now_ms - 366 * 86_400_000), cursor, query,
+                          resolve, limit)
+
+
+def _monthly_pages(name: str, newest: str, oldest: str, cursor: str | None, query: Callable[[str, int, Any], Any],
+                   resolve: Callable[[list[Any]], list[dict[str, Any]]], limit: int) -> dict[str, Any]:
+    """A list kept in month partitions, newest first: each month's pointer Query page after page, each
+    page's pointers resolved to views in one read (`resolve`), until `limit` views or `oldest` is done."""
     pos = decode_cursor(cursor) or {}
-    oldest = month_of(now_ms - 366 * 86_400_000)
     last = pos.get("k")
     out: list[dict[str, Any]] = []
-    for month in _months_back(pos.get("m") or month_of(now_ms), oldest):
+    for month in _months_back(pos.get("m") or newest, oldest):
         while True:
-            page = OrgIncidentItem.query(f"INCIDENTS#{op.org}#{month}", scan_index_forward=False,
-                                         limit=limit - len(out), last_evaluated_key=last)
+            page = query(month, limit - len(out), last)
             pointers = list(page)
             last = page.last_evaluated_key
-            found = {i.incident_id: i for i in IncidentItem.batch_get(
-                [IncidentItem.key(p.incident_id) for p in pointers])} if pointers else {}
-            for p in pointers:
-                inc = found.get(p.incident_id)
-                if inc is None or inc.state != "resolved" or int(inc.resolved_at or 0) != int(p.sk[:13]):
-                    continue  # reopened since (or resolved again later: that pointer lists it)
-                mine = _mine(op, inc)
-                if mine:
-                    out.append(incident_view(inc, mine))
+            out += resolve(pointers) if pointers else []
             if last is None or len(out) >= limit:
                 break
         if len(out) >= limit:
-            return _full_page("incidents", out, month, last, oldest)
+            return _full_page(name, out, month, last, oldest)
         last = None
-    return {"incidents": out}
+    return {name: out}
 
 
 def _full_page(name: str, out: list[dict[str, Any]], month: str, last: Any, oldest: str) -> dict[str, Any]:
@@ -441,22 +417,12 @@ def command_view(cmd: CommandItem) -> dict[str, Any]:
 
 def commands(op: Operator, box_id: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
     """The org's command audit (by_org), newest first; one box's: the same Query, filtered."""
-    last = (decode_cursor(cursor) or {}).get("k")
     if box_id:
         require_box(op, box_id)
     flt = None if not box_id else CommandItem.box_id == box_id
-    found: list[dict[str, Any]] = []
-    while True:
-        page = CommandItem.by_org.query(op.org, scan_index_forward=False, limit=limit - len(found),
-                                        filter_condition=flt, last_evaluated_key=last)
-        found += [command_view(c) for c in page]
-        last = page.last_evaluated_key
-        if last is None or len(found) >= limit:
-            break
-    out: dict[str, Any] = {"commands": found}
-    if last is not None:
-        out["next_cursor"] = encode_cursor({"k": last})
-    return out
+    return _query_pages("commands", lambda n, last: CommandItem.by_org.query(
+        op.org, scan_index_forward=False, limit=n, filter_condition=flt, last_evaluated_key=last),
+        command_view, limit, cursor)
 
 
 def power_off(op: Operator, box_id: str, confirm: Any, key: str, now_ms: int, settings: Settings,

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, TypeVar
 from pynamodb.exceptions import PutError, UpdateError
 
 from boxwatch import alarm_life, geo, storm
+from boxwatch.bindings import bindings_of_box
+from boxwatch.changes import note_alarm
 from boxwatch.devices import devices_of
 from boxwatch.idempotency import Idempotency
 from boxwatch.models import (
@@ -49,8 +51,6 @@ from boxwatch.models import (
 )
 from boxwatch.network import LIFECYCLE_DAYS, Drop, ThirdAlarmFailed, offline_after_alarm
 from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, send
-from boxwatch.ops import note_alarm
-from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from boxwatch import bounds
+from boxwatch.bindings import get_box, require_bound
 from boxwatch.changes import record_change
 from boxwatch.errors import Conflict, PushFailed, Spoofed
 from boxwatch.models import (
@@ -33,7 +34,6 @@ from boxwatch.models import (
     connection,
 )
 from boxwatch.notify import Notification, SendReport, record_after_push, send
-from boxwatch.registry import get_box, require_bound
 from boxwatch.settings import Settings
 from boxwatch.shadow import CLEAR_ORDER, ShadowContention, holds, order, update_desired
 from boxwatch.views import latest_alarms

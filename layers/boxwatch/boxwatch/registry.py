@@ -1,4 +1,6 @@
-"""Box registry and client bindings: the operator's side of the data."""
+"""Box registry and client bindings: the operator's side of the data (what an import, a move or
+a bind validates and writes). What the alarm paths read (a box, its bindings) is `boxwatch.bindings`:
+they need none of the validation here."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from boxwatch import bounds
+from boxwatch.bindings import get_box
 from boxwatch.contract import BOX_ID_PATTERN
-from boxwatch.errors import Forbidden, NotFound, UnknownBox
 from boxwatch.models import BindingItem, BoxItem
 from boxwatch.settings import Settings
 
@@ -152,74 +154,10 @@ def reindex_boxes(settings: Settings) -> int:
     return moved
 
 
-def get_box(box_id: str) -> BoxItem:
-    try:
-        return BoxItem.get(box_id)
-    except BoxItem.DoesNotExist:
-        raise UnknownBox(f"box {box_id!r} is not registered", box=box_id) from None
-
-
 def bind(spec: BindingSpec) -> BindingItem:
     """Bind a client to a box (or rewrite the binding). The box must exist: we never guess."""
     get_box(spec.box_id)
-    item = BindingItem(
-        spec.box_id,
-        spec.client_id,
-        target=spec.target,
-        target_kind=spec.target_kind,
-        locale=spec.locale,
-        role=spec.role,
-        sms=spec.sms,
-        topic=spec.topic,
-        enabled=True,
-    )
+    item = BindingItem(spec.box_id, spec.client_id, enabled=True,
+                       **spec.model_dump(exclude={"box_id", "client_id"}))
     item.save()
     return item
-
-
-# A box's bindings as copied onto its alarm's cell entry (AlarmCellEntry.clients), for the
-# nearby_update of later neighbours: one list per binding; entries of an older version hold the
-# first four fields only.
-SNAPSHOT_FIELDS = ("client_id", "target", "target_kind", "locale", "sms", "topic", "role")
-
-
-def snapshot_of(binding: BindingItem) -> list[str | None]:
-    return [getattr(binding, name) for name in SNAPSHOT_FIELDS]
-
-
-def binding_from_snapshot(box_id: str, row: list[Any]) -> BindingItem:
-    values = dict(zip(SNAPSHOT_FIELDS, row, strict=False))
-    client_id = str(values.pop("client_id"))
-    values = {k: v for k, v in values.items() if v is not None}
-    return BindingItem(box_id, client_id, enabled=True, **values)
-
-
-def bindings_of_box(box_id: str) -> list[BindingItem]:
-    return list(BindingItem.query(box_id))
-
-
-def boxes_of_client(client_id: str) -> list[BindingItem]:
-    return list(BindingItem.by_client.query(client_id))
-
-
-def is_bound(client_id: str, box_id: str) -> bool:
-    try:
-        BindingItem.get(box_id, client_id, attributes_to_get=["box_id"])
-        return True
-    except BindingItem.DoesNotExist:
-        return False
-
-
-def require_bound(client_id: str, box_id: str) -> None:
-    """Only a client bound to a box may read or command it; anyone else gets the answer of an
-    unknown box (same status, same body). The box is looked up only on refusal, for the log and
-    in both cases (same cost), so the common (bound) path costs one GetItem."""
-    if is_bound(client_id, box_id):
-        return
-    try:
-        get_box(box_id)
-    except UnknownBox:
-        exc = NotFound("no such box", client=client_id, box=box_id)
-        exc.reason = "unknown_box"
-        raise exc from None
-    raise Forbidden("no such box", client=client_id, box=box_id)

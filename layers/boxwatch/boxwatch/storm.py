@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pynamodb.exceptions import PutError
 
 from boxwatch import geo
+from boxwatch.bindings import bindings_of_box
 from boxwatch.models import LEASE_MS, BindingItem, BoxItem, IncidentClientItem, IncidentItem, condition_failed
 from boxwatch.notify import Notification, SendReport, record_after_push, send
-from boxwatch.registry import bindings_of_box
 from boxwatch.settings import Settings
 
 if TYPE_CHECKING:

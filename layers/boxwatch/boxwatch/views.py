@@ -1,14 +1,14 @@
 """What a phone may read (CommandApi's GET routes, and the command a POST answers with): its boxes,
-a box's latest alarms, a command. Only a client bound to a box sees it (`registry.require_bound`);
+a box's latest alarms, a command. Only a client bound to a box sees it (`bindings.require_bound`);
 another bound client sees a command's status, never who asked."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from boxwatch.bindings import get_box, require_bound
 from boxwatch.errors import NotFound
 from boxwatch.models import COMMAND_ID, AlarmRecord, BindingItem, BoxItem, CommandItem
-from boxwatch.registry import get_box, require_bound
 
 
 def latest_alarms(box_id: str, limit: int) -> list[dict[str, Any]]:
