@@ -142,17 +142,20 @@ def cluster(cands: Sequence[Candidate], radius_m: float, gap_s: int, res: int,
         present = [k for k in group if k in parent]
         for k in present[1:]:
             union(present[0], k)
-    by_cell: dict[str, list[Candidate]] = defaultdict(list)
+    gap_ms = gap_s * 1000
+    by_cell: dict[str, list[tuple[Candidate, tuple[str, int]]]] = defaultdict(list)
     for c in cands:
-        by_cell[geo.cell_of(c.lat, c.lng, res)].append(c)
+        by_cell[geo.cell_of(c.lat, c.lng, res)].append((c, c.key))
     for c in cands:
+        ck = c.key
         for cell in geo.covering_cells(c.lat, c.lng, radius_m, res):
-            for d in by_cell.get(cell, ()):
-                # each pair once, from its smaller key (the cover is complete, so d's cell is found)
-                if d.key <= c.key or abs(c.offline_at - d.offline_at) > gap_s * 1000:
+            for d, dk in by_cell.get(cell, ()):
+                # each pair once, from its smaller key (the cover is complete, so d's cell is found);
+                # a pair already in one component adds nothing and is not measured
+                if dk <= ck or abs(c.offline_at - d.offline_at) > gap_ms or find(ck) == find(dk):
                     continue
                 if linked(c, d, radius_m, gap_s):
-                    union(c.key, d.key)
+                    union(ck, dk)
     groups: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
     for c in cands:
         groups[find(c.key)].append(c)
