@@ -29,6 +29,7 @@ from boxwatch.outage import (
     cluster,
     evaluate_window_ms,
     late_checks_ms,
+    nearest_member,
     neighbour_outage_notification,
 )
 from boxwatch.settings import Settings
@@ -270,3 +271,20 @@ def test_a_warning_about_thousands_of_boxes_fits_in_a_push(locale: str) -> None:
     assert "B00" in data["offline_boxes"]  # the nearest one
     title, body = note.render(locale)
     assert "10000" in title and ("9995 more" in body or "另外 9995 个" in body)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1500, 1500), st.floats(-1500, 1500)), min_size=1, max_size=30),
+       st.lists(st.tuples(st.floats(-2500, 2500), st.floats(-2500, 2500)), min_size=1, max_size=20))
+def test_the_nearest_member_within_the_radius_is_the_brute_force_one(
+        members: list[tuple[float, float]], points: list[tuple[float, float]]) -> None:
+    # Given a group of offline members and boxes around it
+    group = [at(i, n, e, 100) for i, (n, e) in enumerate(members)]
+    nearest = nearest_member(group, Settings(outage_radius_m=RADIUS))
+    for n, e in points:
+        p = at(99, n, e, 0)
+        # When a box's nearest member is looked up through the cells covering its radius
+        got = nearest(p.lat, p.lng)
+        # Then it is the nearest of all members when within the radius, else none
+        d = min(geo.distance_m((p.lat, p.lng), (c.lat, c.lng)) for c in group)
+        assert got == (d if d <= RADIUS else None)

@@ -335,15 +335,35 @@ def online_neighbours(group: Sequence[Candidate], settings: Settings) -> dict[st
     cells: dict[str, None] = {}
     for c in group:
         cells.update(dict.fromkeys(geo.covering_cells(c.lat, c.lng, settings.outage_radius_m, settings.area_res)))
+    nearest = nearest_member(group, settings)
     out: dict[str, tuple[BoxItem, float]] = {}
     for cell in cells:
         for item in BoxItem.by_area_cell.query(cell):
             if item.box_id in members or not item.online:
                 continue
-            d = min(geo.distance_m((item.lat, item.lng), (c.lat, c.lng)) for c in group)
-            if d <= settings.outage_radius_m:
+            d = nearest(float(item.lat), float(item.lng))
+            if d is not None:
                 out[item.box_id] = (item, d)
     return out
+
+
+def nearest_member(group: Sequence[Candidate], settings: Settings) -> Callable[[float, float], float | None]:
+    """The distance from a point to the nearest member within the outage radius (None: none within).
+    Only the members in the cells covering the point's radius are measured: a box next to a
+    100,000-box blackout is measured against its neighbours, not against every member (the cover
+    is complete, so the nearest member within the radius is among them)."""
+    radius, res = settings.outage_radius_m, settings.area_res
+    by_cell: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for c in group:
+        by_cell[geo.cell_of(c.lat, c.lng, res)].append((c.lat, c.lng))
+
+    def nearest(lat: float, lng: float) -> float | None:
+        found = [geo.distance_m((lat, lng), p) for cell in geo.covering_cells(lat, lng, radius, res)
+                 for p in by_cell.get(cell, ())]
+        d = min(found, default=None)
+        return d if d is not None and d <= radius else None
+
+    return nearest
 
 
 # -------------------------------------------------------------------- the sweep
@@ -575,11 +595,12 @@ def _recipients(group: Sequence[Candidate], settings: Settings,
         neighbours = online_neighbours(group, settings)
     else:
         neighbours = {}
+        nearest = nearest_member(group, settings)
         for box in only:
             if box.box_id in members or not box.online:
                 continue
-            d = min(geo.distance_m((box.lat, box.lng), (c.lat, c.lng)) for c in group)
-            if d <= settings.outage_radius_m:
+            d = nearest(float(box.lat), float(box.lng))
+            if d is not None:
                 neighbours[box.box_id] = (box, d)
     chosen: dict[str, tuple[BindingItem, BoxItem, float]] = {}
     for box_id, (box, d) in sorted(neighbours.items(), key=lambda kv: (kv[1][1], kv[0])):
