@@ -30,7 +30,6 @@ from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
 from boxwatch.deadletter import Refusals
 from boxwatch.errors import Rejected
-from boxwatch.events import Inbound, parse
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
 
@@ -40,9 +39,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
+    from boxwatch.events import Inbound  # (pydantic: the HTTP handlers never load it)
     from boxwatch.idempotency import Idempotency  # (powertools idempotency loads boto3: not for every handler)
 
-M = TypeVar("M", bound=Inbound)
+M = TypeVar("M", bound="Inbound")
 Handler = Callable[[Any, "LambdaContext"], Any]
 
 
@@ -162,7 +162,7 @@ class Runtime:
             @functools.wraps(fn)
             def body(event: Any, context: LambdaContext) -> dict[str, Any]:
                 try:
-                    parsed = parse(model, event)
+                    parsed = model.parse(event)
                 except Rejected as exc:
                     return refuse(exc, event, context.function_name)
                 if not domain_refusals:
