@@ -8,6 +8,7 @@ import h3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from boxwatch import geo
 from boxwatch.geo import EARTH_RADIUS_M, covering_cells, distance_m, resolution_for_radius
 
 
@@ -74,3 +75,13 @@ def test_cover_stays_small() -> None:
     res = resolution_for_radius(1000)
     assert res == 7
     assert 1 <= len(covering_cells(39.98, 116.31, 1000, res)) <= 7
+
+
+@settings(max_examples=150, deadline=None)
+@given(lat=lats, lng=lngs, radius=radii, res=st.integers(5, 11))
+def test_a_cells_reach_holds_the_cover_of_every_point_of_it(lat: float, lng: float, radius: float, res: int) -> None:
+    # Given a point (clustering buckets episodes by cell and compares a cell with its reach)
+    cell = h3.latlng_to_cell(lat, lng, res)
+    reach = {c for ring in geo.reach(cell, radius) for c in ring} | {cell}
+    # When / Then: every cell within the radius of the point is in its cell's reach
+    assert set(covering_cells(lat, lng, radius, res)) <= reach

@@ -195,31 +195,43 @@ def test_clusters_equal_the_brute_force_closure(points: list[tuple[int, float, f
     # Given episodes (a box may have several: flaps), each open or ended some seconds after it began
     cands = [at(box, n, e, t, None if back is None else t + back, version=i)
              for i, (box, n, e, t, back) in enumerate(points)]
-    got = {frozenset(c.key for c in g) for g in cluster(cands, RADIUS, GAP, RES)}
+    got = {frozenset(c.key for c in g) for g in cluster(cands, RADIUS, GAP)}
     assert got == brute_force(cands)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.floats(-900, 900), st.floats(-900, 900), st.integers(0, 130),
+                          st.one_of(st.none(), st.integers(0, 90))),
+                min_size=30, max_size=90))
+def test_dense_clusters_equal_the_brute_force_closure(points: list[tuple[int, float, float, int, int | None]]) -> None:
+    # Given many episodes in a few cells (whole cells in one component are compared once)
+    cands = [at(box, n, e, t, None if back is None else t + back, version=i)
+             for i, (box, n, e, t, back) in enumerate(points)]
+    # When clustered, Then the components are the brute force's
+    assert {frozenset(c.key for c in g) for g in cluster(cands, RADIUS, GAP)} == brute_force(cands)
 
 
 def test_a_box_back_before_the_other_dropped_is_not_linked() -> None:
     # A [100, 130), B drops at 130: A was no longer offline; at 129 it was
-    assert len(cluster([at(1, 0, 0, 100, back_s=130), at(2, 0, 100, 130)], RADIUS, GAP, RES)) == 2
-    assert len(cluster([at(1, 0, 0, 100, back_s=130), at(2, 0, 100, 129)], RADIUS, GAP, RES)) == 1
+    assert len(cluster([at(1, 0, 0, 100, back_s=130), at(2, 0, 100, 130)], RADIUS, GAP)) == 2
+    assert len(cluster([at(1, 0, 0, 100, back_s=130), at(2, 0, 100, 129)], RADIUS, GAP)) == 1
     # the later one's own end does not matter: it was offline when it dropped
-    assert len(cluster([at(1, 0, 0, 100), at(2, 0, 100, 129, back_s=129)], RADIUS, GAP, RES)) == 1
+    assert len(cluster([at(1, 0, 0, 100), at(2, 0, 100, 129, back_s=129)], RADIUS, GAP)) == 1
 
 
 def test_chain_links_boxes_beyond_radius_and_gap_but_not_twice_the_gap() -> None:
     # O1-O2 300 m/30 s, O2-O3 300 m/35 s: O1 and O3 (600 m, 65 s) are one cluster through O2
     chain = [at(1, 0, 0, 100), at(2, 0, 300, 130), at(3, 0, 600, 165)]
-    assert [[c.box_id for c in g] for g in cluster(chain, RADIUS, GAP, RES)] == [["B01", "B02", "B03"]]
+    assert [[c.box_id for c in g] for g in cluster(chain, RADIUS, GAP)] == [["B01", "B02", "B03"]]
     pair = [at(1, 0, 0, 100), at(2, 0, 300, 220)]  # 2x the gap apart
-    assert len(cluster(pair, RADIUS, GAP, RES)) == 2
+    assert len(cluster(pair, RADIUS, GAP)) == 2
 
 
 def test_episodes_of_one_incident_stay_linked() -> None:
     # linked once (through a bridge no longer in view): held together by their incident
     far = [at(1, 0, 0, 100), at(2, 0, 900, 150)]
-    assert len(cluster(far, RADIUS, GAP, RES)) == 2
-    assert len(cluster(far, RADIUS, GAP, RES, linked_groups=[[("B01", 2), ("B02", 2), ("GONE", 1)]])) == 1
+    assert len(cluster(far, RADIUS, GAP)) == 2
+    assert len(cluster(far, RADIUS, GAP, linked_groups=[[("B01", 2), ("B02", 2), ("GONE", 1)]])) == 1
 
 
 def test_windows_by_arrival_cover_a_failed_sweep_and_both_late_checks() -> None:

@@ -94,7 +94,7 @@ def cluster_cpu(n: int = 3_000, spacing_m: float = 60.0, seed: int = 5) -> dict[
     cands = [outage.Candidate(f"BO-{i:07d}", "", 39.9 + (i // side) * dlat, 116.3 + (i % side) * dlng,
                               START_MS + rng.randrange(WINDOW_MS), version=2) for i in range(n)]
     t = time.process_time()
-    groups = outage.cluster(cands, 500.0, 60, 7)
+    groups = outage.cluster(cands, 500.0, 60)
     cpu_s = time.process_time() - t
     return {"points": n, "spacing_m": spacing_m, "clusters": len(groups), "largest": max(len(g) for g in groups),
             "cpu_s": round(cpu_s, 2), "cpu_s_at_dark": round(cpu_s * DARK / n, 1),

@@ -117,6 +117,33 @@ def covering_cells(lat: float, lng: float, radius_m: float, res: int) -> list[st
     return [str(c) for c in cells]
 
 
+@lru_cache(maxsize=65536)
+def reach(cell: str, radius_m: float) -> tuple[tuple[str, ...], ...]:
+    """The cells that may hold a point within `radius_m` of some point of `cell`, ring by ring
+    (nearest first, `cell` itself excluded): the k-ring `covering_cells` looks in, without the
+    cells whose nearest point is farther (centre distance less both circumradii)."""
+    min_edge = min(h3.edge_length(e, unit="m") for e in h3.origin_to_directed_edges(cell))
+    k = max(1, math.ceil(radius_m / (0.8 * min_edge)))
+    centre, own = _disc(cell)
+    tolerance = radius_m * 1e-6 + 0.5
+    rings = []
+    for i in range(1, k + 1):
+        ring = []
+        for other in h3.grid_ring(cell, i):
+            at, r = _disc(str(other))
+            if distance_m(centre, at) - own - r <= radius_m + tolerance:
+                ring.append(str(other))
+        rings.append(tuple(ring))
+    return tuple(rings)
+
+
+@lru_cache(maxsize=65536)
+def _disc(cell: str) -> tuple[LatLng, float]:
+    """A cell's centre and the distance from it to its farthest vertex."""
+    centre = h3.cell_to_latlng(cell)
+    return centre, max(distance_m(centre, v) for v in h3.cell_to_boundary(cell))
+
+
 # -------------------------------------------------------------------- range cover
 # A finer index for the same lookup: each point is keyed by its fine cell (sort key) under that
 # cell's coarse ancestor (partition key). The descendants of any H3 cell are one contiguous run in

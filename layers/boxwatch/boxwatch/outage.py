@@ -118,12 +118,24 @@ def linked(x: Candidate, y: Candidate, radius_m: float, gap_s: int) -> bool:
     return ok and geo.distance_m((x.lat, x.lng), (y.lat, y.lng)) <= radius_m
 
 
-def cluster(cands: Sequence[Candidate], radius_m: float, gap_s: int, res: int,
+def pair_res(radius_m: float) -> int:
+    """The resolution clustering buckets episodes by: the finest whose average edge is at least a
+    quarter of the radius (a cell holds few episodes, its reach is a few rings)."""
+    for res in range(15, -1, -1):
+        if geo.h3.average_hexagon_edge_length(res, unit="m") >= radius_m / 4:
+            return res
+    return 0
+
+
+def cluster(cands: Sequence[Candidate], radius_m: float, gap_s: int,
             linked_groups: Iterable[Sequence[tuple[str, int]]] = ()) -> list[list[Candidate]]:
     """Connected components of `linked`, plus the `linked_groups` (episode keys held together).
 
-    Pairs are found through H3 cells (each episode against those in its covering cells), so the
-    work grows with the candidates and their density, not with their square.
+    Episodes are bucketed by H3 cell and pairs are looked for only between cells within reach of
+    each other, so the work grows with the candidates and their density, not with their square.
+    A cell whose episodes are all in one component and a cell in the same component add nothing
+    and are not compared: a 100,000-box blackout (one component) costs about one look per cell
+    pair, not one distance per pair of boxes.
     """
     parent = {c.key: c.key for c in cands}
 
@@ -143,19 +155,39 @@ def cluster(cands: Sequence[Candidate], radius_m: float, gap_s: int, res: int,
         for k in present[1:]:
             union(present[0], k)
     gap_ms = gap_s * 1000
-    by_cell: dict[str, list[tuple[Candidate, tuple[str, int]]]] = defaultdict(list)
-    for c in cands:
-        by_cell[geo.cell_of(c.lat, c.lng, res)].append((c, c.key))
-    for c in cands:
-        ck = c.key
-        for cell in geo.covering_cells(c.lat, c.lng, radius_m, res):
-            for d, dk in by_cell.get(cell, ()):
-                # each pair once, from its smaller key (the cover is complete, so d's cell is found);
-                # a pair already in one component adds nothing and is not measured
-                if dk <= ck or abs(c.offline_at - d.offline_at) > gap_ms or find(ck) == find(dk):
+
+    def compare(xs: Sequence[Candidate], ys: Sequence[Candidate] | None) -> None:
+        """Union the linked pairs of xs x ys (of xs among themselves when ys is None); a pair
+        already in one component is not measured."""
+        for i, c in enumerate(xs):
+            ck = c.key
+            for d in (xs[i + 1:] if ys is None else ys):
+                dk = d.key
+                if abs(c.offline_at - d.offline_at) > gap_ms or find(ck) == find(dk):
                     continue
                 if linked(c, d, radius_m, gap_s):
                     union(ck, dk)
+
+    res = pair_res(radius_m)
+    by_cell: dict[str, list[Candidate]] = defaultdict(list)
+    for c in cands:
+        by_cell[geo.cell_of(c.lat, c.lng, res)].append(c)
+    cells = sorted(by_cell)
+    for cell in cells:
+        compare(by_cell[cell], None)
+    # a cell's episodes all in one component (unions never split one): one representative stands for them
+    whole = {cell: by_cell[cell][0].key for cell in cells
+             if len({find(c.key) for c in by_cell[cell]}) == 1}
+    # neighbouring cells first: a blackout is one component before the farther rings are looked at
+    reach = {cell: geo.reach(cell, radius_m) for cell in cells}
+    for ring in range(max((len(r) for r in reach.values()), default=0)):
+        for cell in cells:
+            for other in reach[cell][ring] if ring < len(reach[cell]) else ():
+                if other <= cell or other not in by_cell:
+                    continue  # each pair of cells once
+                if cell in whole and other in whole and find(whole[cell]) == find(whole[other]):
+                    continue
+                compare(by_cell[cell], by_cell[other])
     groups: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
     for c in cands:
         groups[find(c.key)].append(c)
@@ -507,7 +539,7 @@ def _unlink(inc: Incident, boxes: dict[str, BoxItem], connects: Sequence[Arrival
     if not ends:
         return []
     episodes = _member_episodes(inc, boxes, ends)
-    groups = [g for g in cluster(episodes, settings.outage_radius_m, settings.outage_max_gap_s, settings.area_res)
+    groups = [g for g in cluster(episodes, settings.outage_radius_m, settings.outage_max_gap_s)
               if len({c.box_id for c in g}) >= 2]
     if not groups:
         # no cluster is left at all: the incident stays as decided and resolves as it is, but warns
@@ -886,8 +918,7 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
     episodes = episodes_near(fresh, at_ms, settings) if fresh else {}
     result.candidates = len(episodes)
     fresh_keys = {(d.box_id, int(d.version)) for d in fresh}
-    groups = [g for g in cluster(list(episodes.values()), settings.outage_radius_m, settings.outage_max_gap_s,
-                                 settings.area_res)
+    groups = [g for g in cluster(list(episodes.values()), settings.outage_radius_m, settings.outage_max_gap_s)
               if len({c.box_id for c in g}) >= 2 and any(c.key in fresh_keys for c in g)]
     outside = []
     for g in groups:
