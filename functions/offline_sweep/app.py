@@ -20,7 +20,7 @@ logger, metrics = RT.logger, RT.metrics
 @RT.handler(ScheduledEvent)
 def lambda_handler(event: ScheduledEvent, context: LambdaContext) -> dict[str, Any]:
     # the schedule's own time, not the clock: a delayed or replayed sweep sees the same world
-    result = sweep(event.at_ms, RT.settings, RT.sns, RT.idempotency)
+    result = sweep(event.at_ms, RT.settings, RT.sns, RT.idempotency, RT.sqs)
     sent = sum(len(c) for c in result.notified.values())
     # sizes, not members: a log event is at most 256 KB and an area outage has thousands
     logger.info("sweep done", extra={"at": result.at_ms, "candidates": result.candidates,
@@ -28,7 +28,8 @@ def lambda_handler(event: ScheduledEvent, context: LambdaContext) -> dict[str, A
                                      "opened": result.opened, "updated": result.updated, "resolved": result.resolved,
                                      "blips": result.blips, "storms": result.storms,
                                      "all_clears": {i: len(c) for i, c in result.all_clears.items()},
-                                     "third_alarms": result.third_alarms, "failed": result.failed[:10]})
+                                     "third_alarms": result.third_alarms, "parts": result.parts,
+                                     "failed": result.failed[:10]})
     metrics.add_metric(name="SweepCandidates", unit=MetricUnit.Count, value=result.candidates)
     metrics.add_metric(name="OutageClusters", unit=MetricUnit.Count, value=len(result.clusters))
     metrics.add_metric(name="IncidentsResolved", unit=MetricUnit.Count, value=len(result.resolved))
@@ -39,4 +40,4 @@ def lambda_handler(event: ScheduledEvent, context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="NotificationsFailed", unit=MetricUnit.Count, value=len(result.failed))
     return {"status": "swept", "at": result.at_ms, "clusters": result.clusters, "opened": result.opened,
             "updated": result.updated, "resolved": result.resolved, "blips": result.blips, "storms": result.storms,
-            "notified": sent}
+            "parts": result.parts, "notified": sent}

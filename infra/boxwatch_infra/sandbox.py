@@ -24,7 +24,7 @@ from botocore.client import BaseClient
 
 from boxwatch.models import bind_tables
 from boxwatch.settings import Settings
-from boxwatch_infra.aws import lambda_async
+from boxwatch_infra.aws import lambda_async, sqs_source
 from boxwatch_infra.aws.environ import FAKE_CREDENTIALS, LOCAL_ENDPOINTS, patched_environ
 from boxwatch_infra.aws.events import phone_token
 from boxwatch_infra.aws.iot_rules import MessageContext, Rule, parse_payload, rules_from_template
@@ -125,6 +125,8 @@ class Sandbox:
         self.before_retry: list[Callable[[str, Any], None]] = []  # (function, event) before each async retry
         # (attempt, retries) of the asynchronous invocation running now (None: a direct invoke)
         self.attempt: tuple[int, int] | None = None
+        self._sent_to: set[str] = set()  # queues with an event source that were sent to since drained
+        self._draining = False
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sandbox:
@@ -136,14 +138,16 @@ class Sandbox:
         self._stack.enter_context(mock_aws())
         self._stack.enter_context(item_size_in_one_pass())
         self._stack.enter_context(self.counter.installed())
-        self.counter.interceptors.append(self._observe_shadow)
+        self.counter.interceptors += [self._observe_shadow, self._observe_sqs]
         self.tables = self.template.create_tables(self.client("dynamodb"))
         self.topics = self.template.create_topics(self.client("sns"))
         self.queues = self.template.create_queues(self.client("sqs"))
+        sqs_source.configure_queues(self.template, self.client("sqs"), self.queues)
         self.platform_apps = self.template.create_platform_applications(self.client("sns"))
         self.settings = Settings.from_env(self.global_env)
         bind_tables(self.settings)
         self.rules: list[Rule] = rules_from_template(self.template)
+        self.sqs_sources = sqs_source.mappings(self.template)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -166,6 +170,7 @@ class Sandbox:
         self.settings = Settings.from_env(self.global_env)
         bind_tables(self.settings)
         self.rules = rules_from_template(self.template)
+        self.sqs_sources = sqs_source.mappings(self.template)
 
     # ---------------------------------------------------------------- functions
     def function(self, name: str) -> LocalFunction:
@@ -179,7 +184,51 @@ class Sandbox:
         with self.counter.counting(fn.name):
             result = fn.invoke(event)
         self.flush_mqtt()
+        self.run_event_sources()
         return result
+
+    def _observe_sqs(self, service: str, operation: str, params: dict[str, Any], call: Callable[[], Any]) -> Any:
+        """Note the queues with an event source that something sent to (those are drained next)."""
+        if service == "sqs" and operation in ("SendMessage", "SendMessageBatch"):
+            self._sent_to.add(str(params.get("QueueUrl")))
+        return call()
+
+    def run_event_sources(self) -> None:
+        """Lambda's SQS event sources, at once (virtual time): each queue sent to is polled until
+        it is empty, its messages handed to its function as Lambda would, a failed one again at
+        once until the queue's redrive moves it to the dead-letter queue. The invocations are
+        direct, each message's receive number its attempt (a replay fault spares the last one)."""
+        if self._draining:
+            return
+        self._draining = True
+        sqs = self.client("sqs")
+        try:
+            for _ in range(1000):  # a bound, never reached: a failing message is redriven after a few receives
+                todo = [m for m in self.sqs_sources if self.queues.get(m.queue) in self._sent_to]
+                if not todo:
+                    return
+                self._sent_to.clear()
+                for m in todo:
+                    url = self.queues[m.queue]
+                    arn = self.template.attribute(m.queue, "Arn")
+                    receives = self._max_receives(m.queue)
+
+                    def deliver(event: dict[str, Any], m: sqs_source.SqsMapping = m, receives: int = receives) -> Any:
+                        count = int(event["Records"][0]["attributes"].get("ApproximateReceiveCount", 1))
+                        outer, self.attempt = self.attempt, (count - 1, receives - 1)
+                        try:
+                            return self.invoke(m.function, event)
+                        finally:
+                            self.attempt = outer
+
+                    while sqs_source.poll_once(sqs, url, arn, self.template.region, m, deliver, retry_now=True):
+                        pass
+        finally:
+            self._draining = False
+
+    def _max_receives(self, queue: str) -> int:
+        redrive = self.template.resources[queue].get("Properties", {}).get("RedrivePolicy")
+        return int(redrive["maxReceiveCount"]) if redrive else 1
 
     def invoke_async(self, name: str, event: Any) -> tuple[Any, str | None]:
         """Lambda's asynchronous invocation: retried per the function's invoke config (the retries

@@ -14,8 +14,10 @@ from boxwatch_infra.localcloud.cloud import LocalCloudConfig, LocalCloudProcess
 @pytest.fixture(scope="session")
 def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
     state = tmp_path_factory.mktemp("local-cloud")
-    # schedules 20x faster: the offline sweep and command expiry run every 3 s
-    cfg = LocalCloudConfig(state_dir=str(state), schedule_scale=20.0)
+    # schedules 20x faster: the offline sweep and command expiry run every 3 s; every incident's
+    # warnings fan out to OutageNotify (through the parts queue), the path of a city blackout
+    cfg = LocalCloudConfig(state_dir=str(state), schedule_scale=20.0,
+                           parameter_overrides={"SweepFanOutMembers": 2})
     with LocalCloudProcess(cfg) as lc:
         yield lc
 

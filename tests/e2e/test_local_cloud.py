@@ -193,3 +193,26 @@ def test_shadow_service_keeps_aws_semantics(local_cloud: LocalCloudProcess, clou
         assert delta[0]["state"] == {"power": "off"} and delta[0]["version"] == 2
     finally:
         box.close()
+
+
+def test_an_outage_is_told_through_the_parts_queue(local_cloud: LocalCloudProcess, cloud_env: dict[str, Any]) -> None:
+    # Given three boxes 100 m apart and an online neighbour 200 m away, whose owner dan is
+    boxes = [BoxSpec(id=f"BX-E2E-O{i}", name=f"Outage {i}", address="", lat=39.99, lng=116.32 + i * 0.00117)
+             for i in range(3)]
+    near = BoxSpec(id="BX-E2E-ON", name="Neighbour", address="", lat=39.9918, lng=116.32117)
+    provision(cloud_env, [*boxes, near], [ClientSpec("dan-e2e", ("BX-E2E-ON",))])
+    online = [Box(cloud_env["mqtt"]["port"], b.id) for b in [*boxes, near]]
+    try:
+        wait_for(lambda: all(b.client.is_connected() for b in online))
+        # When the three drop together (clean disconnects are drops too)
+        for b in online[:3]:
+            b.close()
+        # Then the sweep decides one incident and OutageNotify, fed by the parts queue, tells dan
+        pushes = wait_for(lambda: [p for p in inbox(local_cloud, "dan-e2e") if p["kind"] == "neighbour_outage"],
+                          timeout=40)
+    finally:
+        online[3].close()
+    assert pushes[0]["trigger"].startswith("sqs:OutagePartsQueue")
+    assert sorted(pushes[0]["data"]["offline_boxes"]) == [b.id for b in boxes]
+    sources = local_cloud.console("/stats")["event_sources"]
+    assert any(s["function"] == "OutageNotifyFunction" and s["received"] >= 1 for s in sources)

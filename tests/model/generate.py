@@ -36,6 +36,11 @@ PROFILES: tuple[dict[str, Any], ...] = (
     {"neighbour_radius_m": 300, "neighbour_window_s": 45, "offline_watch_s": 90, "outage_radius_m": 400,
      "outage_max_gap_s": 45, "sweep_interval_s": 60, "command_expiry_s": 45, "alarm_burst": 3,
      "alarm_repeat_hold_s": 90},
+    # the fan-out path: every incident's warnings go part by part (res-7 parts: one area cell each)
+    # through OutageNotify, as a city blackout's do
+    {"neighbour_radius_m": 400, "neighbour_window_s": 60, "offline_watch_s": 60, "outage_radius_m": 300,
+     "outage_max_gap_s": 30, "sweep_interval_s": 60, "command_expiry_s": 60, "alarm_burst": 2,
+     "alarm_repeat_hold_s": 60, "sweep_fan_out_members": 2, "sweep_part_res": 7},
 )
 CAUSES = ("overtemp", "overcurrent")
 UNCLEAN = ("MQTT_KEEP_ALIVE_TIMEOUT", "CONNECTION_LOST", "SERVER_INITIATED_DISCONNECT")

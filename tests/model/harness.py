@@ -83,6 +83,8 @@ def reset_sandbox(sb: Any) -> None:
     from moto.sns.models import sns_backends
     from moto.sqs.models import sqs_backends
 
+    from boxwatch_infra.aws import sqs_source
+
     account, region = sb.template.account_id, sb.template.region
     # tables stay (creating nine costs more than a small scenario): only their items go
     for table in dynamodb_backends[account][region].tables.values():
@@ -96,11 +98,13 @@ def reset_sandbox(sb: Any) -> None:
             backends[account][region].reset()
     sb.topics = sb.template.create_topics(sb.client("sns"))
     sb.queues = sb.template.create_queues(sb.client("sqs"))
+    sqs_source.configure_queues(sb.template, sb.client("sqs"), sb.queues)
+    sb._sent_to.clear()
     sb.platform_apps = sb.template.create_platform_applications(sb.client("sns"))  # the phones register on them
     sb.pending_mqtt.clear()
     sb.mqtt_log.clear()
     sb.counter.reset()
-    sb.counter.interceptors[:] = [sb._observe_shadow]
+    sb.counter.interceptors[:] = [sb._observe_shadow, sb._observe_sqs]
     sb.before_retry.clear()
     sb.attempt = None
     sb.async_invokes = False

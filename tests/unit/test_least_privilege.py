@@ -130,9 +130,24 @@ USES: dict[str, dict[str, set[str]]] = {
         "AlarmsTable": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
         "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
         "AsyncFailureQueue": {"sqs:SendMessage"},
+        "OutagePartsQueue": {"sqs:SendMessage"},  # a large incident's parts, for OutageNotify
+        **PUSH,
+    },
+    "OutageNotifyFunction": {  # outage.warn_part: one area part of a large incident
+        "RejectedInputQueue": {"sqs:SendMessage"},
+        "${BoxesTable.Arn}/index/by_area_cell": {"dynamodb:Query"},
+        "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the warned box's fourth alarm (alarm_life)
+        "NetworkTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                         "dynamodb:DeleteItem"},
+        "AlarmsTable": {"dynamodb:PutItem", "dynamodb:GetItem"},
+        "OpsTable": {"dynamodb:PutItem"},
+        "BindingsTable": {"dynamodb:Query", "dynamodb:UpdateItem"},
+        "AsyncFailureQueue": {"sqs:SendMessage"},  # (Globals' invoke config; its event source is SQS)
         **PUSH,
     },
 }
+# SAM gives a function with an SQS event source this managed policy (receive/delete on its queue)
+SQS_POLLER = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
 
 
 @pytest.fixture(scope="module")
@@ -188,10 +203,11 @@ def test_no_wildcard_actions_or_resources_in_function_roles(cfn: dict[str, Any])
             assert not any(a == "*" or a.endswith(":*") for a in actions), (fn, actions)
         # managed policies: only logging and X-Ray (SAM's defaults for Tracing: Active)
         role = cfn["Resources"][cfn["Resources"][fn]["Properties"]["Role"]["Fn::GetAtt"][0]]
+        pollers = {SQS_POLLER} if fn == "OutageNotifyFunction" else set()
         assert set(role["Properties"].get("ManagedPolicyArns", [])) <= {
             "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
             "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-        }
+        } | pollers
 
 
 def test_granted_is_able_to_see_an_overreach() -> None:

@@ -264,6 +264,8 @@ class Template:
         return out
 
     def create_queues(self, sqs: Any) -> dict[str, str]:
+        """Every AWS::SQS::Queue, by name (sqs_source.configure_queues gives them their delivery
+        attributes); logical -> URL."""
         return {logical: sqs.create_queue(QueueName=f"{self.stack_name}-{logical}")["QueueUrl"]
                 for logical in self.resources_of_type("AWS::SQS::Queue")}
 

@@ -58,6 +58,7 @@ class LocalCloud:
         from boxwatch_infra.localcloud.functions import FunctionHost
         from boxwatch_infra.localcloud.httpapi import HttpApi
         from boxwatch_infra.localcloud.phones import Phones
+        from boxwatch_infra.localcloud.queues import SqsPollers
         from boxwatch_infra.localcloud.rules import RulesRunner
         from boxwatch_infra.localcloud.scheduler import Scheduler
         from boxwatch_infra.localcloud.shadow_service import ShadowService
@@ -97,6 +98,8 @@ class LocalCloud:
                 self.apis.append(api)
                 self._components.append(api)
             self._serve_console(template)
+            self.queues = SqsPollers(self.deployment, self.functions).start()
+            self._components.append(self.queues)
             self.scheduler = Scheduler(self.deployment, self.functions, cfg.schedule_scale).start()
             self._components.append(self.scheduler)
         except BaseException:
@@ -111,7 +114,9 @@ class LocalCloud:
             "schedules": self.scheduler.run_now,
             "phone-numbers": self._register_phone,
             # shorter than the client's wait below: a long backlog answers "not yet", never a timeout
-            "drain": lambda _arg: {"drained": self.functions.drain(20)},
+            # invocations, then what they queued for an event source (a sweep's parts), then theirs
+            "drain": lambda _arg: {"drained": self.functions.drain(10) and self.queues.drain(10)
+                                   and self.functions.drain(5)},
         })
         self.started_in_s = time.monotonic() - t0
         self.started = True
@@ -174,6 +179,7 @@ class LocalCloud:
     def stats(self) -> dict[str, Any]:
         return {"functions": self.functions.summary(), "rules_matched": dict(self.rules.matched),
                 "rule_errors": dict(self.rules.errors), "schedules": self.scheduler.describe(),
+                "event_sources": self.queues.describe(),
                 "shadow": {"accepted": self.shadow.updates_accepted, "rejected": self.shadow.updates_rejected},
                 "connected_clients": len(self.broker.connected_clients), "pushes": len(self.phones.pushes)}
 

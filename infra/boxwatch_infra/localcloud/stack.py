@@ -41,6 +41,9 @@ from boxwatch_infra.aws.template import Template, packaged, resolve, translate
 log = logging.getLogger("boxwatch.localcloud.stack")
 ARTIFACTS_BUCKET = "boxwatch-artifacts"
 CODE_SKIP = re.compile(r"(__pycache__|\.pyc$|\.pytest_cache|\.mypy_cache)")
+# types moto could create but the local cloud runs itself: moto's event source mappings would
+# invoke its own Lambda runtime (Docker); localcloud.queues polls the queues instead
+RUN_LOCALLY = frozenset({"AWS::Lambda::EventSourceMapping"})
 
 
 class MotoServer:
@@ -244,7 +247,7 @@ def deploy(endpoint_url: str, template: Template | None = None, bucket: str = AR
                               Body=body)
     translated = translate(template, bucket)
 
-    supported = moto_cfn_types()
+    supported = moto_cfn_types() - RUN_LOCALLY
     local_only = {k: v["Type"] for k, v in translated["Resources"].items() if v["Type"] not in supported}
     for k, kind in local_only.items():
         log.info("moto CloudFormation has no %s: %s runs in the local cloud", kind, k)

@@ -3,7 +3,9 @@
 - `AlarmEvent`: an alarm log as AlarmIngestRule delivers it (docs/device-contract.md);
 - `PresenceEvent`: an AWS IoT lifecycle event as PresenceRule delivers it;
 - `ScheduledEvent`: an EventBridge scheduled event (only its time matters);
-- `ShadowDocuments`: a shadow's update/documents message as CommandAckRule delivers it.
+- `ShadowDocuments`: a shadow's update/documents message as CommandAckRule delivers it;
+- `OutagePartsEvent`: SQS messages from OfflineSweep to OutageNotify, each one area part of a
+  large incident's warnings (boxwatch.outage.plan_parts).
 
 Input that does not fit is refused with `InvalidInput` (or `Spoofed`), always in the same shape:
 `"<what> must be a JSON object"` (detail `got`) or `"<what> failed validation"` with the event's
@@ -17,7 +19,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from boxwatch import bounds
 from boxwatch.contract import BOX_ID_PATTERN, DEFAULT_UNIT, Cause
@@ -195,3 +206,47 @@ class ShadowDocuments(Inbound):
     previous: dict[str, Any] | None = None
     current: dict[str, Any]
     timestamp: int = Field(ge=0)
+
+
+H3_CELL = r"^[0-9a-f]{15}$"
+
+
+class OutagePart(BaseModel):
+    """One part of a large incident's warnings, as OfflineSweep decided them at `at_ms`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    incident: str = Field(min_length=1, max_length=200)
+    at_ms: int = Field(ge=0, description="the deciding sweep's event time, epoch ms")
+    part: str = Field(pattern=H3_CELL)
+    cells: list[str] = Field(min_length=1, max_length=10_000)  # area cells that may hold recipients
+    member_cells: list[str] = Field(max_length=10_000)  # area cells holding members within reach of them
+    count: int = Field(ge=1)  # the incident's members
+    open_count: int = Field(ge=0)  # of them still offline (an area outage's count)
+    first_offline_at: int = Field(ge=0)
+    last_offline_at: int = Field(ge=0)
+
+    @field_validator("cells", "member_cells")
+    @classmethod
+    def _cells(cls, value: list[str]) -> list[str]:
+        import re
+
+        if not all(re.fullmatch(H3_CELL, c) for c in value):
+            raise ValueError("H3 cell ids (15 hex digits) expected")
+        return value
+
+
+class PartRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
+
+    messageId: str  # SQS's own field name
+    body: Json[OutagePart]
+
+
+class OutagePartsEvent(Inbound):
+    """What Lambda's SQS event source hands OutageNotify: a batch of part messages."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
+    WHAT = "outage parts"
+
+    Records: list[PartRecord] = Field(min_length=1)  # the event's own field name

@@ -57,6 +57,10 @@ def cell_of(lat: float, lng: float, res: int) -> str:
     return str(h3.latlng_to_cell(lat, lng, res))
 
 
+def parent_of(cell: str, res: int) -> str:
+    return str(h3.cell_to_parent(cell, res))
+
+
 def _vec(p: LatLng) -> tuple[float, float, float]:
     lat, lng = math.radians(p[0]), math.radians(p[1])
     return (math.cos(lat) * math.cos(lng), math.cos(lat) * math.sin(lng), math.sin(lat))

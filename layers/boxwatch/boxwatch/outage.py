@@ -20,6 +20,7 @@ See docs/network-status.md.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,9 @@ from boxwatch.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+    from boxwatch.events import OutagePart
 
 OPEN = "OPEN"
 LATE_CHECKS_PER_SWEEP = 2_000  # ~4,000 requests at most, well inside the sweep's timeout
@@ -240,11 +244,23 @@ def open_incidents() -> dict[str, Incident]:
 
 
 def _write_members(incident_id: str, members: dict[str, Member], expires_at: int | None = None) -> None:
-    with IncidentMemberItem.batch_write() as batch:
-        for box_id, m in members.items():
-            batch.save(IncidentMemberItem(
-                *IncidentMemberItem.key(incident_id, box_id), box_id=box_id, t=m.t, seq=m.seq, version=m.version,
-                versions=sorted(m.versions) if m.versions else None, expires_at=expires_at))
+    """The members' rows, 25 per BatchWriteItem, chunks of them side by side (a blackout's 100,000
+    members are 4,000 requests: one thread would take 24 s of them)."""
+    def write(chunk: Sequence[tuple[str, Member]]) -> list[None]:
+        with IncidentMemberItem.batch_write() as batch:
+            for box_id, m in chunk:
+                batch.save(IncidentMemberItem(
+                    *IncidentMemberItem.key(incident_id, box_id), box_id=box_id, t=m.t, seq=m.seq,
+                    version=m.version, versions=sorted(m.versions) if m.versions else None, expires_at=expires_at))
+        return []
+
+    read_all(chunked(list(members.items()), WRITE_CHUNK), write)
+
+
+def boxes_of(ids: Sequence[str]) -> list[BoxItem]:
+    """BatchGetItem of boxes (consistent), 100 per request, chunks of them side by side."""
+    return read_all(chunked(list(ids), WRITE_CHUNK),
+                    lambda chunk: list(BoxItem.batch_get(chunk, consistent_read=True)))
 
 
 def _write_pointers(incident_id: str, members: dict[str, Member], at_ms: int) -> None:
@@ -263,7 +279,8 @@ def _resolved_incidents(episodes: Iterable[Candidate], known: dict[str, Incident
     if not keys:
         return {}
     ids = {(p.pk.removeprefix("BOX#"), int(p.sk.removeprefix("INC#"))): p.incident_id
-           for p in EpisodeIncidentItem.batch_get(keys, consistent_read=True)}
+           for p in read_all(chunked(keys, WRITE_CHUNK),
+                             lambda chunk: list(EpisodeIncidentItem.batch_get(chunk, consistent_read=True)))}
     out: dict[tuple[str, int], str] = {}
     for key, incident_id in ids.items():
         seen: set[str] = set()
@@ -293,7 +310,15 @@ READ_THREADS = 10
 _READERS: list[ThreadPoolExecutor] = []  # one pool per container: threads outlive an invocation
 
 
-def read_all(keys: Sequence[str], read: Callable[[str], list[T]]) -> list[T]:
+K = TypeVar("K")
+WRITE_CHUNK = 500  # items per task of a parallel batch read or write (20 BatchWriteItem, 5 BatchGetItem)
+
+
+def chunked(items: Sequence[K], size: int) -> list[Sequence[K]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def read_all(keys: Sequence[K], read: Callable[[K], list[T]]) -> list[T]:
     """`read` of every partition key, in parallel threads (botocore clients are thread-safe), the
     results in the order of `keys` (a sweep decides the same whatever the threads' timing).
 
@@ -414,10 +439,25 @@ class SweepResult:
     storms: list[str] = field(default_factory=list)  # incidents found to be area outages (storm mode) now
     all_clears: dict[str, list[str]] = field(default_factory=dict)  # storm incident -> clients told it is back
     unlinked: dict[str, list[str]] = field(default_factory=dict)  # incident -> members a late connect unlinked
+    parts: dict[str, int] = field(default_factory=dict)  # incident -> area parts sent to OutageNotify
+
+
+@dataclass(frozen=True)
+class Extent:
+    """What a push says of the whole incident: how many members, their first and last drop. A part
+    of a fanned-out incident holds only the members near it, so the sweep sends these along."""
+
+    count: int
+    first: int
+    last: int
+
+    @classmethod
+    def of(cls, group: Sequence[Candidate]) -> Extent:
+        return cls(len(group), min(c.offline_at for c in group), max(c.offline_at for c in group))
 
 
 def neighbour_outage_notification(box: BoxItem, distance_m: float, group: Sequence[Candidate],
-                                  incident: IncidentItem) -> Notification:
+                                  incident: IncidentItem, extent: Extent | None = None) -> Notification:
     # nearest first; a push (4 KB) lists the nearest LISTED_IN_DATA, the incident holds them all
     named = sorted(
         ({"id": c.box_id, "name": c.name, "distance_m": round(geo.distance_m((box.lat, box.lng), (c.lat, c.lng)), 1)}
@@ -425,15 +465,17 @@ def neighbour_outage_notification(box: BoxItem, distance_m: float, group: Sequen
         key=lambda b: (b["distance_m"], b["id"]),
     )
     offline = sorted(str(b["id"]) for b in named[:LISTED_IN_DATA])
-    first, last = group[0].offline_at, max(c.offline_at for c in group)
+    extent = extent or Extent.of(group)
+    first, last = extent.first, extent.last
     area = {"lat": incident.center_lat, "lng": incident.center_lng, "radius_m": incident.radius_m}
     return Notification(
         kind="neighbour_outage",
         box_id=box.box_id,
         at_ms=last,
-        data={"offline_boxes": offline, "boxes": offline, "offline_count": len(group), "incident": incident.incident_id,
-              "area": area, "first_offline_at": first, "last_offline_at": last, "distance_m": round(distance_m, 1)},
-        context={"count": len(group), "box_name": box.name, "boxes_named": named[:NAMED_IN_TEXT],
+        data={"offline_boxes": offline, "boxes": offline, "offline_count": extent.count,
+              "incident": incident.incident_id, "area": area, "first_offline_at": first, "last_offline_at": last,
+              "distance_m": round(distance_m, 1)},
+        context={"count": extent.count, "box_name": box.name, "boxes_named": named[:NAMED_IN_TEXT],
                  "span_s": (last - first) / 1000},
     )
 
@@ -653,22 +695,26 @@ def _all_clear(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], sns: SNSCli
 
 
 def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: SNSClient,
-          result: SweepResult, boxes: dict[str, BoxItem], only: Sequence[BoxItem] | None = None) -> bool:
+          result: SweepResult, boxes: dict[str, BoxItem], only: Sequence[BoxItem] | None = None,
+          extent: Extent | None = None, open_count: int | None = None) -> bool:
     """Tell each client of an online neighbour what it was not told yet; True when nothing failed.
 
     The highest member number is the content: a client told up to it knows every box of the cluster
     (members only join, and a box back in a new episode joins with a new number). `only`: just
-    these boxes' clients (boxes that came online next to a live incident).
+    these boxes' clients (boxes that came online next to a live incident). `extent`, `open_count`:
+    of the whole incident when `group` is only the members near one part of it (warn_part).
     """
     incident = inc.item
     group_seq = max(m.seq for m in inc.members.values())
     chosen = _recipients(group, settings, only)
     if not chosen:
         return True
+    extent = extent or Extent.of(group)  # once, not per client: a blackout has 100,000 members
     if incident.storm:
         # an area outage: one `area_outage` per client, however the cluster grows
-        open_count = sum(_still_open(inc.members[c.box_id], boxes.get(c.box_id)) for c in group)
-        return storm.warn_area(incident, group, open_count, chosen, at_ms, sns,
+        if open_count is None:
+            open_count = sum(_still_open(inc.members[c.box_id], boxes.get(c.box_id)) for c in group)
+        return storm.warn_area(incident, (extent.first, extent.last), open_count, chosen, at_ms, sns,
                                result.notified.setdefault(incident.incident_id, []), result.failed)
     devices = devices_of(chosen)  # every chosen client's phones in one read, not one per client
     told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
@@ -676,7 +722,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
     warned: dict[str, BoxItem] = {}
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told_before.get(client_id)
-        note = neighbour_outage_notification(box, d, group, incident)
+        note = neighbour_outage_notification(box, d, group, incident, extent)
         # the news as this client reads it: the count and the boxes listed (the nearest ones). A
         # member box back in a later episode, or one member for another far from the client, is
         # no news: never the same push twice
@@ -733,7 +779,7 @@ def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient,
     rows = [r for r in IncidentClientItem.rows(item.pk) if r.pending_at is not None]
     need = sorted({r.box_id for r in rows} - set(boxes))
     if need:
-        boxes.update({b.box_id: b for b in BoxItem.batch_get(need, consistent_read=True)})
+        boxes.update({b.box_id: b for b in boxes_of(need)})
     for old in rows:
         if storm.leased(old, at_ms):
             ok = False  # claimed by this sweep or an overlapping one: sent by it, or owed after the lease
@@ -891,8 +937,84 @@ def _late_third_alarms(due: list[tuple[ArrivalEntry, int]], boxes: dict[str, Box
             batch.save(d)
 
 
-def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempotency) -> SweepResult:
-    """One sweep at event time `at_ms`; its reads follow the boxes that changed state, not the fleet."""
+# -------------------------------------------------------------------- fan-out
+def _fans_out(inc: Incident, settings: Settings) -> bool:
+    """Are this incident's warnings sent by OutageNotify workers, part by part?"""
+    return bool(settings.outage_parts_queue) and len(inc.members) >= settings.sweep_fan_out_members
+
+
+def plan_parts(group: Sequence[Candidate], settings: Settings) -> dict[str, tuple[list[str], list[str]]]:
+    """The area parts of an incident's warnings: H3 parent (at sweep_part_res) -> (the area cells of
+    that parent that may hold a recipient, the cells holding members within reach of them).
+
+    Every cell within the radius of a member is in some part, once; a part reads its own cells
+    (recipients) and the member cells near them (distances), so a cluster crossing a part's border
+    is told whole by each side, and each client once (the claim, see _warn)."""
+    res, part_res = settings.area_res, settings.sweep_part_res
+    member_cells = sorted({geo.cell_of(c.lat, c.lng, res) for c in group})
+    near: dict[str, set[str]] = defaultdict(set)  # cell that may hold a recipient -> member cells in reach
+    for mc in member_cells:
+        near[mc].add(mc)
+        for ring in geo.reach(mc, settings.outage_radius_m):
+            for cell in ring:
+                near[cell].add(mc)
+    parts: dict[str, list[str]] = defaultdict(list)
+    for cell in sorted(near):
+        parts[geo.parent_of(cell, part_res)].append(cell)
+    return {p: (cells, sorted(set().union(*(near[c] for c in cells)))) for p, cells in sorted(parts.items())}
+
+
+def _fan_out(inc: Incident, group: Sequence[Candidate], open_count: int, at_ms: int, settings: Settings,
+             sqs: SQSClient) -> int:
+    """Send the incident's warnings to OutageNotify, one message per part (10 per request); the
+    number of parts. A message SQS refuses fails the sweep: its retry sends the parts again (the
+    incident is not announced yet) and each client's claim keeps the second telling out."""
+    extent = Extent.of(group)
+    bodies = [json.dumps({"incident": inc.incident_id, "at_ms": at_ms, "part": part, "cells": cells,
+                          "member_cells": member_cells, "count": extent.count, "open_count": open_count,
+                          "first_offline_at": extent.first, "last_offline_at": extent.last})
+              for part, (cells, member_cells) in plan_parts(group, settings).items()]
+    for i in range(0, len(bodies), 10):
+        sent = sqs.send_message_batch(QueueUrl=settings.outage_parts_queue, Entries=[
+            {"Id": str(j), "MessageBody": body} for j, body in enumerate(bodies[i:i + 10])])
+        if sent.get("Failed"):
+            raise RuntimeError(f"parts of incident {inc.incident_id} not queued: {sent['Failed'][:3]}")
+    return len(bodies)
+
+
+def warn_part(part: OutagePart, settings: Settings, sns: SNSClient) -> SweepResult:
+    """OutageNotify: tell the clients of the online boxes in one part of a large incident, as the
+    sweep at `part.at_ms` decided it (the same warnings, claims and fourth-alarm lives as _warn).
+
+    Reads the incident and its members, and the boxes of the part's cells and of the member cells
+    near them (in parallel): the nearest member of every box in the part is among those. A part
+    whose incident is resolved meanwhile tells nobody (its all-clear was decided)."""
+    result = SweepResult(part.at_ms)
+    try:
+        item = IncidentItem.get(*IncidentItem.key(part.incident), consistent_read=True)
+    except IncidentItem.DoesNotExist:
+        return result
+    if item.state != "open":
+        return result
+    inc = Incident(item, _members(item))
+    if not inc.members:
+        return result
+    own = set(part.cells)
+    found = read_all(sorted(own | set(part.member_cells)), lambda cell: list(BoxItem.by_area_cell.query(cell)))
+    boxes = {b.box_id: b for b in found}
+    only = [b for b in found if b.area_cell in own and b.online and b.box_id not in inc.members]
+    group = _group(inc, boxes)
+    if not only or not group:
+        return result
+    _warn(inc, group, part.at_ms, settings, sns, result, boxes, only=only,
+          extent=Extent(part.count, part.first_offline_at, part.last_offline_at), open_count=part.open_count)
+    return result
+
+
+def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempotency,
+          sqs: SQSClient | None = None) -> SweepResult:
+    """One sweep at event time `at_ms`; its reads follow the boxes that changed state, not the fleet.
+    `sqs`: where a large incident's warnings fan out to (settings.outage_parts_queue)."""
     result = SweepResult(at_ms)
     drops = sorted(recent_arrivals(at_ms, settings, "D"), key=lambda a: (int(a.arrived_at), a.sk))
     incidents = open_incidents()
@@ -907,7 +1029,7 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
     connects = _near_areas([a for a in recent_arrivals(at_ms, settings, "C") if int(a.arrived_at) > eval_from],
                            areas) if areas else []
     ids = sorted({b for inc in incidents.values() for b in inc.members} | {a.box_id for a in connects})
-    boxes = {b.box_id: b for b in BoxItem.batch_get(ids, consistent_read=True)} if ids else {}
+    boxes = {b.box_id: b for b in boxes_of(ids)}
     for old in sorted(list(incidents.values()), key=lambda i: i.incident_id):
         for part in _unlink(old, boxes, connects, settings, at_ms, result):
             incidents[part.incident_id] = part
@@ -949,7 +1071,7 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
     due = _due_checks(drops, at_ms, settings)
     more = sorted(({b for inc in incidents.values() for b in inc.members} | {d.box_id for d, _ in due}) - set(ids))
     if more:
-        boxes.update({b.box_id: b for b in BoxItem.batch_get(more, consistent_read=True)})
+        boxes.update({b.box_id: b for b in boxes_of(more)})
 
     for inc in sorted(incidents.values(), key=lambda i: i.incident_id):
         if not inc.members and at_ms - int(inc.item.updated_at) <= evaluate_window_ms(settings):
@@ -997,8 +1119,16 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
                 continue
             if reopened:
                 _write_members(inc.incident_id, inc.members)  # no TTL while open
+        fanned = False
         if inc.changed or int(inc.item.announced_upto) < group_seq:
-            ok = _warn(inc, group, at_ms, settings, sns, result, boxes)
+            if sqs is not None and _fans_out(inc, settings):
+                # decided here, told by the workers: announced once the parts are queued (a part that
+                # fails is retried by SQS; a push that fails is owed, as below)
+                open_now = sum(_still_open(inc.members[c.box_id], boxes.get(c.box_id)) for c in group)
+                result.parts[inc.incident_id] = _fan_out(inc, group, open_now, at_ms, settings, sqs)
+                ok = fanned = True
+            else:
+                ok = _warn(inc, group, at_ms, settings, sns, result, boxes)
         else:
             # unchanged: only boxes that came online next to it may have clients to tell
             lat, lng, radius = (float(inc.item.center_lat or 0), float(inc.item.center_lng or 0),
@@ -1006,7 +1136,7 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
             back = [boxes[a.box_id] for a in connects if a.box_id in boxes and a.box_id not in inc.members
                     and geo.distance_m((lat, lng), (float(a.lat), float(a.lng))) <= radius]
             ok = _warn(inc, group, at_ms, settings, sns, result, boxes, only=back) if back else True
-        ok = _owed(inc, group, at_ms, sns, result, boxes, clean=ok) and ok
+        ok = _owed(inc, group, at_ms, sns, result, boxes, clean=ok and not fanned) and ok
         if ok and int(inc.item.announced_upto) < group_seq:
             try:
                 inc.item.update(actions=[IncidentItem.announced_upto.set(group_seq)])

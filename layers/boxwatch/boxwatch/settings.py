@@ -68,6 +68,11 @@ class Settings:
     storm_share: float = _bounded(0.3, gt=0, le=1)
     storm_radius_m: float = _bounded(2000.0, gt=0, le=50_000)
     storm_min_boxes: int = _bounded(200, ge=2)
+    # an incident this large has its warnings sent by OutageNotify workers, one per area part (the
+    # H3 parent at sweep_part_res of the cells around it), through this queue ("" = in the sweep)
+    sweep_fan_out_members: int = _bounded(1000, ge=2)
+    sweep_part_res: int = _bounded(6, ge=0, le=7)
+    outage_parts_queue: str = ""
 
     command_expiry_s: int = _bounded(120, gt=0, le=3600)
 

@@ -93,9 +93,10 @@ def _area(item: IncidentItem) -> dict[str, Any]:
     return {"lat": item.storm_lat, "lng": item.storm_lng, "radius_m": item.storm_radius_m}
 
 
-def area_outage_notification(box: BoxItem, distance_m: float, group: Sequence[Candidate], open_count: int,
+def area_outage_notification(box: BoxItem, distance_m: float, span: tuple[int, int], open_count: int,
                              item: IncidentItem) -> Notification:
-    first, last = min(c.offline_at for c in group), max(c.offline_at for c in group)
+    """`span`: the first and the last drop of the incident's members."""
+    first, last = span
     return Notification(
         kind="area_outage",
         box_id=box.box_id,
@@ -154,7 +155,7 @@ def release(record: IncidentClientItem) -> None:
     record_after_push(lambda: record.update(actions=[IncidentClientItem.pending_at.set(0)]))
 
 
-def warn_area(item: IncidentItem, group: Sequence[Candidate], open_count: int,
+def warn_area(item: IncidentItem, span: tuple[int, int], open_count: int,
               chosen: dict[str, tuple[BindingItem, BoxItem, float]], at_ms: int, sns: SNSClient,
               notified: list[str], failed: list[tuple[str, str]]) -> bool:
     """One `area_outage` per client of an online neighbour, ever (a client told already is skipped,
@@ -175,7 +176,7 @@ def warn_area(item: IncidentItem, group: Sequence[Candidate], open_count: int,
             expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
         if not claim_told(record, old):
             continue
-        report: SendReport = send(sns, [binding], area_outage_notification(box, d, group, open_count, item))
+        report: SendReport = send(sns, [binding], area_outage_notification(box, d, span, open_count, item))
         if report.failed:
             ok = False
             failed.extend(report.failed)
