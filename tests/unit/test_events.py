@@ -14,7 +14,15 @@ import pytest
 
 from boxwatch import bounds
 from boxwatch.errors import InvalidInput
-from boxwatch.events import AlarmEvent, Inbound, PresenceEvent, ScheduledEvent, ShadowDocuments, parse
+from boxwatch.events import (
+    AlarmEvent,
+    Inbound,
+    OutagePartsEvent,
+    PresenceEvent,
+    ScheduledEvent,
+    ShadowDocuments,
+    parse,
+)
 from boxwatch.runtime import tracing_enabled
 
 ROOT = Path(__file__).parents[2]
@@ -24,6 +32,7 @@ MODELS: list[tuple[type[Inbound], str]] = [
     (PresenceEvent, "presence_disconnected_keepalive.json"),
     (ScheduledEvent, "scheduled_sweep.json"),
     (ShadowDocuments, "shadow_documents_ack.json"),
+    (OutagePartsEvent, "outage_part.json"),
 ]
 
 
@@ -108,3 +117,18 @@ def test_a_handler_import_loads_no_tracer_and_no_boto3(function: str) -> None:
                          timeout=120, cwd=ROOT / "functions" / function)
     # Then neither the tracer's SDK nor boto3 was loaded: they come with the first call needing them
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_outage_part_whose_body_is_not_a_part_is_refused_with_the_field() -> None:
+    # Given the parts queue's sample event with a body that names a cell that is not an H3 cell
+    event = load("outage_part.json")
+    body = json.loads(event["Records"][0]["body"]) | {"cells": ["not-a-cell"]}
+    event["Records"][0]["body"] = json.dumps(body)
+    # When parsed / Then it is refused, saying where
+    with pytest.raises(InvalidInput) as err:
+        parse(OutagePartsEvent, event)
+    assert err.value.details["problems"][0]["field"].startswith("Records.0.body.cells")
+    # and a body that is not JSON is refused alike
+    event["Records"][0]["body"] = "{"
+    with pytest.raises(InvalidInput):
+        parse(OutagePartsEvent, event)

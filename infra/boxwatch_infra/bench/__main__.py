@@ -224,11 +224,14 @@ def blackout_rows(data: dict[str, Any]) -> list[Row]:
                     " / ".join(str(c["dynamodb_requests"]) for c in cases), target="the same at 1M as at 1k",
                     met=same, note=quiet["how"]))
     interval = bo["interval_s"]
-    rows.append(Row(sec, "blackout decided by one sweep (longest chain x latency + clustering CPU)",
+    scale = bo["at_scale"]
+    rows.append(Row(sec, "blackout decided and told: sweep chain + longest worker chain (x latency) + clustering CPU",
                     f"{fmt(bo['decided_in_s'])} s", target=f"<= {2 * interval} s (2 intervals)",
                     met=bo["decided_in_s"] <= 2 * interval,
-                    note=f"{bo['chain_requests']:,} sequential requests x {bo['request_ms']:g} ms + "
-                         f"{fmt(bo['cluster_cpu']['cpu_s_at_dark'])} s CPU; {bo['how']}"))
+                    note=f"sweep {bo['coordinator_chain']:,} + worker {bo['worker_chain']:,} sequential requests x "
+                         f"{bo['request_ms']:g} ms + {fmt(bo['cluster_cpu']['cpu_s'])} s CPU; {scale['parts']} parts, "
+                         f"{scale['recipients']:,} recipients, at most {scale['largest_part_recipients']} in one; "
+                         f"{bo['how']}"))
     big = bo["cases"][-1]
     area = big["pushes"].get("area_outage", 0)
     once = big["max_pushes_per_client_kind"] == 1 and not big["pushes"].get("neighbour_outage")

@@ -26,9 +26,10 @@ import time
 from collections import Counter
 from typing import Any
 
-from boxwatch import outage
+from boxwatch import geo, outage
 from boxwatch.models import INDEX_SHARDS, ArrivalEntry, BoxItem, OfflineEntry, PresenceLogItem
 from boxwatch.network import PresenceEvent, lifecycle_items
+from boxwatch.settings import Settings
 from boxwatch_infra.bench.capacity import item_size, peak_rate, write_units
 
 REQUEST_MS = 6.0
@@ -83,10 +84,9 @@ def ingest(n_dark: int = DARK, window_ms: int = WINDOW_MS, seed: int = 3, sized:
             "how": "counted: real key functions and item sizes (transactional: 2 WCU per KB), event time"}
 
 
-def cluster_cpu(n: int = 3_000, spacing_m: float = 60.0, seed: int = 5) -> dict[str, Any]:
-    """The clustering of `n` dropped boxes on a grid (one contiguous blackout), timed for real and
-    scaled to DARK: at a constant density the work is linear in the boxes (each checks the boxes
-    of its covering cells). 100,000 did not finish within 9 minutes on this machine."""
+def cluster_cpu(n: int = DARK, spacing_m: float = 60.0, seed: int = 5) -> dict[str, Any]:
+    """The clustering of `n` dropped boxes on a dense grid (one contiguous blackout, 60 m apart:
+    more pairs per cell than the fleet's 200 m), timed for real (pure function, this machine)."""
     side = math.ceil(math.sqrt(n))
     dlat = spacing_m / 111_195
     dlng = spacing_m / (111_195 * math.cos(math.radians(39.9)))
@@ -97,12 +97,12 @@ def cluster_cpu(n: int = 3_000, spacing_m: float = 60.0, seed: int = 5) -> dict[
     groups = outage.cluster(cands, 500.0, 60)
     cpu_s = time.process_time() - t
     return {"points": n, "spacing_m": spacing_m, "clusters": len(groups), "largest": max(len(g) for g in groups),
-            "cpu_s": round(cpu_s, 2), "cpu_s_at_dark": round(cpu_s * DARK / n, 1),
-            "how": f"run for real at {n:,} points (pure function, this machine), scaled linearly to {DARK:,}"}
+            "cpu_s": round(cpu_s, 2), "how": f"run for real at {n:,} points (pure function, this machine)"}
 
 
-def _sweep_case(n_fleet: int, n_dark: int) -> dict[str, Any]:
-    """One real sweep after `n_dark` boxes of an `n_fleet` grid fleet dropped (moto, counted)."""
+def _sweep_case(n_fleet: int, n_dark: int, fan_out: int | None = None) -> dict[str, Any]:
+    """One real sweep after `n_dark` boxes of an `n_fleet` grid fleet dropped (moto, counted); with
+    `fan_out`, incidents of that many members are told by OutageNotify (drained by the sandbox)."""
     from boxwatch_infra.aws.moto_patches import faster_moto
     from boxwatch_infra.bench.connection import reused_connection
     from boxwatch_infra.bench.fleet import bind_owners, load_boxes
@@ -111,7 +111,8 @@ def _sweep_case(n_fleet: int, n_dark: int) -> dict[str, Any]:
     from boxwatch_infra.sandbox import Sandbox, decode_push
 
     specs = grid_fleet(n_fleet)
-    with Sandbox() as sb, faster_moto(), reused_connection():
+    overrides = {"SweepFanOutMembers": fan_out} if fan_out else {}
+    with Sandbox(parameter_overrides=overrides) as sb, faster_moto(), reused_connection():
         load_boxes(sb, iter(specs))
         dark = nearest(specs, n_dark) if n_dark else []
         ring = nearest(specs, n_dark + max(50, n_dark // 2))[n_dark:] if n_dark else specs[:50]
@@ -119,7 +120,9 @@ def _sweep_case(n_fleet: int, n_dark: int) -> dict[str, Any]:
         outage_at = START_MS + 30_000
         if dark:
             take_offline(sb, dark, outage_at)
-        at_ms = outage_at + sb.settings.sweep_interval_s * 1000 + 30_000
+        # the first sweep after the drops (within 20 s), before their late third-alarm checks are due
+        # (one interval after each arrival): what it costs to decide, not to re-check third alarms
+        at_ms = outage_at + 50_000
         sb.now_ms = at_ms
         with Recorder(sb).recording() as totals:
             t = time.perf_counter()
@@ -135,6 +138,7 @@ def _sweep_case(n_fleet: int, n_dark: int) -> dict[str, Any]:
                 per_client[(arn, kind)] += 1
     return {"fleet": n_fleet, "offline": n_dark, "dynamodb_requests": snap["dynamodb_requests"],
             "operations": snap["operations"], "sns_publishes": snap["sns_publishes"], "wall_s": round(wall_s, 2),
+            "threads": dict(totals.threads), "parts": sum(result.get("parts", {}).values()),
             "pushes": dict(kinds), "max_pushes_per_client_kind": max(per_client.values(), default=0),
             "clients_bound": len(ring), "told": len({arn for arn, _ in per_client}),
             "storms": len(result.get("storms", [])) if isinstance(result, dict) else None}
@@ -146,23 +150,64 @@ def quiet(fleets: tuple[int, ...] = (1_000, 20_000)) -> dict[str, Any]:
             f"{FLEET:,} computed: no request of a quiet sweep reads a box or depends on the fleet"}
 
 
-def blackout(fleet: int = 2_000, dark: tuple[int, int] = (200, 300)) -> dict[str, Any]:
-    """Two real blackout sweeps; the requests per extra offline box, extrapolated to DARK."""
-    small, large = (_sweep_case(fleet, d) for d in dark)
-    per_box = (large["dynamodb_requests"] - small["dynamodb_requests"]) / (dark[1] - dark[0])
-    fixed = small["dynamodb_requests"] - per_box * dark[0]
-    # the shard reads run side by side: of each 16 index Queries one is on the chain (at most 2
-    # arrival buckets of drops, 2 of connects, 3 minute buckets of episodes)
-    parallel = (INDEX_SHARDS - 1) * (2 + 2 + 3)
-    requests = fixed + per_box * DARK
-    chain = max(0.0, requests - parallel)
+def _chain(case: dict[str, Any], function: str) -> float:
+    """Sequential requests of a function's invocations: those on its own thread, plus its read
+    pool's (outage.READ_THREADS side by side)."""
+    threads = case["threads"]
+    return threads.get(f"{function}:main", 0) + threads.get(f"{function}:pool", 0) / outage.READ_THREADS
+
+
+def _parts_at_scale(settings: Settings) -> dict[str, Any]:
+    """The fan-out of the 100,000-box blackout in the 1,000,000-box grid fleet (bench.sweep's grid,
+    200 m apart), planned by the real `outage.plan_parts`: how many parts, and how many online
+    boxes within the radius of a member (recipients, one client each as in the runs) the largest holds."""
+    from boxwatch_infra.bench.sweep import CENTRE, STEP_LAT, STEP_LNG
+
+    radius_steps = math.sqrt(DARK / math.pi)
+    margin = math.ceil(settings.outage_radius_m / 200) + 2
+    k = math.ceil(radius_steps) + margin
+    points = sorted((i * i + j * j, i, j) for i in range(-k, k + 1) for j in range(-k, k + 1))
+    dark = [outage.Candidate(f"D{i}_{j}", "", CENTRE[0] + i * STEP_LAT, CENTRE[1] + j * STEP_LNG, START_MS)
+            for _, i, j in points[:DARK]]
+    plan = outage.plan_parts(dark, settings)
+    nearest = outage.nearest_member(dark, settings)
+    per_part: Counter[str] = Counter()
+    for _, i, j in points[DARK:]:
+        lat, lng = CENTRE[0] + i * STEP_LAT, CENTRE[1] + j * STEP_LNG
+        if nearest(lat, lng) is not None:
+            per_part[geo.parent_of(geo.cell_of(lat, lng, settings.area_res), settings.sweep_part_res)] += 1
+    return {"parts": len(plan), "parts_with_recipients": len(per_part), "recipients": sum(per_part.values()),
+            "largest_part_recipients": max(per_part.values(), default=0)}
+
+
+def blackout(fleet: int = 2_000, dark: tuple[int, int] = (200, 300), fan_out: int = 100) -> dict[str, Any]:
+    """Two real blackout sweeps that fan out; the coordinator's requests per extra offline box and
+    each worker's per part and per recipient, computed for DARK with the real part plan."""
+    small, large = (_sweep_case(fleet, d, fan_out) for d in dark)
+    sweep_fn, worker_fn = "OfflineSweepFunction", "OutageNotifyFunction"
+    per_box = (_chain(large, sweep_fn) - _chain(small, sweep_fn)) / (dark[1] - dark[0])
+    fixed = _chain(small, sweep_fn) - per_box * dark[0]
+    # each worker's chain = per_part + per_recipient x its recipients (two runs, two unknowns)
+    (p1, r1, w1), (p2, r2, w2) = ((c["parts"], c["told"], _chain(c, worker_fn)) for c in (small, large))
+    det = p1 * r2 - p2 * r1
+    per_part = (w1 * r2 - w2 * r1) / det if det else w1 / max(1, p1)
+    per_recipient = (p1 * w2 - p2 * w1) / det if det else 0.0
+    settings = Settings()
+    scale = _parts_at_scale(settings)
+    coordinator = fixed + per_box * DARK + math.ceil(scale["parts"] / 10)  # + SendMessageBatch, 10 parts each
+    worker = per_part + per_recipient * scale["largest_part_recipients"]
     cpu = cluster_cpu()
-    seconds = chain * REQUEST_MS / 1000 + cpu["cpu_s_at_dark"]
-    return {"cases": [small, large], "per_offline_box": round(per_box, 3), "fixed": round(fixed, 1),
-            "extrapolated_requests": round(requests), "chain_requests": round(chain), "request_ms": REQUEST_MS,
-            "cluster_cpu": cpu, "decided_in_s": round(seconds, 1), "interval_s": 60,
-            "how": f"run for real at {dark[0]:,} and {dark[1]:,} offline of {fleet:,}; {DARK:,} computed "
-                   f"(requests linear in the offline boxes, {REQUEST_MS:g} ms each, one worker) + clustering CPU"}
+    seconds = (coordinator + worker) * REQUEST_MS / 1000 + cpu["cpu_s"]
+    interval = settings.sweep_interval_s
+    return {"cases": [small, large], "coordinator_per_offline_box": round(per_box, 4),
+            "coordinator_fixed": round(fixed, 1), "coordinator_chain": round(coordinator),
+            "worker_per_part": round(per_part, 1), "worker_per_recipient": round(per_recipient, 2),
+            "at_scale": scale, "worker_chain": round(worker), "request_ms": REQUEST_MS, "cluster_cpu": cpu,
+            "decided_in_s": round(seconds, 1), "interval_s": interval, "within_2_intervals": seconds <= 2 * interval,
+            "how": f"run for real at {dark[0]:,} and {dark[1]:,} offline of {fleet:,} (fan-out from {fan_out} "
+                   f"members); {DARK:,} computed: the sweep's chain (its own thread + its read pool / "
+                   f"{outage.READ_THREADS}) linear in the offline boxes, then the longest worker's (parts from "
+                   f"the real plan of the 1M-box grid), {REQUEST_MS:g} ms a request, + clustering CPU at {DARK:,}"}
 
 
 def run(quick: bool = False) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the partition keys it wrote, stamped with the sandbox's virtual time.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class Totals:
     wcu: float = 0.0
     writes: list[Write] = field(default_factory=list)
     publish_bytes: list[int] = field(default_factory=list)  # each push: its FCM (GCM) body, or SMS text
+    # "<function>:main|pool" -> requests: on the invocation's own thread, or on its read pool
+    # (boxwatch.outage.read_all: those run side by side)
+    threads: Counter[str] = field(default_factory=Counter)
 
     def count(self, service: str) -> int:
         return sum(n for op, n in self.requests.items() if op.startswith(f"{service}."))
@@ -194,6 +198,8 @@ class Recorder:
         if not self.sb.counter.active:
             return call()
         self.totals.requests[f"{service}.{operation}"] += 1
+        pool = threading.current_thread().name.startswith("shard-read")
+        self.totals.threads[f"{self.sb.counter.function}:{'pool' if pool else 'main'}"] += 1
         if service == "sns" and operation == "Publish":
             message = str(params.get("Message", ""))
             if params.get("MessageStructure") == "json":
