@@ -11,7 +11,7 @@ from boxwatch.bindings import bindings_of_box, boxes_of_client, is_bound
 from boxwatch.errors import UnknownBox
 from boxwatch.geo import cell_of
 from boxwatch.models import BoxItem
-from boxwatch.registry import BindingSpec, BoxSpec, bind, register_box
+from boxwatch.registry import BindingSpec, BoxSpec, bind, import_bindings, register_box
 from boxwatch_infra.cli import main
 from boxwatch_infra.sandbox import Sandbox
 
@@ -47,6 +47,24 @@ def test_bindings_need_a_registered_box() -> None:
         assert [b.client_id for b in bindings_of_box("BX-1")] == ["alice"]
         assert [b.box_id for b in boxes_of_client("alice")] == ["BX-1"]
         assert is_bound("alice", "BX-1") and not is_bound("bob", "BX-1")
+
+
+def test_bulk_bindings_need_every_box_registered_and_write_them_all() -> None:
+    with Sandbox() as sb:
+        register_box(BoxSpec(id="BX-1", name="A", lat=39.98, lng=116.31), sb.settings)
+        register_box(BoxSpec(id="BX-2", name="B", lat=39.99, lng=116.31), sb.settings)
+        # Given an import naming one unknown box / Then nothing of it is written
+        with pytest.raises(UnknownBox):
+            import_bindings([BindingSpec(client_id="alice", box_id="BX-1"),
+                             BindingSpec(client_id="bob", box_id="BX-9")])
+        assert not bindings_of_box("BX-1")
+        # When every box is known / Then every binding is written, as `bind` writes it
+        assert import_bindings([BindingSpec(client_id="alice", box_id="BX-1"),
+                                BindingSpec(client_id="alice", box_id="BX-2"),
+                                BindingSpec(client_id="bob", box_id="BX-2", locale="en")]) == 3
+        assert [b.client_id for b in bindings_of_box("BX-2")] == ["alice", "bob"]
+        assert sorted(b.box_id for b in boxes_of_client("alice")) == ["BX-1", "BX-2"]
+        assert all(b.enabled for b in bindings_of_box("BX-2"))
 
 
 def test_cli_imports_boxes_from_csv_into_the_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from boxwatch.registry import BindingSpec, BoxSpec, bind, import_boxes
+from boxwatch.registry import BindingSpec, BoxSpec, import_bindings, import_boxes
 from boxwatch_infra.aws.iot_rules import MessageContext
 from boxwatch_infra.sandbox import START_MS, Delivery, Sandbox
 
@@ -45,9 +45,8 @@ def load_boxes(sb: Sandbox, specs: Iterator[BoxSpec]) -> int:
 def bind_owners(sb: Sandbox, owners: dict[str, list[str]]) -> None:
     """client id -> boxes; one FCM phone per client, registered as the app does."""
     sb.register_phones({client: None for client in owners})
-    for client, boxes in owners.items():
-        for box in boxes:
-            bind(BindingSpec(client_id=client, box_id=box, locale="en"))
+    import_bindings(BindingSpec(client_id=client, box_id=box, locale="en")
+                    for client, boxes in owners.items() for box in boxes)
 
 
 @dataclass
