@@ -13,6 +13,8 @@ DynamoDB's does not. While `faster_moto()` is active (the benchmarks, in-process
 - a TransactWriteItems takes no backup copy of the tables it touches, so a cancelled transaction
   is not rolled back in moto. The benchmarks send no duplicates and make no conflicting writes,
   so none is cancelled; the storm counts failed deliveries and reports them.
+- a DynamoDB data-plane result is dumped as JSON, not walked through botocore's shapes
+  (`fast_dynamodb_responses`, the same body), and a handler's method list is listed once.
 
 moto_server in the local cloud gets the same queries and, instead of the backup copy, a rollback
 of just the items a transaction names (`scalable_dynamodb`), plus `speed_up_moto_server` and
@@ -184,6 +186,14 @@ def faster_moto() -> Iterator[None]:
         stack.enter_context(invalidating("put_item"))
         stack.enter_context(invalidating("delete_item"))
         stack.enter_context(mock.patch.object(DynamoDBBackend, "update_item", update_item))
+        # moto_server's two speed-ups that keep answers, for the time of the context
+        from moto.dynamodb.responses import DynamoHandler
+
+        stack.callback(setattr, DynamoHandler, "serialized", fast_dynamodb_responses())
+        import moto.core.responses as moto_responses
+
+        stack.enter_context(mock.patch.object(moto_responses, "method_names_from_class",
+                                              functools.cache(moto_responses.method_names_from_class)))
         yield
 
 
