@@ -137,7 +137,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "RejectedInputQueue": {"sqs:SendMessage"},
         "${BoxesTable.Arn}/index/by_area_cell": {"dynamodb:Query"},
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the warned box's fourth alarm (alarm_life)
-        "NetworkTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
+        "NetworkTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                          "dynamodb:DeleteItem"},
         "AlarmsTable": {"dynamodb:PutItem", "dynamodb:GetItem"},
         "OpsTable": {"dynamodb:PutItem"},

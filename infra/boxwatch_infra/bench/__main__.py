@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -339,6 +340,20 @@ def main(argv: list[str] | None = None) -> int:
     geo_err = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in the finally below
     geo_cmd = [sys.executable, "-m", "boxwatch_infra.bench.geopeer", *(["--quick"] if args.quick else []),
                str(geo_file)]
+    geo_proc: list[subprocess.Popen[bytes]] = []
+    aborted = threading.Event()
+
+    def geopeer_after_storm() -> None:
+        # the second core is the storm's until it ends; then the peer comparison (counts only, a
+        # child: dynamodbgeo changes sys.path) takes it
+        storm_proc.wait()
+        if aborted.is_set():
+            return
+        log("neighbour lookup against dynamodbgeo (child process)")
+        geo_proc.append(subprocess.Popen(geo_cmd, stdout=subprocess.DEVNULL, stderr=geo_err))
+
+    starter = threading.Thread(target=geopeer_after_storm, daemon=True)
+    starter.start()
     phases: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -362,15 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                 raw["console"] = console.run(cfg.sweep)
             with phase("blackout: 100,000 disconnects, quiet and blackout sweeps"):
                 raw["blackout"] = blackout.run(quick=args.quick)
-        # the storm has the second core; this one goes on with the peer comparison (counts only, a
-        # child: dynamodbgeo changes sys.path) and the cold starts (each import timed beside `import
-        # boto3`, in turns, so both see the same load)
-        with phase("neighbour lookup against dynamodbgeo"):
-            geo = subprocess.run(geo_cmd, stdout=subprocess.DEVNULL, stderr=geo_err, check=False)
-        if geo.returncode != 0:
-            geo_err.seek(0)
-            raise RuntimeError(f"neighbour lookup bench failed: {geo_err.read().strip().splitlines()[-5:]}")
-        raw["geopeer"] = json.loads(geo_file.read_text())
+        # meanwhile the second core has the storm, then the peer comparison: this one takes the
+        # cold starts (each import timed beside `import boto3`, in turns, so both see the same load)
         with phase(f"cold start: {cfg.repeats} runs per module"):
             raw["cold_start"] = coldstart.run(cfg.repeats)
         with phase("waiting for the storm"):
@@ -379,10 +387,25 @@ def main(argv: list[str] | None = None) -> int:
             storm_err.seek(0)
             raise RuntimeError(f"storm failed: {storm_err.read().strip().splitlines()[-5:]}")
         raw["storm"] = json.loads(storm_file.read_text())
+        with phase("waiting for the neighbour lookup against dynamodbgeo"):
+            starter.join()
+            if not geo_proc:
+                raise RuntimeError("the neighbour lookup bench did not start")
+            geo_proc[0].wait()
+        if geo_proc[0].returncode != 0:
+            geo_err.seek(0)
+            raise RuntimeError(f"neighbour lookup bench failed: {geo_err.read().strip().splitlines()[-5:]}")
+        raw["geopeer"] = json.loads(geo_file.read_text())
     finally:
+        aborted.set()
         if storm_proc.poll() is None:
             storm_proc.kill()
             storm_proc.wait()
+        starter.join()
+        for proc in geo_proc:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         storm_err.close()
         storm_file.unlink(missing_ok=True)
         geo_err.close()

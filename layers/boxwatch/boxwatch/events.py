@@ -221,6 +221,7 @@ class OutagePart(BaseModel):
     part: str = Field(pattern=H3_CELL)
     cells: list[str] = Field(min_length=1, max_length=10_000)  # area cells that may hold recipients
     member_cells: list[str] = Field(max_length=10_000)  # area cells holding members within reach of them
+    seq: int = Field(ge=1)  # the incident's highest member number when decided
     count: int = Field(ge=1)  # the incident's members
     open_count: int = Field(ge=0)  # of them still offline (an area outage's count)
     first_offline_at: int = Field(ge=0)

@@ -696,16 +696,17 @@ def _all_clear(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], sns: SNSCli
 
 def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: SNSClient,
           result: SweepResult, boxes: dict[str, BoxItem], only: Sequence[BoxItem] | None = None,
-          extent: Extent | None = None, open_count: int | None = None) -> bool:
+          extent: Extent | None = None, open_count: int | None = None, seq: int | None = None) -> bool:
     """Tell each client of an online neighbour what it was not told yet; True when nothing failed.
 
     The highest member number is the content: a client told up to it knows every box of the cluster
     (members only join, and a box back in a new episode joins with a new number). `only`: just
-    these boxes' clients (boxes that came online next to a live incident). `extent`, `open_count`:
-    of the whole incident when `group` is only the members near one part of it (warn_part).
+    these boxes' clients (boxes that came online next to a live incident). `extent`, `open_count`,
+    `seq` (its highest member number): of the whole incident when `inc.members` and `group` are
+    only the members near one part of it (warn_part).
     """
     incident = inc.item
-    group_seq = max(m.seq for m in inc.members.values())
+    group_seq = max(m.seq for m in inc.members.values()) if seq is None else seq
     chosen = _recipients(group, settings, only)
     if not chosen:
         return True
@@ -717,7 +718,7 @@ def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Setti
         return storm.warn_area(incident, (extent.first, extent.last), open_count, chosen, at_ms, sns,
                                result.notified.setdefault(incident.incident_id, []), result.failed)
     devices = devices_of(chosen)  # every chosen client's phones in one read, not one per client
-    told_before = {r.client_id: r for r in IncidentClientItem.rows(incident.pk)}
+    told_before = IncidentClientItem.some(incident.incident_id, chosen)  # the chosen clients' rows only
     ok = True
     warned: dict[str, BoxItem] = {}
     for client_id, (binding, box, d) in sorted(chosen.items()):
@@ -970,8 +971,9 @@ def _fan_out(inc: Incident, group: Sequence[Candidate], open_count: int, at_ms: 
     number of parts. A message SQS refuses fails the sweep: its retry sends the parts again (the
     incident is not announced yet) and each client's claim keeps the second telling out."""
     extent = Extent.of(group)
+    seq = max(m.seq for m in inc.members.values())
     bodies = [json.dumps({"incident": inc.incident_id, "at_ms": at_ms, "part": part, "cells": cells,
-                          "member_cells": member_cells, "count": extent.count, "open_count": open_count,
+                          "member_cells": member_cells, "seq": seq, "count": extent.count, "open_count": open_count,
                           "first_offline_at": extent.first, "last_offline_at": extent.last})
               for part, (cells, member_cells) in plan_parts(group, settings).items()]
     for i in range(0, len(bodies), 10):
@@ -986,9 +988,12 @@ def warn_part(part: OutagePart, settings: Settings, sns: SNSClient) -> SweepResu
     """OutageNotify: tell the clients of the online boxes in one part of a large incident, as the
     sweep at `part.at_ms` decided it (the same warnings, claims and fourth-alarm lives as _warn).
 
-    Reads the incident and its members, and the boxes of the part's cells and of the member cells
-    near them (in parallel): the nearest member of every box in the part is among those. A part
-    whose incident is resolved meanwhile tells nobody (its all-clear was decided)."""
+    Reads the incident, the boxes of the part's cells, then of the member cells within reach of its
+    online boxes (one Query a cell, in parallel): the nearest member of every online box in the
+    part is among those (a part inside a blackout, with no box online, reads no more); then
+    the member rows of just those boxes that may be members (offline, or back since the incident
+    began). What it reads grows with the part, not with the incident. A part whose incident is
+    resolved meanwhile tells nobody (its all-clear was decided)."""
     result = SweepResult(part.at_ms)
     try:
         item = IncidentItem.get(*IncidentItem.key(part.incident), consistent_read=True)
@@ -996,18 +1001,28 @@ def warn_part(part: OutagePart, settings: Settings, sns: SNSClient) -> SweepResu
         return result
     if item.state != "open":
         return result
-    inc = Incident(item, _members(item))
-    if not inc.members:
-        return result
+    def cells(keys: set[str]) -> list[BoxItem]:
+        return read_all(sorted(keys), lambda cell: list(BoxItem.by_area_cell.query(cell)))
+
     own = set(part.cells)
-    found = read_all(sorted(own | set(part.member_cells)), lambda cell: list(BoxItem.by_area_cell.query(cell)))
+    found = cells(own)
+    # then the member cells within reach of its online boxes: none inside a blackout, where no box is online
+    near = {c for b in found if b.online for ring in geo.reach(b.area_cell, settings.outage_radius_m) for c in ring}
+    found += cells((near & set(part.member_cells)) - own)
     boxes = {b.box_id: b for b in found}
-    only = [b for b in found if b.area_cell in own and b.online and b.box_id not in inc.members]
+    maybe = [b.box_id for b in found if not b.online or int(b.status_since or 0) >= int(item.opened_at)]
+    rows = read_all(chunked(sorted(maybe), WRITE_CHUNK),
+                    lambda chunk: list(IncidentMemberItem.some(part.incident, chunk).values()))
+    members = {r.box_id: Member(int(r.t), int(r.seq), None if r.version is None else int(r.version),
+                                {int(v) for v in (r.versions or [])}) for r in rows}
+    inc = Incident(item, members)
+    only = [b for b in found if b.area_cell in own and b.online and b.box_id not in members]
     group = _group(inc, boxes)
     if not only or not group:
         return result
     _warn(inc, group, part.at_ms, settings, sns, result, boxes, only=only,
-          extent=Extent(part.count, part.first_offline_at, part.last_offline_at), open_count=part.open_count)
+          extent=Extent(part.count, part.first_offline_at, part.last_offline_at), open_count=part.open_count,
+          seq=part.seq)
     return result
 
 

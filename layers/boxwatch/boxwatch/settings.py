@@ -70,7 +70,7 @@ class Settings:
     storm_min_boxes: int = _bounded(200, ge=2)
     # an incident this large has its warnings sent by OutageNotify workers, one per area part (the
     # H3 parent at sweep_part_res of the cells around it), through this queue ("" = in the sweep)
-    sweep_fan_out_members: int = _bounded(1000, ge=2)
+    sweep_fan_out_members: int = _bounded(2000, ge=2)
     sweep_part_res: int = _bounded(6, ge=0, le=7)
     outage_parts_queue: str = ""
 

@@ -160,7 +160,7 @@ def warn_area(item: IncidentItem, span: tuple[int, int], open_count: int,
               notified: list[str], failed: list[tuple[str, str]]) -> bool:
     """One `area_outage` per client of an online neighbour, ever (a client told already is skipped,
     whatever it was told before the incident became a storm); True when no push failed."""
-    told = {r.client_id: r for r in IncidentClientItem.rows(item.pk)}
+    told = IncidentClientItem.some(item.incident_id, chosen)  # the chosen clients' rows only
     ok = True
     for client_id, (binding, box, d) in sorted(chosen.items()):
         old = told.get(client_id)
