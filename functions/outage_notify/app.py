@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from boxwatch.events import OutagePartsEvent
-from boxwatch.outage import warn_part
+from boxwatch.outage_notify import warn_part
 from boxwatch.runtime import Runtime
 
 RT = Runtime(os.environ, refusals=("outage parts", "PartsRejected"))

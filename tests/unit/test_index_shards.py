@@ -7,8 +7,8 @@ import subprocess
 import sys
 from collections import Counter
 
+from boxwatch.incidents import read_all
 from boxwatch.models import INDEX_SHARDS, ArrivalEntry, OfflineEntry, index_shard
-from boxwatch.outage import read_all
 
 T = 1_767_225_600_000
 

@@ -133,7 +133,7 @@ USES: dict[str, dict[str, set[str]]] = {
         "OutagePartsQueue": {"sqs:SendMessage"},  # a large incident's parts, for OutageNotify
         **PUSH,
     },
-    "OutageNotifyFunction": {  # outage.warn_part: one area part of a large incident
+    "OutageNotifyFunction": {  # outage_notify.warn_part: one area part of a large incident
         "RejectedInputQueue": {"sqs:SendMessage"},
         "${BoxesTable.Arn}/index/by_area_cell": {"dynamodb:Query"},
         "BoxesTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},  # the warned box's fourth alarm (alarm_life)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from boxwatch import geo
 from boxwatch.errors import InvalidInput
 from boxwatch.events import PresenceEvent, ScheduledEvent
+from boxwatch.incidents import Candidate, nearest_member
 from boxwatch.models import BoxItem, IncidentItem
 from boxwatch.network import (
     Drop,
@@ -23,15 +24,8 @@ from boxwatch.network import (
     offline_after_alarm_notification,
     supersedes,
 )
-from boxwatch.outage import (
-    Candidate,
-    arrival_window_ms,
-    cluster,
-    evaluate_window_ms,
-    late_checks_ms,
-    nearest_member,
-    neighbour_outage_notification,
-)
+from boxwatch.outage import arrival_window_ms, cluster, evaluate_window_ms, late_checks_ms
+from boxwatch.outage_notify import neighbour_outage_notification
 from boxwatch.settings import Settings
 
 EVENTS = Path(__file__).parents[2] / "events"

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from boxwatch import geo, outage
+from boxwatch import geo, incidents, outage
 from boxwatch.models import INDEX_SHARDS, ArrivalEntry, BoxItem, OfflineEntry, PresenceLogItem
 from boxwatch.network import PresenceEvent, lifecycle_items
 from boxwatch.settings import Settings
@@ -91,7 +91,7 @@ def cluster_cpu(n: int = DARK, spacing_m: float = 60.0, seed: int = 5) -> dict[s
     dlat = spacing_m / 111_195
     dlng = spacing_m / (111_195 * math.cos(math.radians(39.9)))
     rng = random.Random(seed)
-    cands = [outage.Candidate(f"BO-{i:07d}", "", 39.9 + (i // side) * dlat, 116.3 + (i % side) * dlng,
+    cands = [incidents.Candidate(f"BO-{i:07d}", "", 39.9 + (i // side) * dlat, 116.3 + (i % side) * dlng,
                               START_MS + rng.randrange(WINDOW_MS), version=2) for i in range(n)]
     t = time.process_time()
     groups = outage.cluster(cands, 500.0, 60)
@@ -152,9 +152,9 @@ def quiet(fleets: tuple[int, ...] = (1_000, 20_000)) -> dict[str, Any]:
 
 def _chain(case: dict[str, Any], function: str) -> float:
     """Sequential requests of a function's invocations: those on its own thread, plus its read
-    pool's (outage.READ_THREADS side by side)."""
+    pool's (incidents.READ_THREADS side by side)."""
     threads = case["threads"]
-    return threads.get(f"{function}:main", 0) + threads.get(f"{function}:pool", 0) / outage.READ_THREADS
+    return threads.get(f"{function}:main", 0) + threads.get(f"{function}:pool", 0) / incidents.READ_THREADS
 
 
 def _parts_at_scale(settings: Settings) -> dict[str, Any]:
@@ -167,10 +167,10 @@ def _parts_at_scale(settings: Settings) -> dict[str, Any]:
     margin = math.ceil(settings.outage_radius_m / 200) + 2
     k = math.ceil(radius_steps) + margin
     points = sorted((i * i + j * j, i, j) for i in range(-k, k + 1) for j in range(-k, k + 1))
-    dark = [outage.Candidate(f"D{i}_{j}", "", CENTRE[0] + i * STEP_LAT, CENTRE[1] + j * STEP_LNG, START_MS)
+    dark = [incidents.Candidate(f"D{i}_{j}", "", CENTRE[0] + i * STEP_LAT, CENTRE[1] + j * STEP_LNG, START_MS)
             for _, i, j in points[:DARK]]
     plan = outage.plan_parts(dark, settings)
-    nearest = outage.nearest_member(dark, settings)
+    nearest = incidents.nearest_member(dark, settings)
     per_part: Counter[str] = Counter()
     for _, i, j in points[DARK:]:
         lat, lng = CENTRE[0] + i * STEP_LAT, CENTRE[1] + j * STEP_LNG
@@ -206,7 +206,7 @@ def blackout(fleet: int = 2_000, dark: tuple[int, int] = (200, 300), fan_out: in
             "decided_in_s": round(seconds, 1), "interval_s": interval, "within_2_intervals": seconds <= 2 * interval,
             "how": f"run for real at {dark[0]:,} and {dark[1]:,} offline of {fleet:,} (fan-out from {fan_out} "
                    f"members); {DARK:,} computed: the sweep's chain (its own thread + its read pool / "
-                   f"{outage.READ_THREADS}) linear in the offline boxes, then the longest worker's (parts from "
+                   f"{incidents.READ_THREADS}) linear in the offline boxes, then the longest worker's (parts from "
                    f"the real plan of the 1M-box grid), {REQUEST_MS:g} ms a request, + clustering CPU at {DARK:,}"}
 
 

@@ -38,7 +38,7 @@ class Totals:
     writes: list[Write] = field(default_factory=list)
     publish_bytes: list[int] = field(default_factory=list)  # each push: its FCM (GCM) body, or SMS text
     # "<function>:main|pool" -> requests: on the invocation's own thread, or on its read pool
-    # (boxwatch.outage.read_all: those run side by side)
+    # (boxwatch.incidents.read_all: those run side by side)
     threads: Counter[str] = field(default_factory=Counter)
 
     def count(self, service: str) -> int:

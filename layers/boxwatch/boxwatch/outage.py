@@ -19,27 +19,35 @@ See docs/network-status.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from boxwatch import alarm_life, geo, storm
-from boxwatch.bindings import bindings_of_box
-from boxwatch.changes import note_alarm
-from boxwatch.devices import devices_of
-from boxwatch.idempotency import Idempotency
+from boxwatch import geo
+from boxwatch.incidents import (
+    INCIDENT_DAYS,
+    OPEN,
+    WRITE_CHUNK,
+    Candidate,
+    Extent,
+    Incident,
+    Member,
+    SweepResult,
+    boxes_of,
+    chunked,
+    group_of,
+    members_of,
+    read_all,
+    still_open,
+)
 from boxwatch.models import (
     ARRIVAL_BUCKET_MS,
     INDEX_SHARDS,
     OFFLINE_BUCKET_MS,
     ArrivalEntry,
-    BindingItem,
     BoxItem,
     EpisodeIncidentItem,
     IncidentClientItem,
@@ -50,19 +58,16 @@ from boxwatch.models import (
     PresenceLogItem,
     condition_failed,
 )
-from boxwatch.network import LIFECYCLE_DAYS, Drop, ThirdAlarmFailed, offline_after_alarm
-from boxwatch.notify import LISTED_IN_DATA, NAMED_IN_TEXT, Notification, SendReport, send
 from boxwatch.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
-    from boxwatch.events import OutagePart
+    from boxwatch.idempotency import Idempotency
+    from boxwatch.notify import SendReport
 
-OPEN = "OPEN"
 LATE_CHECKS_PER_SWEEP = 2_000  # ~4,000 requests at most, well inside the sweep's timeout
-INCIDENT_DAYS = 90  # resolved incidents (and what clients were told) kept for audit, then TTL
 # The second late third-alarm check, after Lambda's asynchronous retries of a failed AlarmIngest
 # (about 1 and 2 minutes apart) had their chance to store an alarm received before the drop.
 LATE_ALARM_S = 240
@@ -87,22 +92,6 @@ def arrival_window_ms(settings: Settings) -> int:
 
 
 # -------------------------------------------------------------------- clustering (pure)
-@dataclass
-class Candidate:
-    """An offline episode: a box's disconnect (version) at `offline_at`, ended at `ended_at` (None: open)."""
-
-    box_id: str
-    name: str
-    lat: float
-    lng: float
-    offline_at: int  # epoch ms
-    incident: str | None = None  # the incident it already belongs to
-    version: int = 0
-    ended_at: int | None = None
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return self.box_id, self.version
 
 
 def linked(x: Candidate, y: Candidate, radius_m: float, gap_s: int) -> bool:
@@ -199,48 +188,12 @@ def cluster(cands: Sequence[Candidate], radius_m: float, gap_s: int,
     return sorted(out, key=lambda g: (g[0].offline_at, g[0].key))
 
 
-def content_hash(box_ids: Iterable[str]) -> str:
-    return hashlib.sha256(",".join(sorted(box_ids)).encode()).hexdigest()[:16]
-
-
 # -------------------------------------------------------------------- incidents
-@dataclass
-class Member:
-    t: int  # offline time of its latest episode in the incident
-    seq: int  # member number of that episode
-    version: int | None  # its disconnect version (None: recorded by an older version of boxwatch)
-    versions: set[int] = field(default_factory=set)
-
-
-@dataclass
-class Incident:
-    item: IncidentItem
-    members: dict[str, Member]
-    new: bool = False  # opened by this sweep
-    changed: bool = False  # members joined in this sweep
-
-    @property
-    def incident_id(self) -> str:
-        return str(self.item.incident_id)
-
-    def holds(self, c: Candidate) -> bool:
-        m = self.members.get(c.box_id)
-        if m is None:
-            return False
-        return c.version in m.versions if m.versions else m.t == c.offline_at
-
-
-def _members(item: IncidentItem) -> dict[str, Member]:
-    out = {}
-    for m in IncidentMemberItem.rows(item.pk):
-        versions = {int(v) for v in (m.versions or [])}
-        out[m.box_id] = Member(int(m.t), int(m.seq), None if m.version is None else int(m.version), versions)
-    return out
 
 
 def open_incidents() -> dict[str, Incident]:
     """The open incidents (sparse index) and their members: one Query each, paged by DynamoDB."""
-    return {item.incident_id: Incident(item, _members(item)) for item in IncidentItem.open_incidents.query(OPEN)}
+    return {item.incident_id: Incident(item, members_of(item)) for item in IncidentItem.open_incidents.query(OPEN)}
 
 
 def _write_members(incident_id: str, members: dict[str, Member], expires_at: int | None = None) -> None:
@@ -257,14 +210,10 @@ def _write_members(incident_id: str, members: dict[str, Member], expires_at: int
     read_all(chunked(list(members.items()), WRITE_CHUNK), write)
 
 
-def boxes_of(ids: Sequence[str]) -> list[BoxItem]:
-    """BatchGetItem of boxes (consistent), 100 per request, chunks of them side by side."""
-    return read_all(chunked(list(ids), WRITE_CHUNK),
-                    lambda chunk: list(BoxItem.batch_get(chunk, consistent_read=True)))
-
-
 def _write_pointers(incident_id: str, members: dict[str, Member], at_ms: int) -> None:
     """Each member episode -> its incident, for drops that arrive after the incident resolved."""
+    from boxwatch.network import LIFECYCLE_DAYS  # the sweep's alone: OutageNotify never loads network
+
     with EpisodeIncidentItem.batch_write() as batch:
         for box_id, m in members.items():
             for v in m.versions:
@@ -293,48 +242,13 @@ def _resolved_incidents(episodes: Iterable[Candidate], known: dict[str, Incident
             if item.merged_into:
                 incident_id = str(item.merged_into)
                 continue
-            known[incident_id] = Incident(item, _members(item))
+            known[incident_id] = Incident(item, members_of(item))
         if incident_id in known:
             out[key] = incident_id
     return out
 
 
 # -------------------------------------------------------------------- reads
-T = TypeVar("T")
-# the shards of a bucket are read side by side: a sweep's latency stays one Query's. As many
-# threads as the table client has pooled connections (pynamodb's default, 10): more would wait
-# for a connection and make urllib3 drop the surplus ("Connection pool is full")
-READ_THREADS = 10
-
-
-_READERS: list[ThreadPoolExecutor] = []  # one pool per container: threads outlive an invocation
-
-
-K = TypeVar("K")
-WRITE_CHUNK = 500  # items per task of a parallel batch read or write (20 BatchWriteItem, 5 BatchGetItem)
-
-
-def chunked(items: Sequence[K], size: int) -> list[Sequence[K]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def read_all(keys: Sequence[K], read: Callable[[K], list[T]]) -> list[T]:
-    """`read` of every partition key, in parallel threads (botocore clients are thread-safe), the
-    results in the order of `keys` (a sweep decides the same whatever the threads' timing).
-
-    The first key is read on the calling thread: that read builds the table's client, which the
-    threads then share. Threads that all find no client yet each build one (a botocore session and
-    its JSON models per thread, 0.1-0.2 s of CPU each), which starved every other function of a
-    busy container.
-    """
-    if not keys:
-        return []
-    first = read(keys[0])
-    if len(keys) == 1:
-        return first
-    if not _READERS:
-        _READERS.append(ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="shard-read"))
-    return first + [x for part in _READERS[0].map(read, keys[1:]) for x in part]
 
 
 def recent_arrivals(at_ms: int, settings: Settings, kind: str = "D") -> list[ArrivalEntry]:
@@ -383,101 +297,7 @@ def episodes_near(drops: Iterable[ArrivalEntry], at_ms: int, settings: Settings)
     return out
 
 
-def online_neighbours(group: Sequence[Candidate], settings: Settings) -> dict[str, tuple[BoxItem, float]]:
-    """Online boxes within the outage radius of any member: box id -> (box, distance to nearest member).
-
-    One Query of the area-cell index per cell covering a member (cells shared by members once).
-    """
-    members = {c.box_id for c in group}
-    cells: dict[str, None] = {}
-    for c in group:
-        cells.update(dict.fromkeys(geo.covering_cells(c.lat, c.lng, settings.outage_radius_m, settings.area_res)))
-    nearest = nearest_member(group, settings)
-    out: dict[str, tuple[BoxItem, float]] = {}
-    for cell in cells:
-        for item in BoxItem.by_area_cell.query(cell):
-            if item.box_id in members or not item.online:
-                continue
-            d = nearest(float(item.lat), float(item.lng))
-            if d is not None:
-                out[item.box_id] = (item, d)
-    return out
-
-
-def nearest_member(group: Sequence[Candidate], settings: Settings) -> Callable[[float, float], float | None]:
-    """The distance from a point to the nearest member within the outage radius (None: none within).
-    Only the members in the cells covering the point's radius are measured: a box next to a
-    100,000-box blackout is measured against its neighbours, not against every member (the cover
-    is complete, so the nearest member within the radius is among them)."""
-    radius, res = settings.outage_radius_m, settings.area_res
-    by_cell: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for c in group:
-        by_cell[geo.cell_of(c.lat, c.lng, res)].append((c.lat, c.lng))
-
-    def nearest(lat: float, lng: float) -> float | None:
-        found = [geo.distance_m((lat, lng), p) for cell in geo.covering_cells(lat, lng, radius, res)
-                 for p in by_cell.get(cell, ())]
-        d = min(found, default=None)
-        return d if d is not None and d <= radius else None
-
-    return nearest
-
-
 # -------------------------------------------------------------------- the sweep
-@dataclass
-class SweepResult:
-    at_ms: int
-    candidates: int = 0
-    clusters: list[list[str]] = field(default_factory=list)
-    opened: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    resolved: list[str] = field(default_factory=list)
-    blips: list[str] = field(default_factory=list)  # clusters all back when first decided: nobody told
-    notified: dict[str, list[str]] = field(default_factory=dict)  # incident -> clients sent to
-    third_alarms: list[str] = field(default_factory=list)  # boxes whose late alarm the sweep caught
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (client, error) to retry next sweep
-    storms: list[str] = field(default_factory=list)  # incidents found to be area outages (storm mode) now
-    all_clears: dict[str, list[str]] = field(default_factory=dict)  # storm incident -> clients told it is back
-    unlinked: dict[str, list[str]] = field(default_factory=dict)  # incident -> members a late connect unlinked
-    parts: dict[str, int] = field(default_factory=dict)  # incident -> area parts sent to OutageNotify
-
-
-@dataclass(frozen=True)
-class Extent:
-    """What a push says of the whole incident: how many members, their first and last drop. A part
-    of a fanned-out incident holds only the members near it, so the sweep sends these along."""
-
-    count: int
-    first: int
-    last: int
-
-    @classmethod
-    def of(cls, group: Sequence[Candidate]) -> Extent:
-        return cls(len(group), min(c.offline_at for c in group), max(c.offline_at for c in group))
-
-
-def neighbour_outage_notification(box: BoxItem, distance_m: float, group: Sequence[Candidate],
-                                  incident: IncidentItem, extent: Extent | None = None) -> Notification:
-    # nearest first; a push (4 KB) lists the nearest LISTED_IN_DATA, the incident holds them all
-    named = sorted(
-        ({"id": c.box_id, "name": c.name, "distance_m": round(geo.distance_m((box.lat, box.lng), (c.lat, c.lng)), 1)}
-         for c in group),
-        key=lambda b: (b["distance_m"], b["id"]),
-    )
-    offline = sorted(str(b["id"]) for b in named[:LISTED_IN_DATA])
-    extent = extent or Extent.of(group)
-    first, last = extent.first, extent.last
-    area = {"lat": incident.center_lat, "lng": incident.center_lng, "radius_m": incident.radius_m}
-    return Notification(
-        kind="neighbour_outage",
-        box_id=box.box_id,
-        at_ms=last,
-        data={"offline_boxes": offline, "boxes": offline, "offline_count": extent.count,
-              "incident": incident.incident_id, "area": area, "first_offline_at": first, "last_offline_at": last,
-              "distance_m": round(distance_m, 1)},
-        context={"count": extent.count, "box_name": box.name, "boxes_named": named[:NAMED_IN_TEXT],
-                 "span_s": (last - first) / 1000},
-    )
 
 
 def _area(group: Sequence[Candidate], settings: Settings) -> tuple[float, float, float]:
@@ -486,22 +306,6 @@ def _area(group: Sequence[Candidate], settings: Settings) -> tuple[float, float,
     lng = sum(c.lng for c in group) / len(group)
     spread = max(geo.distance_m((lat, lng), (c.lat, c.lng)) for c in group)
     return lat, lng, round(spread + settings.outage_radius_m, 1)
-
-
-def _still_open(m: Member, box: BoxItem | None) -> bool:
-    """Is the member's latest episode open? Until a connect of a higher version has arrived."""
-    if box is None:
-        return False
-    if m.version is not None:
-        return int(box.last_connect_version or 0) <= m.version
-    return not box.online and int(box.status_since) == m.t  # recorded before versions were kept
-
-
-def _group(inc: Incident, boxes: dict[str, BoxItem]) -> list[Candidate]:
-    """The incident's member boxes, for distances and the push (each box once, its latest episode)."""
-    out = [Candidate(b, boxes[b].name, float(boxes[b].lat), float(boxes[b].lng), m.t, inc.incident_id,
-                     m.version or 0) for b, m in inc.members.items() if b in boxes]
-    return sorted(out, key=lambda c: (c.offline_at, c.box_id))
 
 
 def _resolve(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], merged_into: str | None = None,
@@ -660,170 +464,6 @@ def _split_off(inc: Incident, boxes: list[str], at_ms: int) -> Incident | None:
     return new
 
 
-def _recipients(group: Sequence[Candidate], settings: Settings,
-                only: Sequence[BoxItem] | None) -> dict[str, tuple[BindingItem, BoxItem, float]]:
-    """The clients of the online non-member boxes within the radius of a member (of `only`, if
-    given): client -> (binding, its nearest such box, distance). A client hears once, about its nearest box."""
-    members = {c.box_id for c in group}
-    if only is None:
-        neighbours = online_neighbours(group, settings)
-    else:
-        neighbours = {}
-        nearest = nearest_member(group, settings)
-        for box in only:
-            if box.box_id in members or not box.online:
-                continue
-            d = nearest(float(box.lat), float(box.lng))
-            if d is not None:
-                neighbours[box.box_id] = (box, d)
-    chosen: dict[str, tuple[BindingItem, BoxItem, float]] = {}
-    for box_id, (box, d) in sorted(neighbours.items(), key=lambda kv: (kv[1][1], kv[0])):
-        for binding in bindings_of_box(box_id):
-            if binding.enabled and binding.client_id not in chosen:
-                chosen[binding.client_id] = (binding, box, d)
-    return chosen
-
-
-def _all_clear(inc: Incident, at_ms: int, boxes: dict[str, BoxItem], sns: SNSClient, result: SweepResult) -> bool:
-    """Before a storm incident resolves, its clients are told the area is back; True when it may
-    resolve (no storm, or every all-clear sent)."""
-    if not inc.item.storm:
-        return True
-    back_at = max((int(boxes[b].status_since) for b in inc.members if b in boxes and boxes[b].online), default=at_ms)
-    return storm.all_clear(inc.item, back_at, at_ms, sns, result.all_clears.setdefault(inc.incident_id, []),
-                           result.failed)
-
-
-def _warn(inc: Incident, group: Sequence[Candidate], at_ms: int, settings: Settings, sns: SNSClient,
-          result: SweepResult, boxes: dict[str, BoxItem], only: Sequence[BoxItem] | None = None,
-          extent: Extent | None = None, open_count: int | None = None, seq: int | None = None) -> bool:
-    """Tell each client of an online neighbour what it was not told yet; True when nothing failed.
-
-    The highest member number is the content: a client told up to it knows every box of the cluster
-    (members only join, and a box back in a new episode joins with a new number). `only`: just
-    these boxes' clients (boxes that came online next to a live incident). `extent`, `open_count`,
-    `seq` (its highest member number): of the whole incident when `inc.members` and `group` are
-    only the members near one part of it (warn_part).
-    """
-    incident = inc.item
-    group_seq = max(m.seq for m in inc.members.values()) if seq is None else seq
-    chosen = _recipients(group, settings, only)
-    if not chosen:
-        return True
-    extent = extent or Extent.of(group)  # once, not per client: a blackout has 100,000 members
-    if incident.storm:
-        # an area outage: one `area_outage` per client, however the cluster grows
-        if open_count is None:
-            open_count = sum(_still_open(inc.members[c.box_id], boxes.get(c.box_id)) for c in group)
-        return storm.warn_area(incident, (extent.first, extent.last), open_count, chosen, at_ms, sns,
-                               result.notified.setdefault(incident.incident_id, []), result.failed)
-    devices = devices_of(chosen)  # every chosen client's phones in one read, not one per client
-    told_before = IncidentClientItem.some(incident.incident_id, chosen)  # the chosen clients' rows only
-    ok = True
-    warned: dict[str, BoxItem] = {}
-    for client_id, (binding, box, d) in sorted(chosen.items()):
-        old = told_before.get(client_id)
-        note = neighbour_outage_notification(box, d, group, incident, extent)
-        # the news as this client reads it: the count and the boxes listed (the nearest ones). A
-        # member box back in a later episode, or one member for another far from the client, is
-        # no news: never the same push twice
-        content = content_hash([*note.data["offline_boxes"], f"#{note.data['offline_count']}"])
-        if storm.confirmed(old) and old is not None and (int(old.told_upto) >= group_seq
-                                                         or old.content_hash == content):
-            continue
-        if storm.leased(old, at_ms):
-            ok = False  # an overlapping sweep is telling it (or this schedule, delivered twice)
-            continue
-        record = IncidentClientItem(
-            *IncidentClientItem.key(incident.incident_id, client_id), client_id=client_id, box_id=box.box_id,
-            told_upto=group_seq, content_hash=content, sends=(old.sends if old else 0) + 1,
-            updated_at=at_ms, expires_at=at_ms // 1000 + INCIDENT_DAYS * 86_400)
-        if incident.owed_since is None:
-            incident.update(actions=[IncidentItem.owed_since.set(at_ms)])  # before any claim (see _owed)
-        # claim before sending, so that two overlapping sweeps cannot both send this update
-        if not storm.claim_told(record, old):
-            continue
-        report: SendReport = send(sns, [binding], note, devices=devices)
-        if report.failed:
-            ok = False
-            result.failed.extend(report.failed)
-            storm.release(record)  # owed, see _owed
-        elif report.sent:
-            storm.confirm_told(record)
-            result.notified.setdefault(incident.incident_id, []).append(client_id)
-            warned[box.box_id] = box
-    # each warned box has a fourth alarm with a life (ack, reminder, SMS) until the incident is over
-    for box_id, box in sorted(warned.items()):
-        alarm_id = alarm_life.open_outage_alarm(box_id, incident.incident_id, at_ms, settings)
-        if alarm_id is not None:
-            note_alarm(box, alarm_id, at_ms, settings)
-    return ok
-
-
-def _owed(inc: Incident, group: Sequence[Candidate], at_ms: int, sns: SNSClient, result: SweepResult,
-          boxes: dict[str, BoxItem], clean: bool = False) -> bool:
-    """Warnings an earlier sweep decided and did not confirm (its push failed, or it died after the
-    claim: owed once the claim's lease is over) are sent now, with the boxes decided then, whether
-    or not the client is still a recipient and the incident still live: a safety push is never
-    traded for silence. True when nothing is owed any more (the incident may resolve). `clean`:
-    this sweep's warnings all went out.
-
-    Only an incident whose `owed_since` is set can owe anything, so a quiet sweep reads no clients.
-    """
-    item = inc.item
-    if item.storm or item.owed_since is None:
-        return True  # (an area outage's pending claims are sent again by storm.warn_area)
-    if clean and int(item.owed_since) == at_ms:
-        _nothing_owed(item)  # set by this sweep, whose every claim was confirmed
-        return True
-    ok = True
-    rows = [r for r in IncidentClientItem.rows(item.pk) if r.pending_at is not None]
-    need = sorted({r.box_id for r in rows} - set(boxes))
-    if need:
-        boxes.update({b.box_id: b for b in boxes_of(need)})
-    for old in rows:
-        if storm.leased(old, at_ms):
-            ok = False  # claimed by this sweep or an overlapping one: sent by it, or owed after the lease
-            continue
-        box = boxes.get(old.box_id)
-        binding = None if box is None else next(
-            (b for b in bindings_of_box(old.box_id) if b.client_id == old.client_id and b.enabled), None)
-        if box is None or binding is None or not group:
-            storm.confirm_told(old)  # unbound since: nobody to tell
-            continue
-        # what was decided: the members up to the claim's number (not one that joined since)
-        owed = [c for c in group if c.box_id in inc.members and inc.members[c.box_id].seq <= int(old.told_upto)]
-        owed = owed or list(group)
-        d = min(geo.distance_m((box.lat, box.lng), (c.lat, c.lng)) for c in owed)
-        record = IncidentClientItem(
-            *IncidentClientItem.key(inc.incident_id, old.client_id), client_id=old.client_id, box_id=old.box_id,
-            told_upto=old.told_upto, content_hash=old.content_hash, sends=int(old.sends) + 1,
-            updated_at=at_ms, expires_at=old.expires_at)
-        if not storm.claim_told(record, old):
-            ok = False  # an overlapping sweep took it
-            continue
-        report = send(sns, [binding], neighbour_outage_notification(box, d, owed, item))
-        if report.failed:
-            ok = False
-            result.failed.extend(report.failed)
-            storm.release(record)
-            continue
-        storm.confirm_told(record)
-        if report.sent:
-            result.notified.setdefault(inc.incident_id, []).append(old.client_id)
-    if ok:
-        _nothing_owed(item)
-    return ok
-
-
-def _nothing_owed(item: IncidentItem) -> None:
-    try:
-        item.update(actions=[IncidentItem.owed_since.remove()])  # optimistic lock on `revision`
-    except UpdateError as exc:
-        if not condition_failed(exc):
-            raise  # changed by another sweep meanwhile: the next sweep looks again
-
-
 def _join(group: list[Candidate], incidents: dict[str, Incident], at_ms: int, settings: Settings,
           result: SweepResult) -> Incident | None:
     """A cluster with a new drop: grow the incident(s) it touches (merging into the oldest) or open one."""
@@ -919,6 +559,8 @@ def _late_third_alarms(due: list[tuple[ArrivalEntry, int]], boxes: dict[str, Box
     # boto3 comes with it: see boxwatch.idempotency
     from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
+    from boxwatch.network import Drop, ThirdAlarmFailed, offline_after_alarm
+
     checked: list[ArrivalEntry] = []
     for d, level in due:
         if d.box_id not in boxes:
@@ -950,7 +592,7 @@ def plan_parts(group: Sequence[Candidate], settings: Settings) -> dict[str, tupl
 
     Every cell within the radius of a member is in some part, once; a part reads its own cells
     (recipients) and the member cells near them (distances), so a cluster crossing a part's border
-    is told whole by each side, and each client once (the claim, see _warn)."""
+    is told whole by each side, and each client once (the claim, see outage_notify.warn)."""
     res, part_res = settings.area_res, settings.sweep_part_res
     member_cells = sorted({geo.cell_of(c.lat, c.lng, res) for c in group})
     near: dict[str, set[str]] = defaultdict(set)  # cell that may hold a recipient -> member cells in reach
@@ -982,48 +624,6 @@ def _fan_out(inc: Incident, group: Sequence[Candidate], open_count: int, at_ms: 
         if sent.get("Failed"):
             raise RuntimeError(f"parts of incident {inc.incident_id} not queued: {sent['Failed'][:3]}")
     return len(bodies)
-
-
-def warn_part(part: OutagePart, settings: Settings, sns: SNSClient) -> SweepResult:
-    """OutageNotify: tell the clients of the online boxes in one part of a large incident, as the
-    sweep at `part.at_ms` decided it (the same warnings, claims and fourth-alarm lives as _warn).
-
-    Reads the incident, the boxes of the part's cells, then of the member cells within reach of its
-    online boxes (one Query a cell, in parallel): the nearest member of every online box in the
-    part is among those (a part inside a blackout, with no box online, reads no more); then
-    the member rows of just those boxes that may be members (offline, or back since the incident
-    began). What it reads grows with the part, not with the incident. A part whose incident is
-    resolved meanwhile tells nobody (its all-clear was decided)."""
-    result = SweepResult(part.at_ms)
-    try:
-        item = IncidentItem.get(*IncidentItem.key(part.incident), consistent_read=True)
-    except IncidentItem.DoesNotExist:
-        return result
-    if item.state != "open":
-        return result
-    def cells(keys: set[str]) -> list[BoxItem]:
-        return read_all(sorted(keys), lambda cell: list(BoxItem.by_area_cell.query(cell)))
-
-    own = set(part.cells)
-    found = cells(own)
-    # then the member cells within reach of its online boxes: none inside a blackout, where no box is online
-    near = {c for b in found if b.online for ring in geo.reach(b.area_cell, settings.outage_radius_m) for c in ring}
-    found += cells((near & set(part.member_cells)) - own)
-    boxes = {b.box_id: b for b in found}
-    maybe = [b.box_id for b in found if not b.online or int(b.status_since or 0) >= int(item.opened_at)]
-    rows = read_all(chunked(sorted(maybe), WRITE_CHUNK),
-                    lambda chunk: list(IncidentMemberItem.some(part.incident, chunk).values()))
-    members = {r.box_id: Member(int(r.t), int(r.seq), None if r.version is None else int(r.version),
-                                {int(v) for v in (r.versions or [])}) for r in rows}
-    inc = Incident(item, members)
-    only = [b for b in found if b.area_cell in own and b.online and b.box_id not in members]
-    group = _group(inc, boxes)
-    if not only or not group:
-        return result
-    _warn(inc, group, part.at_ms, settings, sns, result, boxes, only=only,
-          extent=Extent(part.count, part.first_offline_at, part.last_offline_at), open_count=part.open_count,
-          seq=part.seq)
-    return result
 
 
 def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempotency,
@@ -1088,17 +688,19 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
     if more:
         boxes.update({b.box_id: b for b in boxes_of(more)})
 
+    if incidents:  # what tells and what tests a storm load only then: a quiet sweep never does
+        from boxwatch import alarm_life, outage_notify, storm
     for inc in sorted(incidents.values(), key=lambda i: i.incident_id):
         if not inc.members and at_ms - int(inc.item.updated_at) <= evaluate_window_ms(settings):
             continue  # opened by a sweep that died before its members: the next sweep's drops finish it
-        live = any(_still_open(m, boxes.get(b)) for b, m in inc.members.items())
-        group = _group(inc, boxes)
+        live = any(still_open(m, boxes.get(b)) for b, m in inc.members.items())
+        group = group_of(inc, boxes)
         if not live:
             if inc.new:
                 if _resolve(inc, at_ms, boxes, blip=True):
                     result.blips.append(inc.incident_id)
-            elif (inc.item.state == "open" and _owed(inc, group, at_ms, sns, result, boxes)
-                  and _all_clear(inc, at_ms, boxes, sns, result) and _resolve(inc, at_ms, boxes)):
+            elif (inc.item.state == "open" and outage_notify.send_owed(inc, group, at_ms, sns, result, boxes)
+                  and outage_notify.area_all_clear(inc, at_ms, boxes, sns, result) and _resolve(inc, at_ms, boxes)):
                 result.resolved.append(inc.incident_id)
                 if not inc.item.storm:  # a storm's clients had their area all-clear above
                     alarm_life.all_clear(inc.item, sorted(inc.members), boxes, at_ms, settings, sns)
@@ -1109,12 +711,12 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
             continue
         if inc.item.unlinked:
             # no two of its members are linked: no outage to warn of, only what was owed before
-            _owed(inc, group, at_ms, sns, result, boxes)
+            outage_notify.send_owed(inc, group, at_ms, sns, result, boxes)
             continue
         group_seq = max(m.seq for m in inc.members.values())
         became_storm = False
         if not inc.item.storm and (inc.changed or int(inc.item.announced_upto) < group_seq):
-            test = storm.assess([c for c in group if _still_open(inc.members[c.box_id], boxes.get(c.box_id))],
+            test = storm.assess([c for c in group if still_open(inc.members[c.box_id], boxes.get(c.box_id))],
                                 settings)
             if test is not None and test.is_storm(settings):
                 storm.mark(inc.item, test, at_ms, settings)
@@ -1139,19 +741,19 @@ def sweep(at_ms: int, settings: Settings, sns: SNSClient, idempotency: Idempoten
             if sqs is not None and _fans_out(inc, settings):
                 # decided here, told by the workers: announced once the parts are queued (a part that
                 # fails is retried by SQS; a push that fails is owed, as below)
-                open_now = sum(_still_open(inc.members[c.box_id], boxes.get(c.box_id)) for c in group)
+                open_now = sum(still_open(inc.members[c.box_id], boxes.get(c.box_id)) for c in group)
                 result.parts[inc.incident_id] = _fan_out(inc, group, open_now, at_ms, settings, sqs)
                 ok = fanned = True
             else:
-                ok = _warn(inc, group, at_ms, settings, sns, result, boxes)
+                ok = outage_notify.warn(inc, group, at_ms, settings, sns, result, boxes)
         else:
             # unchanged: only boxes that came online next to it may have clients to tell
             lat, lng, radius = (float(inc.item.center_lat or 0), float(inc.item.center_lng or 0),
                                 float(inc.item.radius_m or 0))
             back = [boxes[a.box_id] for a in connects if a.box_id in boxes and a.box_id not in inc.members
                     and geo.distance_m((lat, lng), (float(a.lat), float(a.lng))) <= radius]
-            ok = _warn(inc, group, at_ms, settings, sns, result, boxes, only=back) if back else True
-        ok = _owed(inc, group, at_ms, sns, result, boxes, clean=ok and not fanned) and ok
+            ok = outage_notify.warn(inc, group, at_ms, settings, sns, result, boxes, only=back) if back else True
+        ok = outage_notify.send_owed(inc, group, at_ms, sns, result, boxes, clean=ok and not fanned) and ok
         if ok and int(inc.item.announced_upto) < group_seq:
             try:
                 inc.item.update(actions=[IncidentItem.announced_upto.set(group_seq)])

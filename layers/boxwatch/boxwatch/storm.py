@@ -32,7 +32,7 @@ INCIDENT_DAYS = 90
 
 
 class Candidate(Protocol):
-    """An offline member as the sweep holds it (boxwatch.outage.Candidate)."""
+    """An offline member as the sweep holds it (boxwatch.incidents.Candidate)."""
 
     @property
     def lat(self) -> float: ...
